@@ -1,0 +1,1 @@
+"""Platform adapters (terminal shell, Discord, Slack), scheduler, settings and CLI."""

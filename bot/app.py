@@ -1,0 +1,66 @@
+"""Wiring shared by every adapter: settings → database (migrated) → command core."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from bot.settings import Settings
+from commands import load_registry
+from commands.clock import Clock, ShiftedClock, SystemClock, parse_instant
+from commands.core import CommandCore
+from commands.coursefile import ImportReport, import_course, parse_course_file
+from commands.errors import InvalidInput
+from db.migrate import upgrade_async
+from db.models import Course
+from db.session import Database
+
+log = logging.getLogger("coursebot")
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    core: CommandCore
+    clock: Clock
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+def make_clock(settings: Settings) -> Clock:
+    if settings.now:
+        return ShiftedClock(parse_instant(settings.now, "America/New_York"))
+    return SystemClock()
+
+
+async def start_app(
+    settings: Settings, *, load_sample: bool = True, clock: Clock | None = None
+) -> App:
+    """Migrate the database, load the course file into an empty one, build the core."""
+    await upgrade_async(settings.database_url)
+    db = Database(settings.database_url)
+    clock = clock or make_clock(settings)
+    if load_sample and settings.course_file is not None:
+        async with db.session() as session:
+            n = await session.scalar(select(func.count()).select_from(Course))
+        if not n:
+            report = await import_course_file(db, settings.course_file, clock)
+            log.info("loaded %s into an empty database", settings.course_file)
+            log.debug(report.summary())
+    core = CommandCore(db, load_registry(), clock=clock, data_dir=settings.data_dir)
+    return App(settings=settings, db=db, core=core, clock=clock)
+
+
+async def import_course_file(db: Database, path: Path, clock: Clock) -> ImportReport:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read the course file {path}: {exc.strerror}.") from None
+    cf = parse_course_file(text, source=str(path))
+    async with db.transaction() as session:
+        return await import_course(session, cf, now=clock.now())

@@ -1,0 +1,383 @@
+"""The ``coursebot`` command line (Typer)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from bot.settings import Settings
+
+app = typer.Typer(
+    help="coursebot: runs a graduate seminar on Discord, Slack or in the terminal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+course_app = typer.Typer(help="Course files, rosters and platform bindings.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(course_app, name="course")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="DATABASE_URL", help="Overrides DATABASE_URL."),
+]
+CourseOption = Annotated[
+    str | None, typer.Option("--course", help="Course key (default: the first).")
+]
+
+
+def _settings(database_url: str | None = None, **overrides: object) -> Settings:
+    settings = Settings()
+    if database_url:
+        settings.database_url = database_url
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(settings, key, value)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return settings
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _run(coro: object) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from commands.errors import CourseBotError
+
+    try:
+        return asyncio.run(coro) or 0  # type: ignore[arg-type]
+    except CourseBotError as err:
+        _fail(str(err))
+    except (OperationalError, OSError) as err:
+        _fail(
+            f"Cannot reach the database: {getattr(err, 'orig', None) or err}. Check DATABASE_URL."
+        )
+    return 1
+
+
+# ------------------------------------------------------------------------------ bot
+@app.command()
+def run(
+    database_url: DbOption = None,
+    platform: Annotated[
+        str, typer.Option(help="auto (from the tokens in .env), terminal, discord or slack")
+    ] = "auto",
+    speaker: Annotated[str | None, typer.Option("--as", help="Terminal: who speaks first.")] = None,
+    course: CourseOption = None,
+) -> None:
+    """Start the bot: Discord or Slack when their tokens are set, else the terminal shell."""
+    settings = _settings(database_url)
+    chosen = settings.platform if platform == "auto" else platform
+    if chosen == "terminal":
+        raise typer.Exit(_run(_shell(settings, speaker, course, strict=False, script=None)))
+    if chosen in ("discord", "slack"):
+        _fail(
+            f"The {chosen} adapter is not part of this build yet. Remove the {chosen.upper()}_* "
+            "tokens from .env (or pass --platform terminal) to run in the terminal."
+        )
+    _fail(f"Unknown platform {platform!r}: use auto, terminal, discord or slack.")
+
+
+@app.command()
+def shell(
+    database_url: DbOption = None,
+    speaker: Annotated[
+        str | None, typer.Option("--as", help="Who speaks first (a terminal handle).")
+    ] = None,
+    course: CourseOption = None,
+    strict: Annotated[
+        bool, typer.Option(help="Scripted: exit non-zero on the first error.")
+    ] = False,
+    script: Annotated[
+        Path | None, typer.Option(help="Read commands from this file instead of stdin.")
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(help="Pretend it is this time (ISO, course zone), e.g. 2023-08-26T09:00."),
+    ] = None,
+) -> None:
+    """The terminal bot: interactive at a terminal, scripted when stdin is a pipe or --script."""
+    settings = _settings(database_url, now=now)
+    raise typer.Exit(_run(_shell(settings, speaker, course, strict=strict, script=script)))
+
+
+async def _shell(
+    settings: Settings,
+    speaker: str | None,
+    course: str | None,
+    *,
+    strict: bool,
+    script: Path | None,
+) -> int:
+    from bot.app import start_app
+    from bot.shell import (
+        Shell,
+        ShellError,
+        resolve_workspace,
+        run_interactive,
+        run_script,
+        stdin_is_interactive,
+    )
+
+    app_ = await start_app(settings)
+    try:
+        try:
+            workspace, default_speaker = await resolve_workspace(
+                app_, course or settings.default_course
+            )
+        except ShellError as exc:
+            _fail(str(exc))
+        sh = Shell(
+            app_,
+            workspace=workspace,
+            speaker=speaker or default_speaker,
+            files_dir=settings.data_dir / "shell-files",
+        )
+        if script is not None:
+            lines = script.read_text(encoding="utf-8").splitlines()
+            return await run_script(sh, lines, strict=strict)
+        if not stdin_is_interactive():
+            return await run_script(sh, sys.stdin, strict=strict)
+        return await run_interactive(sh, settings.data_dir / ".shell_history")
+    finally:
+        await app_.close()
+
+
+# ------------------------------------------------------------------------------- db
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: DbOption = None,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Create or upgrade the schema (SQLite or Postgres) to the latest migration."""
+    from db.migrate import upgrade
+
+    settings = _settings(database_url)
+    upgrade(settings.database_url, revision)
+    typer.echo(f"Database at {_safe_url(settings.database_url)} is at revision {revision}.")
+
+
+@db_app.command("current")
+def db_current(database_url: DbOption = None) -> None:
+    """Print the schema revision of the database."""
+    from db.migrate import current
+
+    current(_settings(database_url).database_url)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --------------------------------------------------------------------------- course
+@course_app.command("import")
+def course_import(
+    file: Annotated[Path, typer.Argument(help="The course's YAML file.")],
+    database_url: DbOption = None,
+) -> None:
+    """Validate a course file and create or update its course (never duplicates)."""
+    settings = _settings(database_url)
+
+    async def go() -> int:
+        from bot.app import import_course_file
+        from commands.clock import SystemClock
+        from db.migrate import upgrade_async
+        from db.session import Database
+
+        await upgrade_async(settings.database_url)
+        db = Database(settings.database_url)
+        try:
+            report = await import_course_file(db, file, SystemClock())
+        finally:
+            await db.dispose()
+        typer.echo(report.summary())
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+@course_app.command("export")
+def course_export(
+    database_url: DbOption = None,
+    course: CourseOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Write a course back as a course file (what `course import` reads)."""
+    settings = _settings(database_url)
+
+    async def go() -> int:
+        from commands.coursefile import dump_course, export_course
+
+        db = await _open(settings)
+        try:
+            async with db.session() as session:
+                c = await _course(session, course)
+                text = dump_course(await export_course(session, c))
+        finally:
+            await db.dispose()
+        if out:
+            out.write_text(text, encoding="utf-8")
+            typer.echo(f"Wrote {out}.", err=True)
+        else:
+            typer.echo(text, nl=False)
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+@course_app.command("roster")
+def course_roster(
+    file: Annotated[Path, typer.Argument(help="A Canvas roster / gradebook CSV export.")],
+    database_url: DbOption = None,
+    course: CourseOption = None,
+    email_domain: Annotated[
+        str | None,
+        typer.Option(help="Build emails as LOGIN@DOMAIN when the CSV has no Email column."),
+    ] = None,
+) -> None:
+    """Add or update students from a Canvas CSV (matched by email or SIS id; nobody is removed)."""
+    settings = _settings(database_url)
+
+    async def go() -> int:
+        from commands.coursefile import import_roster, parse_canvas_roster
+        from commands.errors import InvalidInput
+
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            raise InvalidInput(f"Cannot read {file}: {exc.strerror}.") from None
+        people = parse_canvas_roster(text, source=str(file), email_domain=email_domain)
+        db = await _open(settings)
+        try:
+            from commands.clock import SystemClock
+
+            async with db.transaction() as session:
+                c = await _course(session, course)
+                report = await import_roster(session, c, people, now=SystemClock().now())
+        finally:
+            await db.dispose()
+        typer.echo(report.summary())
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+@course_app.command("bind")
+def course_bind(
+    course: Annotated[str, typer.Argument(help="Course key.")],
+    platform: Annotated[str, typer.Argument(help="terminal, discord or slack")],
+    external_id: Annotated[
+        str, typer.Argument(help="Discord guild id, Slack team id or a terminal session name.")
+    ],
+    database_url: DbOption = None,
+) -> None:
+    """Connect a course to a Discord guild, a Slack workspace or a terminal session."""
+    settings = _settings(database_url)
+
+    async def go() -> int:
+        from commands.errors import Conflict, InvalidInput
+        from db.models import CourseBinding, Platform
+
+        try:
+            plat = Platform(platform)
+        except ValueError:
+            raise InvalidInput(
+                f"Unknown platform {platform!r}: use terminal, discord or slack."
+            ) from None
+        db = await _open(settings)
+        try:
+            async with db.transaction() as session:
+                c = await _course(session, course)
+                existing = await session.scalar(
+                    select(CourseBinding).where(
+                        CourseBinding.platform == plat, CourseBinding.external_id == external_id
+                    )
+                )
+                if existing is not None and existing.course_id != c.id:
+                    raise Conflict(f"{platform} {external_id} is already bound to another course.")
+                if existing is None:
+                    session.add(
+                        CourseBinding(course_id=c.id, platform=plat, external_id=external_id)
+                    )
+        finally:
+            await db.dispose()
+        typer.echo(f"Course {course} is bound to {platform} {external_id}.")
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+@course_app.command("list")
+def course_list(database_url: DbOption = None) -> None:
+    """The courses in the database and where each is bound."""
+    settings = _settings(database_url)
+
+    async def go() -> int:
+        from db.models import Course, CourseBinding
+
+        db = await _open(settings)
+        try:
+            async with db.session() as session:
+                rows = (await session.execute(select(Course).order_by(Course.key))).scalars().all()
+                for c in rows:
+                    binds = await session.scalars(
+                        select(CourseBinding).where(CourseBinding.course_id == c.id)
+                    )
+                    where = (
+                        ", ".join(f"{b.platform.value}:{b.external_id}" for b in binds)
+                        or "not bound"
+                    )
+                    typer.echo(f"{c.key}\t{c.name}\t{where}")
+                if not rows:
+                    typer.echo("No courses yet: `coursebot course import FILE.yaml`.")
+        finally:
+            await db.dispose()
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+async def _open(settings: Settings):  # type: ignore[no-untyped-def]
+    from db.migrate import upgrade_async
+    from db.session import Database
+
+    await upgrade_async(settings.database_url)
+    return Database(settings.database_url)
+
+
+async def _course(session, key: str | None):  # type: ignore[no-untyped-def]
+    from commands.errors import NotFound
+    from db.models import Course
+
+    q = select(Course).order_by(Course.id)
+    if key:
+        q = q.where(Course.key == key)
+    c = await session.scalar(q)
+    if c is None:
+        raise NotFound(
+            f"No course {key!r} in the database." if key else "No course in the database yet.",
+            hint="Import one with `coursebot course import FILE.yaml`.",
+        )
+    return c
+
+
+if __name__ == "__main__":
+    app()

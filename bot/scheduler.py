@@ -1,0 +1,65 @@
+"""Runs the periodic sweep that delivers due reminders through the outbox.
+
+The schedule itself lives in the database (deadlines, and the ``notifications``
+that went out), so nothing is lost on restart: the first sweep after a start
+catches up on anything due within the grace window. APScheduler drives the
+interval, with coalescing so a slow sweep never piles up.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import select
+
+from bot.outbox import Outbox
+from commands.clock import Clock
+from commands.reminders import Post, due_reminders
+from db.models import Course
+from db.session import Database
+
+log = logging.getLogger("coursebot.scheduler")
+
+
+class ReminderSweeper:
+    def __init__(
+        self, db: Database, outbox: Outbox, clock: Clock, *, hours_before: list[int]
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.clock = clock
+        self.hours_before = hours_before
+        self._scheduler: AsyncIOScheduler | None = None
+
+    async def sweep(self) -> list[Post]:
+        """Deliver every reminder that is due now; return what was posted."""
+        posts: list[Post] = []
+        async with self.db.transaction() as session:
+            for course in await session.scalars(select(Course)):
+                posts += await due_reminders(session, course, self.clock.now(), self.hours_before)
+        for post in posts:
+            try:
+                await self.outbox.post(post.course_id, post.channel, post.reply)
+            except Exception:
+                log.exception("could not deliver reminder %s", post.key)
+        return posts
+
+    def start(self, interval_seconds: float) -> None:
+        self._scheduler = AsyncIOScheduler()
+        self._scheduler.add_job(
+            self.sweep,
+            "interval",
+            seconds=interval_seconds,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=int(max(interval_seconds * 4, 60)),
+            next_run_time=None,
+            id="reminder-sweep",
+        )
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None

@@ -1,0 +1,75 @@
+"""Settings from the environment and ``.env`` (pydantic-settings).
+
+Every variable is listed, with a one-line comment, in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_COURSE = REPO_ROOT / "examples" / "comp790-23f.yaml"
+
+_ENV = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+)
+
+
+class DiscordSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="DISCORD_")
+
+    token: SecretStr | None = None
+    guild_id: str | None = None
+
+
+class SlackSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="SLACK_")
+
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+    command: str = "/course"
+    port: int = 3000
+
+
+class Settings(BaseSettings):
+    model_config = _ENV
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./data/coursebot.db",
+        description="SQLAlchemy URL: a SQLite file (default) or postgresql+asyncpg://...",
+    )
+    data_dir: Path = Field(default=Path("./data"), alias="COURSEBOT_DATA_DIR")
+    course_file: Path | None = Field(default=SAMPLE_COURSE, alias="COURSEBOT_COURSE_FILE")
+    default_course: str | None = Field(default=None, alias="COURSEBOT_COURSE")
+    now: str | None = Field(default=None, alias="COURSEBOT_NOW")
+    log_level: str = Field(default="INFO", alias="COURSEBOT_LOG_LEVEL")
+    reminder_hours: list[int] = Field(default=[24], alias="COURSEBOT_REMINDER_HOURS")
+    sweep_seconds: float = Field(default=30.0, alias="COURSEBOT_SWEEP_SECONDS")
+
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+
+    @field_validator("course_file", mode="before")
+    @classmethod
+    def _empty_course_file(cls, v: object) -> object:
+        return None if v in ("", "none", "None") else v
+
+    @property
+    def platform(self) -> str:
+        """Which adapter ``coursebot run`` starts, from the tokens present."""
+        if self.discord.token is not None:
+            return "discord"
+        if self.slack.bot_token is not None or self.slack.app_token is not None:
+            return "slack"
+        return "terminal"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

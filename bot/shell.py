@@ -1,0 +1,390 @@
+"""The terminal adapter: the whole bot in a terminal, on the same core as Discord
+and Slack. Interactive (history, tab completion) or scripted (one command per line
+on stdin, replies on stdout).
+
+Lines starting with ``:`` control the shell itself::
+
+    :as bob              speak as another user (their terminal handle)
+    :in battles          speak in another channel      :dm   talk to the bot privately
+    :react 12 🅰️         react to message 12            :unreact 12 🅰️
+    :click 12 2          press button 2 of message 12 (or give its label)
+    :attach FILE         attach a file to the next command
+    :sweep               deliver due scheduled posts now
+    :wait 5              wait 5 seconds (scheduled posts show as they fire)
+    :who                 who and where you are          :quit
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from bot.app import App
+from bot.scheduler import ReminderSweeper
+from commands.context import Attachment, Caller, Request, Where
+from commands.replies import Reply, Tone, render_text
+from db.models import Course, CourseBinding, Identity, Person, Platform, Role
+
+META_HELP = __doc__.split("::", 1)[1].rstrip() if __doc__ else ""
+
+
+@dataclass
+class ShellMessage:
+    number: int
+    channel: str
+    reply: Reply
+    reactions: dict[str, set[str]] = field(default_factory=dict)
+
+
+class ShellError(Exception):
+    """A mistake in a ``:`` shell command."""
+
+
+class Shell:
+    """One terminal session bound to one course."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        workspace: str,
+        speaker: str,
+        channel: str = "general",
+        files_dir: Path = Path("data/shell-files"),
+        out: Callable[[str], None] = print,
+    ) -> None:
+        self.app = app
+        self.workspace = workspace
+        self.speaker = speaker
+        self.channel = channel
+        self.is_dm = False
+        self.files_dir = files_dir
+        self.out = out
+        self.messages: dict[int, ShellMessage] = {}
+        self._next = 1
+        self._attachments: list[Attachment] = []
+        self.errors = 0
+        self.sweeper = ReminderSweeper(
+            app.db, self, app.clock, hours_before=app.settings.reminder_hours
+        )
+
+    # ------------------------------------------------------------------ the outbox
+    async def post(self, course_id: int, channel: str, reply: Reply) -> str:
+        msg = self._record(channel, reply)
+        self.out(self._render(msg, header=f"#{channel} · coursebot (scheduled)"))
+        return str(msg.number)
+
+    async def edit(self, course_id: int, message_ref: str, reply: Reply) -> None:
+        msg = self.messages.get(int(message_ref))
+        if msg is not None:
+            msg.reply = reply
+            self.out(self._render(msg, header=f"#{msg.channel} · coursebot (edited)"))
+
+    async def dm(self, course_id: int, person_id: int, reply: Reply) -> str:
+        async with self.app.db.session() as session:
+            person = await session.get(Person, person_id)
+        msg = self._record("dm", reply)
+        name = person.name if person else f"person {person_id}"
+        self.out(self._render(msg, header=f"DM to {name} · coursebot"))
+        return str(msg.number)
+
+    # ------------------------------------------------------------------ requests
+    @property
+    def where(self) -> Where:
+        return Where(channel=None if self.is_dm else self.channel, is_dm=self.is_dm)
+
+    def request(self) -> Request:
+        attachments = tuple(self._attachments)
+        self._attachments = []
+        return Request(
+            platform=Platform.TERMINAL,
+            workspace=self.workspace,
+            caller=Caller(Platform.TERMINAL, self.speaker, self.speaker),
+            where=self.where,
+            attachments=attachments,
+        )
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.speaker}@{'dm' if self.is_dm else '#' + self.channel}> "
+
+    async def handle_line(self, line: str) -> bool:
+        """Run one line; return False if it failed (an error reply or a bad shell command)."""
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return True
+        if line.startswith(":"):
+            try:
+                await self._meta(line)
+            except ShellError as exc:
+                self.errors += 1
+                self.out(f"! {exc}")
+                return False
+            return True
+        reply = await self.app.core.handle_text(self.request(), line)
+        self._show(reply)
+        return not reply.is_error
+
+    def _show(self, reply: Reply) -> None:
+        msg = self._record("dm" if self.is_dm else self.channel, reply)
+        if reply.is_error:
+            self.errors += 1
+        if reply.ephemeral:
+            header = f"coursebot → {self.speaker} (only you can see this)"
+        else:
+            header = f"{'dm' if self.is_dm else '#' + self.channel} · coursebot"
+        self.out(self._render(msg, header=header))
+
+    def _record(self, channel: str, reply: Reply) -> ShellMessage:
+        msg = ShellMessage(self._next, channel, reply)
+        self.messages[msg.number] = msg
+        self._next += 1
+        return msg
+
+    def _render(self, msg: ShellMessage, *, header: str) -> str:
+        reply = msg.reply
+        mark = {Tone.ERROR: "✗ ", Tone.SUCCESS: "✓ ", Tone.WARNING: "! "}.get(reply.tone, "")
+        lines = [f"[{msg.number}] {header}"]
+        body = render_text(reply)
+        lines += ["    " + mark + body.replace("\n", "\n    ")] if body else []
+        for i, f in enumerate(reply.files, 1):
+            path = self._save(msg.number, i, f.name, f.data)
+            lines.append(f"    file: {path}" + (f" ({f.description})" if f.description else ""))
+        if reply.buttons:
+            labels = "  ".join(f"[{i}] {b.label}" for i, b in enumerate(reply.buttons, 1))
+            lines.append(f"    buttons: {labels}   (:click {msg.number} N)")
+        if reply.reactions:
+            lines.append(
+                f"    react with: {' '.join(reply.reactions.emojis)}   (:react {msg.number} EMOJI)"
+            )
+        return "\n".join(lines)
+
+    def _save(self, number: int, index: int, name: str, data: bytes) -> Path:
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "file"
+        path = self.files_dir / f"msg{number}-{index}-{safe}"
+        path.write_bytes(data)
+        return path
+
+    # ------------------------------------------------------------------ : commands
+    async def _meta(self, line: str) -> None:
+        try:
+            parts = shlex.split(line[1:])
+        except ValueError as exc:
+            raise ShellError(f"could not read that line ({exc})") from None
+        if not parts:
+            raise ShellError("type `:help` for the shell's own commands")
+        cmd, args = parts[0].lower(), parts[1:]
+        if cmd == "as":
+            self._need(args, 1, ":as NAME")
+            self.speaker = args[0]
+            self.out(f"(now speaking as {self.speaker})")
+        elif cmd == "in":
+            self._need(args, 1, ":in CHANNEL")
+            self.channel, self.is_dm = args[0].lstrip("#"), False
+            self.out(f"(now in #{self.channel})")
+        elif cmd == "dm":
+            self.is_dm = True
+            self.out("(now in a direct message with coursebot)")
+        elif cmd in ("react", "unreact"):
+            self._need(args, 2, f":{cmd} MESSAGE EMOJI")
+            await self._react(self._message(args[0]), args[1], add=cmd == "react")
+        elif cmd == "click":
+            self._need(args, 2, ":click MESSAGE BUTTON")
+            await self._click(self._message(args[0]), " ".join(args[1:]))
+        elif cmd == "attach":
+            self._need(args, 1, ":attach FILE")
+            path = Path(args[0]).expanduser()
+            if not path.is_file():
+                raise ShellError(f"no such file: {path}")
+            self._attachments.append(Attachment(path.name, path=path, size=path.stat().st_size))
+            self.out(f"(attached {path.name} to your next command)")
+        elif cmd == "sweep":
+            posts = await self.sweeper.sweep()
+            if not posts:
+                self.out("(nothing scheduled is due)")
+        elif cmd == "wait":
+            self._need(args, 1, ":wait SECONDS")
+            try:
+                seconds = float(args[0])
+            except ValueError:
+                raise ShellError(f"`{args[0]}` is not a number of seconds") from None
+            await asyncio.sleep(seconds)
+        elif cmd == "advance":
+            self._need(args, 1, ":advance HOURS")
+            advance = getattr(self.app.clock, "advance", None)
+            if advance is None:
+                raise ShellError("the clock can only be moved when started with --now")
+            advance(timedelta(hours=float(args[0])))
+            self.out(f"(clock moved to {self.app.clock.now():%Y-%m-%d %H:%M} UTC)")
+            await self.sweeper.sweep()
+        elif cmd == "who":
+            self.out(
+                f"(speaking as {self.speaker} in {'a DM' if self.is_dm else '#' + self.channel})"
+            )
+        elif cmd in ("help", "h", "?"):
+            self.out(META_HELP)
+        elif cmd in ("quit", "q", "exit"):
+            raise EOFError
+        else:
+            raise ShellError(f"unknown shell command `:{cmd}`; type `:help`")
+
+    @staticmethod
+    def _need(args: list[str], n: int, usage: str) -> None:
+        if len(args) < n:
+            raise ShellError(f"usage: {usage}")
+
+    def _message(self, ref: str) -> ShellMessage:
+        try:
+            return self.messages[int(ref.lstrip("[").rstrip("]"))]
+        except (ValueError, KeyError):
+            raise ShellError(f"there is no message [{ref}] in this session") from None
+
+    async def _click(self, msg: ShellMessage, which: str) -> None:
+        buttons = msg.reply.buttons
+        button = None
+        if which.isdigit() and 1 <= int(which) <= len(buttons):
+            button = buttons[int(which) - 1]
+        else:
+            button = next((b for b in buttons if b.label.lower() == which.lower()), None)
+        if button is None:
+            have = ", ".join(f"{i} ({b.label})" for i, b in enumerate(buttons, 1)) or "none"
+            raise ShellError(f"message [{msg.number}] has no button `{which}`; buttons: {have}")
+        reply = await self.app.core.handle_action(self.request(), button.custom_id)
+        self._show(reply)
+
+    async def _react(self, msg: ShellMessage, emoji: str, *, add: bool) -> None:
+        users = msg.reactions.setdefault(emoji, set())
+        if add:
+            users.add(self.speaker)
+        else:
+            users.discard(self.speaker)
+        if msg.reply.reactions is None:
+            self.out(f"(reacted {emoji} to [{msg.number}]; that message does not take votes)")
+            return
+        r = msg.reply.reactions
+        value = emoji if add else f"-{emoji}"
+        reply = await self.app.core.handle_action(
+            self.request(), ":".join((r.action, *r.args)), value
+        )
+        self._show(reply)
+
+
+# ---------------------------------------------------------------------- running it
+async def resolve_workspace(app: App, course_key: str | None) -> tuple[str, str]:
+    """The terminal binding to use and a default speaker (the first instructor's handle)."""
+    async with app.db.session() as session:
+        q = (
+            select(Course, CourseBinding.external_id)
+            .join(CourseBinding)
+            .where(CourseBinding.platform == Platform.TERMINAL)
+        )
+        if course_key:
+            q = q.where(Course.key == course_key)
+        row = (await session.execute(q.order_by(Course.id))).first()
+        if row is None:
+            which = f"course `{course_key}`" if course_key else "any course"
+            raise ShellError(
+                f"{which} has no terminal binding. Import a course file with "
+                "`bindings: {terminal: default}`, or run `coursebot course bind KEY terminal default`."
+            )
+        course, workspace = row
+        handle = await session.scalar(
+            select(Identity.user_id)
+            .join(Person)
+            .where(
+                Identity.course_id == course.id,
+                Identity.platform == Platform.TERMINAL,
+                Person.role == Role.INSTRUCTOR,
+            )
+            .order_by(Person.id)
+        )
+    return workspace, handle or "me"
+
+
+async def run_script(
+    shell: Shell, lines: list[str] | object, *, strict: bool, echo: bool = True
+) -> int:
+    await shell.sweeper.sweep()
+    for raw in lines:  # type: ignore[attr-defined]
+        line = raw.rstrip("\n")
+        if echo and line.strip() and not line.lstrip().startswith("#"):
+            shell.out(f"{shell.prompt}{line.strip()}")
+        try:
+            ok = await shell.handle_line(line)
+        except EOFError:
+            break
+        if strict and not ok:
+            return 1
+    return 1 if strict and shell.errors else 0
+
+
+async def run_interactive(shell: Shell, history: Path) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.completion import NestedCompleter
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    tree: dict[str, object] = {}
+    for cmd in shell.app.core.registry:
+        node = tree
+        for word in cmd.path:
+            node = node.setdefault(word, {})  # type: ignore[assignment]
+    for meta in (
+        "as",
+        "in",
+        "dm",
+        "react",
+        "unreact",
+        "click",
+        "attach",
+        "sweep",
+        "wait",
+        "advance",
+        "who",
+        "help",
+        "quit",
+    ):
+        tree[f":{meta}"] = None
+
+    def to_completer(node: dict[str, object]) -> dict[str, object]:
+        return {
+            k: (to_completer(v) if isinstance(v, dict) and v else None) for k, v in node.items()
+        }
+
+    history.parent.mkdir(parents=True, exist_ok=True)
+    session: PromptSession[str] = PromptSession(
+        history=FileHistory(str(history)),
+        completer=NestedCompleter.from_nested_dict(to_completer(tree)),
+    )
+    shell.out(
+        f"coursebot shell — {shell.prompt.rstrip('> ')}. Type `help` for commands, "
+        "`:help` for shell controls, Ctrl-D to leave."
+    )
+    shell.sweeper.start(shell.app.settings.sweep_seconds)
+    await shell.sweeper.sweep()
+    try:
+        with patch_stdout():
+            while True:
+                try:
+                    line = await session.prompt_async(shell.prompt)
+                    await shell.handle_line(line)
+                except KeyboardInterrupt:
+                    continue
+                except EOFError:
+                    break
+    finally:
+        shell.sweeper.stop()
+    return 0
+
+
+def stdin_is_interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()

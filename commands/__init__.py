@@ -1,0 +1,16 @@
+"""Platform-agnostic command handlers and the course's domain logic.
+
+Feature modules declare their commands in :data:`commands.registry.registry`;
+:func:`load_registry` imports them all and returns it.
+"""
+
+from __future__ import annotations
+
+from commands.registry import Registry
+
+
+def load_registry() -> Registry:
+    from commands import logistics, people  # noqa: F401  (declares commands)
+    from commands.registry import registry
+
+    return registry

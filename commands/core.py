@@ -1,0 +1,183 @@
+"""The dispatcher: finds the course and the caller, parses options, checks the role,
+runs the handler in one transaction, and maps every error to a reply.
+
+Known errors (:class:`CourseBotError`) become their own message; anything else is
+logged with a short id the user can quote, and the transaction is rolled back, so
+nothing stored changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commands.clock import Clock, SystemClock
+from commands.context import Context, Request
+from commands.errors import CourseBotError, Forbidden, NoCourse, UsageError
+from commands.parsing import parse_tokens, split_line, validate
+from commands.registry import Access, Command, Registry
+from commands.replies import Reply
+from db.models import Course, CourseBinding, Identity, Person
+from db.session import Database
+
+log = logging.getLogger("coursebot.core")
+
+UNEXPECTED = (
+    "Something went wrong on our side and nothing was changed. "
+    "If it happens again, tell your instructor and quote error id `{id}`."
+)
+
+
+def new_error_id() -> str:
+    return secrets.token_hex(4)
+
+
+class CommandCore:
+    """Platform-neutral entry point that every adapter calls."""
+
+    def __init__(
+        self,
+        db: Database,
+        registry: Registry,
+        *,
+        clock: Clock | None = None,
+        data_dir: Path = Path("data"),
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.clock = clock or SystemClock()
+        self.data_dir = data_dir
+
+    # -- entry points -------------------------------------------------------------
+    async def handle_text(self, request: Request, line: str) -> Reply:
+        """A typed line: ``rank standard 1 2 3`` (terminal, Slack subcommand text)."""
+
+        async def parse() -> tuple[Command, BaseModel]:
+            cmd, rest = self.registry.match(split_line(line))
+            return cmd, parse_tokens(cmd, rest)
+
+        return await self._run(request, parse)
+
+    async def handle(self, request: Request, name: str, options: Mapping[str, Any]) -> Reply:
+        """A command with already-typed options (Discord app commands, modals)."""
+
+        async def parse() -> tuple[Command, BaseModel]:
+            try:
+                cmd = self.registry.get(name)
+            except KeyError:
+                raise UsageError(f"Unknown command `{name}`. Type `help`.") from None
+            clean = {k: v for k, v in options.items() if v is not None}
+            return cmd, validate(cmd, clean)
+
+        return await self._run(request, parse)
+
+    async def handle_action(
+        self, request: Request, custom_id: str, value: str | None = None
+    ) -> Reply:
+        """A button press (``value`` None) or a reaction (``value`` the emoji)."""
+        name, *args = custom_id.split(":")
+        action = self.registry.actions.get(name)
+        if action is None:
+            return Reply.error("That button is no longer active. Run the command again.")
+
+        async def call(ctx: Context) -> Reply:
+            if not action.access.allows(ctx.person):
+                raise self._forbidden(action.access, ctx.person)
+            reply = await action.handler(ctx, tuple(args), value)
+            reply.ephemeral = reply.ephemeral or action.ephemeral
+            return reply
+
+        return await self._guarded(request, call)
+
+    # -- internals ----------------------------------------------------------------------
+    async def _run(
+        self, request: Request, parse: Callable[[], Awaitable[tuple[Command, BaseModel]]]
+    ) -> Reply:
+        async def call(ctx: Context) -> Reply:
+            cmd, opts = await parse()
+            if not cmd.access.allows(ctx.person):
+                raise self._forbidden(cmd.access, ctx.person, cmd)
+            reply = await cmd.handler(ctx, opts)
+            reply.ephemeral = reply.ephemeral or cmd.ephemeral
+            return reply
+
+        return await self._guarded(request, call)
+
+    async def _guarded(
+        self, request: Request, call: Callable[[Context], Awaitable[Reply]]
+    ) -> Reply:
+        try:
+            async with self.db.transaction() as session:
+                ctx = await self.context(session, request)
+                return await call(ctx)
+        except CourseBotError as err:
+            return Reply.error(str(err))
+        except Exception:
+            err_id = new_error_id()
+            log.exception("unexpected error %s handling %r", err_id, request)
+            return Reply.error(UNEXPECTED.format(id=err_id), error_id=err_id)
+
+    async def context(self, session: AsyncSession, request: Request) -> Context:
+        course = await self.course_for(session, request)
+        person = await self.person_for(session, course, request)
+        return Context(
+            session=session,
+            course=course,
+            person=person,
+            request=request,
+            now=self.clock.now(),
+            registry=self.registry,
+            data_dir=self.data_dir,
+        )
+
+    @staticmethod
+    async def course_for(session: AsyncSession, request: Request) -> Course:
+        course = await session.scalar(
+            select(Course)
+            .join(CourseBinding)
+            .where(
+                CourseBinding.platform == request.platform,
+                CourseBinding.external_id == request.workspace,
+            )
+        )
+        if course is None:
+            raise NoCourse(
+                f"This {request.platform.value} space (`{request.workspace}`) is not connected to a "
+                "course yet.",
+                hint="An instructor can connect it with "
+                f"`coursebot course bind <course-key> {request.platform.value} {request.workspace}`.",
+            )
+        return course
+
+    @staticmethod
+    async def person_for(session: AsyncSession, course: Course, request: Request) -> Person | None:
+        return await session.scalar(
+            select(Person)
+            .join(Identity)
+            .where(
+                Identity.course_id == course.id,
+                Identity.platform == request.caller.platform,
+                Identity.user_id == request.caller.user_id,
+            )
+        )
+
+    @staticmethod
+    def _forbidden(
+        access: Access, person: Person | None, cmd: Command | None = None
+    ) -> CourseBotError:
+        what = f"`{cmd.name}`" if cmd else "That"
+        if person is None:
+            return Forbidden(
+                f"{what} is for registered {access.label}.",
+                hint="Type `register <your email>` to link your account to the roster first.",
+            )
+        return Forbidden(
+            f"{what} is only for {access.label}; you are registered as a {person.role.value}."
+        )

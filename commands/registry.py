@@ -1,0 +1,273 @@
+"""The command registry: every command is declared once, here, and every adapter
+(terminal, Discord, Slack) builds its own surface from it.
+
+A declaration is a name, a description, who may run it, an options model (a
+pydantic model whose fields are the command's typed options, in positional order)
+and an async handler ``(ctx, options) -> Reply``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.fields import FieldInfo
+
+from commands.errors import UsageError
+
+if TYPE_CHECKING:
+    from commands.context import Context
+    from commands.replies import Reply
+    from db.models import Person
+
+
+class Access(IntEnum):
+    """Who may run a command, from least to most privileged."""
+
+    ANYONE = 0  # anyone in the course's workspace, registered or not
+    MEMBER = 1  # a person on the roster whose chat identity is linked
+    STAFF = 2  # a TA or an instructor
+    INSTRUCTOR = 3
+
+    @property
+    def label(self) -> str:
+        return {0: "anyone", 1: "students", 2: "TAs and instructors", 3: "instructors"}[self]
+
+    def allows(self, person: Person | None) -> bool:
+        from db.models import Role
+
+        if self is Access.ANYONE:
+            return True
+        if person is None:
+            return False
+        if self is Access.MEMBER:
+            return True
+        if self is Access.STAFF:
+            return person.role in (Role.INSTRUCTOR, Role.TA)
+        return person.role is Role.INSTRUCTOR
+
+
+class NoOptions(BaseModel):
+    """For commands that take no options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Complete:
+    """Marks an option whose values the adapters can autocomplete (e.g. ``"paper"``)."""
+
+    kind: str
+
+
+Handler = Callable[["Context", Any], Awaitable["Reply"]]
+ActionHandler = Callable[["Context", tuple[str, ...], str | None], Awaitable["Reply"]]
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of a command, as the adapters and the parser see it."""
+
+    name: str
+    type: type
+    required: bool
+    description: str
+    default: Any
+    many: bool = False
+    choices: tuple[str, ...] = ()
+    complete: str | None = None
+
+    @property
+    def is_flag(self) -> bool:
+        return self.type is bool
+
+
+def _option_specs(model: type[BaseModel]) -> list[OptionSpec]:
+    specs = []
+    for name, info in model.model_fields.items():
+        specs.append(_spec(name, info))
+    return specs
+
+
+def _spec(name: str, info: FieldInfo) -> OptionSpec:
+    ann = info.annotation
+    many = False
+    choices: tuple[str, ...] = ()
+    origin = get_origin(ann)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        args = [a for a in get_args(ann) if a is not type(None)]
+        ann = args[0] if len(args) == 1 else str
+        origin = get_origin(ann)
+    if origin in (list, tuple):
+        many = True
+        ann = get_args(ann)[0]
+        origin = get_origin(ann)
+    if origin is Literal:
+        choices = tuple(str(a) for a in get_args(ann))
+        ann = str
+    elif isinstance(ann, type) and issubclass(ann, enum.Enum):
+        choices = tuple(str(m.value) for m in ann)
+        ann = str
+    complete = next((m.kind for m in info.metadata if isinstance(m, Complete)), None)
+    return OptionSpec(
+        name=name,
+        type=ann if isinstance(ann, type) else str,
+        required=info.is_required(),
+        description=info.description or name.replace("_", " "),
+        default=None if info.is_required() else info.get_default(call_default_factory=True),
+        many=many,
+        choices=choices,
+        complete=complete,
+    )
+
+
+@dataclass(frozen=True)
+class Command:
+    path: tuple[str, ...]
+    description: str
+    handler: Handler
+    options: type[BaseModel]
+    access: Access = Access.MEMBER
+    ephemeral: bool = False
+    examples: tuple[str, ...] = ()
+    specs: tuple[OptionSpec, ...] = field(default=())
+    topic: str = ""
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.path)
+
+    @property
+    def group(self) -> str:
+        """The first word: Discord's command group, Slack's subcommand."""
+        return self.path[0]
+
+    def usage(self) -> str:
+        parts = [self.name]
+        for s in self.specs:
+            meta = s.name.upper() if not s.choices else "|".join(s.choices)
+            if s.is_flag:
+                parts.append(f"[--{s.name}]")
+            elif s.many:
+                parts.append(f"<{s.name}...>" if s.required else f"[{s.name}...]")
+            elif s.required:
+                parts.append(f"<{s.name}>")
+            else:
+                parts.append(f"[{s.name}={meta}]" if s.choices else f"[{s.name}]")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button press or a reaction: ``name`` is the first part of the custom id."""
+
+    name: str
+    handler: ActionHandler
+    access: Access = Access.ANYONE
+    ephemeral: bool = True
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.commands: dict[tuple[str, ...], Command] = {}
+        self.actions: dict[str, Action] = {}
+
+    # -- declaration -------------------------------------------------------------------
+    def command(
+        self,
+        name: str,
+        description: str,
+        *,
+        access: Access = Access.MEMBER,
+        ephemeral: bool = False,
+        examples: Iterable[str] = (),
+        topic: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        path = tuple(name.split())
+
+        def decorate(fn: Handler) -> Handler:
+            hints = typing.get_type_hints(fn)
+            params = [p for p in hints if p != "return"]
+            model: type[BaseModel] = NoOptions
+            if len(params) >= 2 and hints[params[1]] is not BaseModel:
+                model = hints[params[1]]
+            if path in self.commands:
+                raise ValueError(f"command {name!r} declared twice")
+            self.commands[path] = Command(
+                path=path,
+                description=description,
+                handler=fn,
+                options=model,
+                access=access,
+                ephemeral=ephemeral,
+                examples=tuple(examples),
+                specs=tuple(_option_specs(model)),
+                topic=topic or path[0],
+            )
+            return fn
+
+        return decorate
+
+    def action(
+        self, name: str, *, access: Access = Access.ANYONE, ephemeral: bool = True
+    ) -> Callable[[ActionHandler], ActionHandler]:
+        def decorate(fn: ActionHandler) -> ActionHandler:
+            if name in self.actions:
+                raise ValueError(f"action {name!r} declared twice")
+            self.actions[name] = Action(name, fn, access, ephemeral)
+            return fn
+
+        return decorate
+
+    # -- lookup ------------------------------------------------------------------------
+    def __iter__(self) -> typing.Iterator[Command]:
+        return iter(sorted(self.commands.values(), key=lambda c: c.path))
+
+    def get(self, name: str) -> Command:
+        return self.commands[tuple(name.split())]
+
+    def topics(self) -> dict[str, list[Command]]:
+        """Commands by topic, for help pages (``course``, ``rank``, ``battle``...)."""
+        out: dict[str, list[Command]] = {}
+        for cmd in self:
+            out.setdefault(cmd.topic, []).append(cmd)
+        return out
+
+    def match(self, tokens: list[str]) -> tuple[Command, list[str]]:
+        """The longest command path that prefixes ``tokens``, and the rest."""
+        if not tokens:
+            raise UsageError("Type a command, for example `help`.")
+        words = [t.lower() for t in tokens]
+        for n in range(min(len(words), 3), 0, -1):
+            cmd = self.commands.get(tuple(words[:n]))
+            if cmd is not None:
+                return cmd, tokens[n:]
+        raise UsageError(self._unknown_message(words))
+
+    def _unknown_message(self, words: list[str]) -> str:
+        typed = " ".join(words[:2])
+        names = [c.name for c in self]
+        subs = [c.name for c in self if c.path[0] == words[0]]
+        if subs:
+            return (
+                f"`{typed}` is not a command. `{words[0]}` has: "
+                + ", ".join(f"`{s}`" for s in subs)
+                + ". Type `help` for the full list."
+            )
+        close = difflib.get_close_matches(words[0], sorted({c.group for c in self}), n=1)
+        close = close or difflib.get_close_matches(typed, names, n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        return f"Unknown command `{words[0]}`.{hint} Type `help` to see what you can run."
+
+    def visible_to(self, person: Person | None) -> list[Command]:
+        return [c for c in self if c.access.allows(person)]
+
+
+#: The registry every feature module declares its commands in.
+registry = Registry()

@@ -1,0 +1,58 @@
+"""Deadline reminders: which posts are due now, recorded so each goes out once.
+
+The scheduler calls :func:`due_reminders` on a short interval; each reminder has a
+stable key stored in ``notifications`` in the same transaction that returns it, so
+a restart neither loses a reminder (it goes out on the next sweep, within the grace
+window) nor sends one twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commands.logistics import course_deadlines
+from commands.replies import Reply
+from commands.timefmt import fmt_instant
+from db.models import Course, Notification
+
+#: A reminder missed while the bot was down still goes out if this late at most.
+GRACE = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class Post:
+    course_id: int
+    channel: str
+    reply: Reply
+    key: str
+
+
+async def due_reminders(
+    session: AsyncSession, course: Course, now: datetime, hours_before: list[int]
+) -> list[Post]:
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(course.timezone)
+    sent = set(
+        await session.scalars(select(Notification.key).where(Notification.course_id == course.id))
+    )
+    channel = course.channels.get("announcements", "announcements")
+    posts: list[Post] = []
+    for item in await course_deadlines(session, course):
+        for hours in sorted(hours_before, reverse=True):
+            fire_at = item.due - timedelta(hours=hours)
+            key = f"deadline:{item.kind}:{item.title}:{item.due.isoformat()}:-{hours}h"
+            if key in sent or not (fire_at <= now < min(fire_at + GRACE, item.due)):
+                continue
+            text = (
+                f"⏰ Reminder: **{item.title}** is due {fmt_instant(item.due, tz)} "
+                f"(in {hours} hour{'s' * (hours != 1)})."
+            )
+            posts.append(Post(course.id, channel, Reply(text=text), key))
+            session.add(Notification(course_id=course.id, key=key, sent_at=now))
+            sent.add(key)
+    return posts

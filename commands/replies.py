@@ -1,0 +1,133 @@
+"""Platform-neutral replies. Handlers return these; adapters render them.
+
+Discord renders a :class:`Reply` as embeds, views and files; Slack as Block Kit and
+file uploads; the terminal as plain text (files saved to a folder, paths printed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Tone(StrEnum):
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Section:
+    heading: str
+    body: str = ""
+    fields: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FileOut:
+    name: str
+    data: bytes
+    mime: str = "application/octet-stream"
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button; pressing it runs the registered action ``action`` with ``args``."""
+
+    label: str
+    action: str
+    args: tuple[str, ...] = ()
+    style: str = "secondary"  # primary | secondary | success | danger
+
+    @property
+    def custom_id(self) -> str:
+        """A stable id (survives restarts): ``action:arg1:arg2``."""
+        return ":".join((self.action, *self.args))
+
+
+@dataclass(frozen=True)
+class Reactions:
+    """The message takes reactions: each emoji runs ``action`` with ``args`` + emoji."""
+
+    action: str
+    emojis: tuple[str, ...]
+    args: tuple[str, ...] = ()
+
+
+@dataclass
+class Reply:
+    text: str = ""
+    title: str | None = None
+    sections: list[Section] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    files: list[FileOut] = field(default_factory=list)
+    buttons: list[Button] = field(default_factory=list)
+    reactions: Reactions | None = None
+    ephemeral: bool = False
+    tone: Tone = Tone.INFO
+    error_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_error(self) -> bool:
+        return self.tone is Tone.ERROR
+
+    @classmethod
+    def error(cls, message: str, *, error_id: str | None = None) -> Reply:
+        return cls(text=message, tone=Tone.ERROR, ephemeral=True, error_id=error_id)
+
+
+def render_text(reply: Reply, *, width: int = 100) -> str:
+    """Plain-text rendering, used by the terminal and as the fallback text elsewhere."""
+    out: list[str] = []
+    if reply.title:
+        out.append(f"== {reply.title} ==")
+    if reply.text:
+        out.append(reply.text)
+    for sec in reply.sections:
+        if sec.heading:
+            out.append(f"-- {sec.heading} --")
+        if sec.body:
+            out.append(sec.body)
+        out.extend(f"{k}: {v}" for k, v in sec.fields)
+    for table in reply.tables:
+        out.append(render_table(table, width=width))
+    return "\n".join(line for line in out if line is not None).rstrip()
+
+
+def render_table(table: Table, *, width: int = 100) -> str:
+    cols = table.columns
+    rows = [[str(c) for c in r] for r in table.rows]
+    widths = [len(c) for c in cols]
+    for r in rows:
+        for i, cell in enumerate(r):
+            widths[i] = max(widths[i], len(cell))
+    # Cap the widest column so a long title does not push the table off screen.
+    while sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > 12:
+        widths[widths.index(max(widths))] -= 1
+
+    def fmt(cells: list[str]) -> str:
+        parts = []
+        for cell, w in zip(cells, widths, strict=True):
+            parts.append(cell if len(cell) <= w else cell[: w - 1] + "…")
+        return "  ".join(p.ljust(w) for p, w in zip(parts, widths, strict=True)).rstrip()
+
+    lines = []
+    if table.title:
+        lines.append(table.title)
+    lines.append(fmt(cols))
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend(fmt(r) for r in rows)
+    if not rows:
+        lines.append("(none)")
+    return "\n".join(lines)

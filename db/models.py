@@ -1,0 +1,271 @@
+"""The course data model.
+
+Every row belongs to a course (``course_id``), so one deployment can serve several
+courses at once; a course is reached from a chat platform through its bindings
+(a Discord guild, a Slack workspace, a terminal session).
+
+Instants are stored in UTC (:class:`db.types.UTCDateTime`); wall-clock times of
+the course (class start, critique deadline) are stored as local times and read in
+the course's IANA timezone, so they keep their meaning across DST.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, time
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Enum,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: UTCDateTime,
+    }
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class Role(enum.StrEnum):
+    INSTRUCTOR = "instructor"
+    TA = "ta"
+    STUDENT = "student"
+
+
+class Degree(enum.StrEnum):
+    BA = "BA"
+    BS = "BS"
+    MS = "MS"
+    PHD = "PhD"
+
+
+class Slot(enum.StrEnum):
+    MIN30 = "30"
+    MIN45 = "45"
+    BATTLE = "battle"
+    INSTRUCTOR = "instructor"
+
+    @property
+    def label(self) -> str:
+        return {
+            "30": "30-min presentation",
+            "45": "45-min presentation",
+            "battle": "paper battle (20 min)",
+            "instructor": "instructor-presented",
+        }[self.value]
+
+
+class Platform(enum.StrEnum):
+    TERMINAL = "terminal"
+    DISCORD = "discord"
+    SLACK = "slack"
+
+
+class Course(Base):
+    __tablename__ = "courses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    term: Mapped[str] = mapped_column(String(64), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    class_days: Mapped[list[Any]] = mapped_column(default=list)
+    class_start: Mapped[time | None] = mapped_column(Time())
+    class_end: Mapped[time | None] = mapped_column(Time())
+    critique_deadline: Mapped[time] = mapped_column(Time(), default=time(13, 0))
+    ranking_deadline: Mapped[datetime | None]
+    standard_choices: Mapped[int] = mapped_column(Integer, default=7)
+    battle_choices: Mapped[int] = mapped_column(Integer, default=3)
+    website: Mapped[str | None] = mapped_column(String(500))
+    office_hours_url: Mapped[str | None] = mapped_column(String(500))
+    office_hours_note: Mapped[str | None] = mapped_column(Text)
+    grading: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    channels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    no_class: Mapped[list[Any]] = mapped_column(default=list)
+
+    bindings: Mapped[list[CourseBinding]] = relationship(
+        back_populates="course", cascade="all, delete-orphan"
+    )
+
+
+class CourseBinding(Base):
+    """Where a course lives: a Discord guild, a Slack workspace, a terminal session."""
+
+    __tablename__ = "course_bindings"
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
+    external_id: Mapped[str] = mapped_column(String(100))
+
+    course: Mapped[Course] = relationship(back_populates="bindings")
+
+
+class Person(Base):
+    __tablename__ = "people"
+    __table_args__ = (UniqueConstraint("course_id", "email"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"), default=Role.STUDENT)
+    degree: Mapped[Degree | None] = mapped_column(_enum(Degree, "degree"))
+    year: Mapped[int | None]
+    sis_id: Mapped[str | None] = mapped_column(String(64))
+    onyen: Mapped[str | None] = mapped_column(String(64))
+    canvas_id: Mapped[str | None] = mapped_column(String(64))
+    section: Mapped[str | None] = mapped_column(String(100))
+
+    identities: Mapped[list[Identity]] = relationship(
+        back_populates="person", cascade="all, delete-orphan"
+    )
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in (Role.INSTRUCTOR, Role.TA)
+
+
+class Identity(Base):
+    """A chat account linked to a roster entry (one per platform and person)."""
+
+    __tablename__ = "identities"
+    __table_args__ = (
+        UniqueConstraint("course_id", "platform", "user_id"),
+        UniqueConstraint("person_id", "platform"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
+    user_id: Mapped[str] = mapped_column(String(100))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    linked_at: Mapped[datetime]
+
+    person: Mapped[Person] = relationship(back_populates="identities")
+
+
+class Paper(Base):
+    __tablename__ = "papers"
+    __table_args__ = (UniqueConstraint("course_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    title: Mapped[str] = mapped_column(String(500))
+    authors: Mapped[str] = mapped_column(Text, default="")
+    venue: Mapped[str | None] = mapped_column(String(200))
+    url: Mapped[str | None] = mapped_column(String(500))
+    class_date: Mapped[date | None] = mapped_column(Date())
+    slot: Mapped[Slot] = mapped_column(_enum(Slot, "slot"))
+    critique: Mapped[bool] = mapped_column(Boolean, default=False)
+    discussion: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Battle(Base):
+    __tablename__ = "battles"
+    __table_args__ = (UniqueConstraint("course_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    paper_a_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    paper_b_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    class_date: Mapped[date | None] = mapped_column(Date())
+
+    paper_a: Mapped[Paper] = relationship(foreign_keys=[paper_a_id])
+    paper_b: Mapped[Paper] = relationship(foreign_keys=[paper_b_id])
+
+
+class Milestone(Base):
+    """A project milestone: presentation days and a write-up deadline."""
+
+    __tablename__ = "milestones"
+    __table_args__ = (UniqueConstraint("course_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    presentations: Mapped[list[Any]] = mapped_column(default=list)
+    due: Mapped[datetime | None]
+    weight: Mapped[int | None]
+
+
+class Deadline(Base):
+    """Any other dated obligation (rankings, a survey, ...)."""
+
+    __tablename__ = "deadlines"
+    __table_args__ = (UniqueConstraint("course_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    due: Mapped[datetime]
+
+
+class Notification(Base):
+    """A scheduled post that went out, so a restart never sends it twice."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("course_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(200))
+    sent_at: Mapped[datetime]
+
+
+class Assignment(Base):
+    """A student presenting a paper (a standard paper, or one side of a battle).
+
+    Filled by the assignment solver (proposed), then published by the instructor;
+    the schedule and ``papers unassigned`` read it.
+    """
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("paper_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    published: Mapped[bool] = mapped_column(Boolean, default=False)

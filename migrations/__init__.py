@@ -1,0 +1,1 @@
+"""Alembic migrations for coursebot (shipped with the package)."""

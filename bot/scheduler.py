@@ -54,7 +54,6 @@ class ReminderSweeper:
             coalesce=True,
             max_instances=1,
             misfire_grace_time=int(max(interval_seconds * 4, 60)),
-            next_run_time=None,
             id="reminder-sweep",
         )
         self._scheduler.start()

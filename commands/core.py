@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.clock import Clock, SystemClock
@@ -32,6 +33,12 @@ log = logging.getLogger("coursebot.core")
 UNEXPECTED = (
     "Something went wrong on our side and nothing was changed. "
     "If it happens again, tell your instructor and quote error id `{id}`."
+)
+
+
+CONFLICT = (
+    "Someone changed the same thing at the same moment, so nothing was saved. "
+    "Please run the command again."
 )
 
 
@@ -119,6 +126,9 @@ class CommandCore:
                 return await call(ctx)
         except CourseBotError as err:
             return Reply.error(str(err))
+        except IntegrityError:
+            log.info("conflicting write for %r; rolled back", request, exc_info=True)
+            return Reply.error(CONFLICT)
         except Exception:
             err_id = new_error_id()
             log.exception("unexpected error %s handling %r", err_id, request)

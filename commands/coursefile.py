@@ -20,7 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commands.errors import InvalidInput
+from commands.errors import Conflict, InvalidInput
 from db.models import (
     Battle,
     Course,
@@ -600,6 +600,11 @@ async def link_identity(
         select(Identity).where(Identity.person_id == person.id, Identity.platform == platform)
     )
     if mine is not None:
+        if not replace:
+            raise Conflict(
+                f"{person.name} is already linked to another {platform.value} account.",
+                hint="If that is not you, ask an instructor (`register unlink`).",
+            )
         mine.user_id = user_id
         mine.display_name = display_name or mine.display_name
         mine.linked_at = now

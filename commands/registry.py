@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import inspect
 import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -173,6 +174,19 @@ class Action:
     ephemeral: bool = True
 
 
+def _options_model(fn: Handler) -> type[BaseModel]:
+    """The options model: the annotation of the handler's second parameter."""
+    params = list(inspect.signature(fn).parameters)
+    if len(params) < 2:
+        return NoOptions
+    ann = typing.get_type_hints(fn).get(params[1])
+    if ann is None or ann is BaseModel:
+        return NoOptions
+    if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+        raise TypeError(f"{fn.__name__}: options must be a pydantic model, not {ann!r}")
+    return ann
+
+
 class Registry:
     def __init__(self) -> None:
         self.commands: dict[tuple[str, ...], Command] = {}
@@ -192,11 +206,7 @@ class Registry:
         path = tuple(name.split())
 
         def decorate(fn: Handler) -> Handler:
-            hints = typing.get_type_hints(fn)
-            params = [p for p in hints if p != "return"]
-            model: type[BaseModel] = NoOptions
-            if len(params) >= 2 and hints[params[1]] is not BaseModel:
-                model = hints[params[1]]
+            model = _options_model(fn)
             if path in self.commands:
                 raise ValueError(f"command {name!r} declared twice")
             self.commands[path] = Command(

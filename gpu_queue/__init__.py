@@ -1,0 +1,2 @@
+"""The GPU job queue: jobs as database rows, workers in their own processes, demo
+modules (issue #6). Torch is imported only inside this package."""

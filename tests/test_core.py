@@ -1,0 +1,93 @@
+"""The dispatcher on both databases: typed options (as Discord sends them), roles,
+actions, course resolution, and concurrent writes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from commands.context import Caller, Request, Where
+from commands.replies import render_text
+from db.models import Identity, Notification, Platform
+
+
+def req(user: str, workspace: str = "default") -> Request:
+    return Request(
+        platform=Platform.TERMINAL,
+        workspace=workspace,
+        caller=Caller(Platform.TERMINAL, user, user),
+        where=Where(channel="general"),
+    )
+
+
+async def test_typed_options_go_through_the_same_validation(app) -> None:  # type: ignore[no-untyped-def]
+    reply = await app.core.handle(req("alice"), "papers", {"kind": "battle", "date": None})
+    assert not reply.is_error and "10 battle papers" in reply.text
+    reply = await app.core.handle(req("alice"), "papers", {"kind": "nope"})
+    assert reply.is_error and "`kind` must be one of" in reply.text
+    reply = await app.core.handle(req("alice"), "no such", {})
+    assert reply.is_error and "Unknown command" in reply.text
+
+
+async def test_unbound_workspace_and_roles(app) -> None:  # type: ignore[no-untyped-def]
+    reply = await app.core.handle_text(req("alice", workspace="elsewhere"), "papers")
+    assert reply.is_error and "not connected to a course" in reply.text
+    assert "coursebot course bind" in reply.text
+    reply = await app.core.handle_text(req("alice"), "register unlink bob.okafor@unc.edu")
+    assert reply.is_error and "only for TAs and instructors" in reply.text
+    reply = await app.core.handle_text(req("maya"), "register unlink bob.okafor@unc.edu")
+    assert not reply.is_error and "Unlinked Bob Okafor (terminal: bob)" in reply.text
+    reply = await app.core.handle_text(req("bob"), "whoami")
+    assert "not linked" in reply.text
+
+
+async def test_staff_link_moves_an_account_and_find_person_is_unambiguous(app) -> None:  # type: ignore[no-untyped-def]
+    reply = await app.core.handle_text(req("gedas"), "register link chen alice2")
+    assert "Linked terminal account `alice2` to Alice Chen" in reply.text
+    reply = await app.core.handle_text(req("alice2"), "whoami")
+    assert "Name: Alice Chen" in render_text(reply)
+    reply = await app.core.handle_text(req("alice"), "whoami")
+    assert "not linked" in reply.text  # one account per person and platform
+    reply = await app.core.handle_text(req("gedas"), "register link a x")
+    assert reply.is_error and "matches several people" in reply.text
+
+
+async def test_buttons_are_actions_with_stable_ids(app) -> None:  # type: ignore[no-untyped-def]
+    reply = await app.core.handle_text(req("alice"), "papers")
+    (button,) = reply.buttons
+    assert button.custom_id == "papers.page:all:::2"
+    page2 = await app.core.handle_action(req("alice"), button.custom_id)
+    assert "(page 2 of 3)" in page2.text
+    stale = await app.core.handle_action(req("alice"), "gone.action:1")
+    assert stale.is_error and "no longer active" in stale.text
+
+
+async def test_two_people_claiming_one_roster_entry_at_once(app) -> None:  # type: ignore[no-untyped-def]
+    """Concurrent registrations for the same email: exactly one wins, the other is told."""
+    replies = await asyncio.gather(
+        *(
+            app.core.handle_text(req(f"claimer{i}"), "register zoe.williams@unc.edu")
+            for i in range(8)
+        )
+    )
+    wins = [r for r in replies if not r.is_error]
+    assert len(wins) == 1, [r.text for r in replies]
+    assert all(
+        "already linked" in r.text or "at the same moment" in r.text for r in replies if r.is_error
+    )
+    async with app.db.session() as s:
+        n = await s.scalar(
+            select(func.count()).select_from(Identity).where(Identity.user_id.like("claimer%"))
+        )
+    assert n == 1
+
+
+async def test_instants_come_back_aware_and_equal(app) -> None:  # type: ignore[no-untyped-def]
+    at = datetime(2023, 11, 5, 6, 30, tzinfo=UTC)
+    async with app.db.transaction() as s:
+        s.add(Notification(course_id=1, key="probe", sent_at=at))
+    async with app.db.session() as s:
+        got = await s.scalar(select(Notification.sent_at).where(Notification.key == "probe"))
+    assert got == at and got.tzinfo is not None

@@ -13,8 +13,8 @@ import logging
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select
 
-from bot.outbox import Outbox
 from commands.clock import Clock
+from commands.outbox import Outbox
 from commands.reminders import Post, due_reminders
 from db.models import Course
 from db.session import Database
@@ -40,7 +40,10 @@ class ReminderSweeper:
                 posts += await due_reminders(session, course, self.clock.now(), self.hours_before)
         for post in posts:
             try:
-                await self.outbox.post(post.course_id, post.channel, post.reply)
+                if post.person_id is not None:
+                    await self.outbox.dm(post.course_id, post.person_id, post.reply)
+                else:
+                    await self.outbox.post(post.course_id, post.channel, post.reply)
             except Exception:
                 log.exception("could not deliver reminder %s", post.key)
         return posts

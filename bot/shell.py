@@ -72,6 +72,7 @@ class Shell:
         self._next = 1
         self._attachments: list[Attachment] = []
         self.errors = 0
+        app.core.outbox = self
         self.sweeper = ReminderSweeper(
             app.db, self, app.clock, hours_before=app.settings.reminder_hours
         )

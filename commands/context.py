@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.errors import NotRegistered
+from commands.replies import Reply
 from db.models import Course, Person, Platform
 
 if TYPE_CHECKING:
@@ -59,6 +60,16 @@ class Request:
     event_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A message a handler wants sent after its transaction commits:
+    to a course channel (``channel``) or privately to a person (``person_id``)."""
+
+    reply: Reply
+    channel: str | None = None
+    person_id: int | None = None
+
+
 @dataclass
 class Context:
     session: AsyncSession
@@ -68,6 +79,7 @@ class Context:
     now: datetime
     registry: Registry
     data_dir: Path
+    outgoing: list[Outgoing] = field(default_factory=list)
 
     @property
     def caller(self) -> Caller:
@@ -76,6 +88,15 @@ class Context:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.course.timezone)
+
+    def post(self, channel_key: str, reply: Reply) -> None:
+        """Post to a course channel (by its key in the course's ``channels``) after commit."""
+        channel = self.course.channels.get(channel_key, channel_key)
+        self.outgoing.append(Outgoing(reply, channel=channel))
+
+    def dm(self, person_id: int, reply: Reply) -> None:
+        """Send a private message to a person after commit."""
+        self.outgoing.append(Outgoing(reply, person_id=person_id))
 
     def me(self) -> Person:
         """The caller's roster entry, or a friendly refusal if not linked."""

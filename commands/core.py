@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commands.clock import Clock, SystemClock
 from commands.context import Context, Request
 from commands.errors import CourseBotError, Forbidden, NoCourse, UsageError
+from commands.outbox import Outbox
 from commands.parsing import parse_tokens, split_line, validate
 from commands.registry import Access, Command, Registry
 from commands.replies import Reply
@@ -61,6 +62,8 @@ class CommandCore:
         self.registry = registry
         self.clock = clock or SystemClock()
         self.data_dir = data_dir
+        #: Where queued posts and DMs go; each adapter sets itself here at start.
+        self.outbox: Outbox | None = None
 
     # -- entry points -------------------------------------------------------------
     async def handle_text(self, request: Request, line: str) -> Reply:
@@ -123,7 +126,9 @@ class CommandCore:
         try:
             async with self.db.transaction() as session:
                 ctx = await self.context(session, request)
-                return await call(ctx)
+                reply = await call(ctx)
+            await self.deliver(ctx)
+            return reply
         except CourseBotError as err:
             return Reply.error(str(err))
         except IntegrityError:
@@ -133,6 +138,20 @@ class CommandCore:
             err_id = new_error_id()
             log.exception("unexpected error %s handling %r", err_id, request)
             return Reply.error(UNEXPECTED.format(id=err_id), error_id=err_id)
+
+    async def deliver(self, ctx: Context) -> None:
+        """Send what the handler queued (posts, DMs), now that its transaction committed."""
+        for out in ctx.outgoing:
+            if self.outbox is None:
+                log.warning("no outbox: dropped a message for %s", out.channel or out.person_id)
+                continue
+            try:
+                if out.person_id is not None:
+                    await self.outbox.dm(ctx.course.id, out.person_id, out.reply)
+                elif out.channel is not None:
+                    await self.outbox.post(ctx.course.id, out.channel, out.reply)
+            except Exception:
+                log.exception("could not deliver a message to %s", out.channel or out.person_id)
 
     async def context(self, session: AsyncSession, request: Request) -> Context:
         course = await self.course_for(session, request)

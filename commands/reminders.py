@@ -25,10 +25,13 @@ GRACE = timedelta(hours=2)
 
 @dataclass(frozen=True)
 class Post:
+    """A due scheduled message: to a course channel, or to one person (``person_id``)."""
+
     course_id: int
     channel: str
     reply: Reply
     key: str
+    person_id: int | None = None
 
 
 async def due_reminders(
@@ -53,6 +56,32 @@ async def due_reminders(
                 f"(in {hours} hour{'s' * (hours != 1)})."
             )
             posts.append(Post(course.id, channel, Reply(text=text), key))
+            session.add(Notification(course_id=course.id, key=key, sent_at=now))
+            sent.add(key)
+    posts += await _ranking_reminders(session, course, now, hours_before, sent)
+    return posts
+
+
+async def _ranking_reminders(
+    session: AsyncSession, course: Course, now: datetime, hours_before: list[int], sent: set[str]
+) -> list[Post]:
+    """A private nudge to each student still missing a ranking, before the deadline."""
+    from commands.rankings import missing_rankings, ranking_reminder
+
+    due = course.ranking_deadline
+    if due is None:
+        return []
+    posts = []
+    for hours in hours_before:
+        fire_at = due - timedelta(hours=hours)
+        if not (fire_at <= now < min(fire_at + GRACE, due)):
+            continue
+        for missing in await missing_rankings(session, course):
+            key = f"rankings-missing:{missing.person.id}:{due.isoformat()}:-{hours}h"
+            if key in sent:
+                continue
+            reply = ranking_reminder(course, missing, now)
+            posts.append(Post(course.id, "", reply, key, person_id=missing.person.id))
             session.add(Notification(course_id=course.id, key=key, sent_at=now))
             sent.add(key)
     return posts

@@ -269,3 +269,70 @@ class Assignment(Base):
     paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
     published: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RankKind(enum.StrEnum):
+    STANDARD = "standard"
+    BATTLE = "battle"
+
+
+class Ranking(Base):
+    """A student's ranked list of one kind; a resubmission replaces it."""
+
+    __tablename__ = "rankings"
+    __table_args__ = (UniqueConstraint("person_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    kind: Mapped[RankKind] = mapped_column(_enum(RankKind, "rank_kind"))
+    submitted_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(16), default="chat")
+
+    choices: Mapped[list[RankingChoice]] = relationship(
+        back_populates="ranking",
+        cascade="all, delete-orphan",
+        order_by="RankingChoice.rank",
+    )
+
+
+class RankingChoice(Base):
+    __tablename__ = "ranking_choices"
+    __table_args__ = (
+        UniqueConstraint("ranking_id", "rank"),
+        UniqueConstraint("ranking_id", "paper_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ranking_id: Mapped[int] = mapped_column(ForeignKey("rankings.id", ondelete="CASCADE"))
+    rank: Mapped[int]
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+
+    ranking: Mapped[Ranking] = relationship(back_populates="choices")
+    paper: Mapped[Paper] = relationship()
+
+
+class Extension(Base):
+    """A personal extension of a course deadline (``key`` e.g. ``rankings``)."""
+
+    __tablename__ = "extensions"
+    __table_args__ = (UniqueConstraint("person_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime]
+
+
+class AssignmentRun(Base):
+    """One computed proposal: its seed, summary and when it was published."""
+
+    __tablename__ = "assignment_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    seed: Mapped[int]
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    published_at: Mapped[datetime | None]

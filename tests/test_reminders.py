@@ -20,6 +20,11 @@ class Collect:
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, str]] = []
+        self.dms: list[tuple[int, str]] = []
+
+    async def dm(self, course_id: int, person_id: int, reply) -> str:  # type: ignore[no-untyped-def]
+        self.dms.append((person_id, reply.text))
+        return str(len(self.dms))
 
     async def post(self, course_id: int, channel: str, reply) -> str:  # type: ignore[no-untyped-def]
         self.posts.append((channel, reply.text))
@@ -29,7 +34,8 @@ class Collect:
 async def _due(app, at: datetime) -> list[str]:  # type: ignore[no-untyped-def]
     async with app.db.transaction() as s:
         course = await s.scalar(select(Course))
-        return [p.reply.text for p in await due_reminders(s, course, at, [24])]
+        posts = await due_reminders(s, course, at, [24])
+        return [p.reply.text for p in posts if p.person_id is None]
 
 
 async def test_reminder_fires_once_24h_before_in_the_course_zone(app) -> None:  # type: ignore[no-untyped-def]
@@ -72,6 +78,7 @@ async def test_restart_does_not_repeat_a_sent_reminder(settings: Settings) -> No
     finally:
         await app.close()
     assert len(outbox.posts) == 1 and outbox.posts[0][0] == "announcements"
+    assert len(outbox.dms) == 25  # every student is still missing their rankings
 
     app = await start_app(settings, clock=clock)  # the bot restarts
     try:
@@ -80,7 +87,7 @@ async def test_restart_does_not_repeat_a_sent_reminder(settings: Settings) -> No
             n = await s.scalar(select(func.count()).select_from(Notification))
     finally:
         await app.close()
-    assert sent == [] and len(outbox.posts) == 1 and n == 1
+    assert sent == [] and len(outbox.posts) == 1 and len(outbox.dms) == 25 and n == 26
 
 
 async def test_the_shell_shows_scheduled_posts_as_they_fire(app, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -103,3 +110,20 @@ async def test_the_shell_shows_scheduled_posts_as_they_fire(app, tmp_path) -> No
     text = "\n".join(lines)
     assert "#announcements · coursebot (scheduled)" in text
     assert "Reminder: **Paper rankings** is due Sun Aug 27, 2023, 11:59 PM EDT" in text
+
+
+async def test_students_missing_rankings_get_a_private_nudge(app) -> None:  # type: ignore[no-untyped-def]
+    from commands.context import Caller, Request, Where
+    from db.models import Platform
+
+    alice = Request(Platform.TERMINAL, "default", Caller(Platform.TERMINAL, "alice"), Where("general"))
+    await app.core.handle_text(alice, "rank standard 5 6 7 8 13 14 15")
+    await app.core.handle_text(alice, "rank battle 9 11 16")
+    due = datetime(2023, 8, 28, 3, 59, tzinfo=UTC)
+    async with app.db.transaction() as s:
+        course = await s.scalar(select(Course))
+        posts = await due_reminders(s, course, due - timedelta(hours=23), [24])
+    dms = [p for p in posts if p.person_id is not None]
+    assert len(dms) == 24  # everyone but Alice
+    bob = next(p for p in dms if p.reply.text.startswith("Hi Bob,"))
+    assert "`rank standard` and `rank battle`" in bob.reply.text and "in 23 hours" in bob.reply.text

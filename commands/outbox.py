@@ -1,5 +1,6 @@
-"""The outbox port: how the core's scheduled posts, GPU results and timers reach a
-platform. Each adapter implements it (the terminal prints; Discord and Slack post)."""
+"""The outbox port: how the core's posts, DMs, scheduled reminders, GPU results and
+timers reach a platform. The domain defines it; each adapter implements it (the
+terminal prints; Discord and Slack post)."""
 
 from __future__ import annotations
 

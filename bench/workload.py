@@ -1,0 +1,318 @@
+"""The simulated users, the course they use, and one timed run on one backend.
+
+Every command goes through the real dispatcher (:meth:`CommandCore.handle_text`), so a
+sample's latency is what an adapter would wait for: the course and caller lookup, option
+parsing, the handler and its transaction, and any wait for a pooled connection or, on
+SQLite, for the write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from bot.app import start_app
+from bot.settings import SAMPLE_COURSE, Settings
+from commands.clock import FixedClock
+from commands.context import Caller, Request, Where
+from commands.coursefile import CourseFile, PersonEntry, import_course, parse_course_file
+from commands.replies import Reply
+from db.models import Identity, Person, Platform
+from db.session import Database
+
+#: Friday of the sample course's ranking week, 10 AM in New York (as in tests/conftest.py).
+NOW = datetime(2023, 8, 25, 14, 0, tzinfo=UTC)
+#: The sample course's terminal binding.
+WORKSPACE = "default"
+#: The TA of the sample course file; runs the roster writes (see ``MIX``).
+STAFF_HANDLE = "maya"
+#: Simulated students get these emails (``{handle}@...``); nobody else in the course does.
+EMAIL_DOMAIN = "bench.example"
+
+
+@dataclass(frozen=True)
+class Op:
+    """One kind of command in the mix.
+
+    ``lines`` are templates filled with the user's ``{email}`` and ``{handle}``. A user
+    cycles through them (the first time it picks this op it runs ``lines[0]``, the next
+    time ``lines[1]``, ...), so an op can be a sequence that keeps that user's own state
+    consistent, e.g. link then unlink. ``as_staff``: the TA runs it on the user's behalf.
+    """
+
+    lines: tuple[str, ...]
+    weight: int
+    write: bool = False
+    as_staff: bool = False
+
+
+#: Every simulated user's first command, a real write: link their terminal account.
+FIRST = "register"
+FIRST_OP = Op(("register {email}",), weight=0, write=True)
+
+#: The command mix after ``register``, by relative weight (reads 16 : writes 4, so 20 %
+#: writes). Add new student commands here (``rank ...``, votes) as they land.
+#:
+#: Writes: apart from ``register`` (which each user runs once, first), students cannot
+#: write anything yet. So the steady-state writes are the TA's roster admin run *on this
+#: user's behalf*: link a Discord account to the user (an INSERT into ``identities``),
+#: then unlink it (a DELETE), alternately. Only this user's own Discord identity is
+#: touched, so the writes never conflict with each other and never break the user's
+#: terminal link, which all of their other commands depend on. The latency is charged to
+#: the simulated user whose task issued it.
+MIX: dict[str, Op] = {
+    "papers": Op(("papers",), weight=3),
+    "papers battle": Op(("papers battle",), weight=2),
+    "schedule week=3": Op(("schedule week=3",), weight=3),
+    "deadlines": Op(("deadlines",), weight=3),
+    "whoami": Op(("whoami",), weight=2),
+    "grading": Op(("grading",), weight=1),
+    "course": Op(("course",), weight=1),
+    "help": Op(("help",), weight=1),
+    "register link/unlink (TA)": Op(
+        (
+            "register link {email} {handle}-discord discord",
+            "register unlink {email} discord",
+        ),
+        weight=4,
+        write=True,
+        as_staff=True,
+    ),
+}
+
+
+def all_ops() -> dict[str, Op]:
+    return {FIRST: FIRST_OP, **MIX}
+
+
+# ------------------------------------------------------------------------------ course
+
+
+def handle_for(i: int, users: int) -> str:
+    return f"user{i:0{max(3, len(str(users - 1)))}d}"
+
+
+def build_course(users: int) -> CourseFile:
+    """The sample course plus ``users`` students with no linked handle."""
+    cf = parse_course_file(SAMPLE_COURSE.read_text(encoding="utf-8"), source=str(SAMPLE_COURSE))
+    for i in range(users):
+        handle = handle_for(i, users)
+        cf.people.append(PersonEntry(name=f"Bench User {handle}", email=f"{handle}@{EMAIL_DOMAIN}"))
+    return cf
+
+
+# ------------------------------------------------------------------------------ backends
+
+
+@asynccontextmanager
+async def sqlite_database(tmp: Path) -> AsyncIterator[str]:
+    """A fresh SQLite file (``start_app`` migrates it)."""
+    yield f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+
+
+async def pg_admin(admin_url: str, sql: str) -> None:
+    import asyncpg
+
+    u = make_url(admin_url)
+    conn = await asyncpg.connect(
+        host=u.host or "127.0.0.1",
+        port=u.port or 5432,
+        user=u.username,
+        password=u.password,
+        database=u.database,
+        timeout=5,
+    )
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def postgres_database(admin_url: str) -> AsyncIterator[str]:
+    """A throwaway database next to ``admin_url``'s, dropped (WITH FORCE) afterwards."""
+    name = f"coursebot_bench_{uuid.uuid4().hex[:8]}"
+    await pg_admin(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+@dataclass(frozen=True)
+class Sample:
+    op: str
+    write: bool
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class RunResult:
+    backend: str
+    users: int
+    think_ms: float
+    samples: list[Sample]
+    wall_seconds: float
+    setup_seconds: float
+    problems: list[str] = field(default_factory=list)  # failed end-of-run checks
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {'burst' if self.think_ms <= 0 else f'think {self.think_ms:g}'}"
+
+    @property
+    def errors(self) -> list[Sample]:
+        return [s for s in self.samples if s.error is not None]
+
+
+def plan_for(rng: random.Random, commands: int) -> list[str]:
+    """``register`` then ``commands - 1`` ops drawn from ``MIX`` by weight."""
+    names = list(MIX)
+    weights = [MIX[n].weight for n in names]
+    return [FIRST, *rng.choices(names, weights=weights, k=max(0, commands - 1))]
+
+
+def _request(handle: str) -> Request:
+    return Request(
+        platform=Platform.TERMINAL,
+        workspace=WORKSPACE,
+        caller=Caller(Platform.TERMINAL, handle, handle),
+        where=Where(channel="general"),
+    )
+
+
+def _error_text(reply: Reply) -> str | None:
+    if not reply.is_error:
+        return None
+    return reply.text.splitlines()[0] if reply.text else "(empty error reply)"
+
+
+async def _simulated_user(
+    handle_text: Callable[[Request, str], Awaitable[Reply]],
+    handle: str,
+    plan: list[str],
+    start: asyncio.Event,
+    rng: random.Random,
+    think_s: float,
+    out: list[Sample],
+) -> dict[str, int]:
+    """One user: waits for the start, then runs its plan; returns how often it ran each op."""
+    me, staff = _request(handle), _request(STAFF_HANDLE)
+    ops = all_ops()
+    fill = {"email": f"{handle}@{EMAIL_DOMAIN}", "handle": handle}
+    runs: Counter[str] = Counter()
+    await start.wait()
+    for name in plan:
+        if think_s > 0:
+            # Before every command, the first too, so users arrive spread out. Uniform on
+            # [0, 2T] rather than exponential: the same mean, but a shorter run tail; the
+            # sum of 200 users' arrivals is close to Poisson either way.
+            await asyncio.sleep(rng.uniform(0, 2 * think_s))
+        op = ops[name]
+        line = op.lines[runs[name] % len(op.lines)].format(**fill)
+        runs[name] += 1
+        t0 = time.perf_counter()
+        reply = await handle_text(staff if op.as_staff else me, line)
+        elapsed = time.perf_counter() - t0
+        error = _error_text(reply)
+        out.append(Sample(name, op.write, elapsed, f"{line!r}: {error}" if error else None))
+    return dict(runs)
+
+
+async def run_backend(
+    backend: str,
+    url: str,
+    tmp: Path,
+    *,
+    users: int,
+    commands_per_user: int,
+    seed: int,
+    think_ms: float,
+) -> RunResult:
+    """Set up the course on ``url``, release all users at once, time every command."""
+    t_setup = time.perf_counter()
+    settings = Settings(
+        database_url=url,
+        COURSEBOT_DATA_DIR=tmp / "data",
+        COURSEBOT_COURSE_FILE=None,
+        _env_file=None,
+    )
+    app = await start_app(settings, clock=FixedClock(NOW))
+    try:
+        async with app.db.transaction() as session:
+            await import_course(session, build_course(users), now=NOW)
+
+        # Warm-up, not measured: the TA runs every read once, so the first measured
+        # commands do not pay SQLAlchemy's one-off statement compilation.
+        for name, op in MIX.items():
+            if not op.write:
+                reply = await app.core.handle_text(_request(STAFF_HANDLE), op.lines[0])
+                if reply.is_error:
+                    raise RuntimeError(f"warm-up `{name}` failed: {reply.text}")
+        setup_seconds = time.perf_counter() - t_setup
+
+        start = asyncio.Event()
+        samples: list[Sample] = []
+        tasks = []
+        for i in range(users):
+            handle = handle_for(i, users)
+            rng = random.Random(f"{seed}:{handle}")
+            tasks.append(
+                asyncio.create_task(
+                    _simulated_user(
+                        app.core.handle_text,
+                        handle,
+                        plan_for(rng, commands_per_user),
+                        start,
+                        rng,
+                        think_ms / 1000,
+                        samples,
+                    )
+                )
+            )
+        await asyncio.sleep(0)  # let every task reach start.wait()
+        t0 = time.perf_counter()
+        start.set()
+        runs = await asyncio.gather(*tasks)
+        wall = time.perf_counter() - t0
+        problems = await _check_state(app.db, users, runs)
+    finally:
+        await app.close()
+    return RunResult(backend, users, think_ms, samples, wall, setup_seconds, problems)
+
+
+async def _check_state(db: Database, users: int, runs: list[dict[str, int]]) -> list[str]:
+    """Did the writes land? Every user linked on the terminal; Discord links as expected."""
+    link_op = "register link/unlink (TA)"
+    want_discord = sum(1 for r in runs if r.get(link_op, 0) % 2 == 1)
+    async with db.session() as s:
+        bench_people = (
+            select(Identity.platform, func.count())
+            .join(Person, Person.id == Identity.person_id)
+            .where(Person.email.like(f"%@{EMAIL_DOMAIN}"))
+            .group_by(Identity.platform)
+        )
+        counts = {p: n for p, n in (await s.execute(bench_people)).all()}
+    problems = []
+    if counts.get(Platform.TERMINAL, 0) != users:
+        problems.append(f"{counts.get(Platform.TERMINAL, 0)} of {users} users ended up registered")
+    if counts.get(Platform.DISCORD, 0) != want_discord:
+        problems.append(
+            f"{counts.get(Platform.DISCORD, 0)} Discord links stored, {want_discord} expected"
+        )
+    return problems

@@ -1,0 +1,361 @@
+"""Paper rankings: students rank standard (30/45-min) and battle papers, best first,
+by the ranking deadline; staff follow who is missing and can extend the deadline."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from commands.clock import parse_instant
+from commands.context import Context
+from commands.errors import Conflict, Forbidden, InvalidInput
+from commands.people import find_person
+from commands.registry import Access, Complete, registry
+from commands.replies import Reply, Section, Table, Tone
+from commands.timefmt import fmt_instant, relative
+from db.models import Course, Extension, Paper, Person, Ranking, RankingChoice, RankKind, Role, Slot
+
+PaperIds = Annotated[list[int], Complete("paper")]
+EXTENSION_KEY = "rankings"
+
+# ----------------------------------------------------------------------------- services
+
+
+def required_count(course: Course, kind: RankKind) -> int:
+    return course.standard_choices if kind is RankKind.STANDARD else course.battle_choices
+
+
+async def deadline_for(session: AsyncSession, course: Course, person_id: int) -> datetime | None:
+    """The ranking deadline that applies to one student (a personal extension wins if later)."""
+    ext = await session.scalar(
+        select(Extension.until).where(
+            Extension.person_id == person_id, Extension.key == EXTENSION_KEY
+        )
+    )
+    if course.ranking_deadline is None:
+        return ext
+    return max(course.ranking_deadline, ext) if ext else course.ranking_deadline
+
+
+async def validate_choices(
+    session: AsyncSession, course: Course, kind: RankKind, numbers: list[int]
+) -> list[Paper]:
+    """The papers for ``numbers``, or one error that names every offending id."""
+    need = required_count(course, kind)
+    papers = {
+        p.number: p
+        for p in await session.scalars(
+            select(Paper).where(Paper.course_id == course.id, Paper.number.in_(numbers))
+        )
+    }
+    problems: list[str] = []
+    dupes = [n for n, c in Counter(numbers).items() if c > 1]
+    if dupes:
+        problems.append(f"listed more than once: {_ids(dupes)}")
+    unknown = [n for n in dict.fromkeys(numbers) if n not in papers]
+    if unknown:
+        problems.append(f"no such paper: {_ids(unknown)}")
+    instructor = [
+        n for n in dict.fromkeys(numbers) if n in papers and papers[n].slot is Slot.INSTRUCTOR
+    ]
+    if instructor:
+        problems.append(f"presented by the instructor: {_ids(instructor)}")
+    if kind is RankKind.STANDARD:
+        wrong = [n for n in dict.fromkeys(numbers) if n in papers and papers[n].slot is Slot.BATTLE]
+        if wrong:
+            problems.append(f"battle papers (rank them with `rank battle`): {_ids(wrong)}")
+    else:
+        wrong = [
+            n
+            for n in dict.fromkeys(numbers)
+            if n in papers and papers[n].slot in (Slot.MIN30, Slot.MIN45)
+        ]
+        if wrong:
+            problems.append(f"not battle papers (rank them with `rank standard`): {_ids(wrong)}")
+    distinct = len(set(numbers))
+    if distinct != need:
+        problems.append(f"you gave {distinct} distinct paper{'s' * (distinct != 1)}, not {need}")
+    if problems:
+        what = "standard (30/45-min)" if kind is RankKind.STANDARD else "battle"
+        raise InvalidInput(
+            "Your ranking was not saved: " + "; ".join(problems) + ".",
+            hint=f"Rank exactly {need} distinct {what} papers, best first "
+            f"(`papers {'standard' if kind is RankKind.STANDARD else 'battle'}` lists them). "
+            "Your previous ranking, if any, is unchanged.",
+        )
+    return [papers[n] for n in numbers]
+
+
+def _ids(numbers: list[int]) -> str:
+    return ", ".join(f"#{n}" for n in numbers)
+
+
+async def save_ranking(
+    session: AsyncSession,
+    course: Course,
+    person: Person,
+    kind: RankKind,
+    papers: list[Paper],
+    *,
+    now: datetime,
+    source: str = "chat",
+) -> Ranking:
+    """Replace ``person``'s ranking of ``kind`` with ``papers`` (best first)."""
+    ranking = await session.scalar(
+        select(Ranking).where(Ranking.person_id == person.id, Ranking.kind == kind)
+    )
+    if ranking is None:
+        ranking = Ranking(course_id=course.id, person_id=person.id, kind=kind, submitted_at=now)
+        session.add(ranking)
+        await session.flush()
+    else:
+        await session.execute(delete(RankingChoice).where(RankingChoice.ranking_id == ranking.id))
+        ranking.submitted_at = now
+    ranking.source = source
+    for i, paper in enumerate(papers, 1):
+        session.add(RankingChoice(ranking_id=ranking.id, rank=i, paper_id=paper.id))
+    await session.flush()
+    return ranking
+
+
+async def rankings_of(session: AsyncSession, course_id: int) -> dict[int, dict[RankKind, Ranking]]:
+    """person id → kind → ranking (with its choices and papers loaded)."""
+    out: dict[int, dict[RankKind, Ranking]] = {}
+    rows = await session.scalars(
+        select(Ranking)
+        .where(Ranking.course_id == course_id)
+        .options(selectinload(Ranking.choices).selectinload(RankingChoice.paper))
+    )
+    for r in rows:
+        out.setdefault(r.person_id, {})[r.kind] = r
+    return out
+
+
+async def students(session: AsyncSession, course_id: int) -> list[Person]:
+    return list(
+        await session.scalars(
+            select(Person)
+            .where(Person.course_id == course_id, Person.role == Role.STUDENT)
+            .order_by(Person.name)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Missing:
+    person: Person
+    kinds: tuple[RankKind, ...]
+
+
+async def missing_rankings(session: AsyncSession, course: Course) -> list[Missing]:
+    have = await rankings_of(session, course.id)
+    out = []
+    for p in await students(session, course.id):
+        kinds = tuple(k for k in RankKind if k not in have.get(p.id, {}))
+        if kinds:
+            out.append(Missing(p, kinds))
+    return out
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+class RankOptions(BaseModel):
+    papers: PaperIds = Field(description="paper ids, best first")
+
+
+async def _rank(ctx: Context, kind: RankKind, numbers: list[int]) -> Reply:
+    me = ctx.me()
+    if me.role is not Role.STUDENT:
+        raise Forbidden("Only students rank papers; instructors and TAs do not present them.")
+    deadline = await deadline_for(ctx.session, ctx.course, me.id)
+    if deadline is not None and ctx.now > deadline:
+        raise Conflict(
+            f"The ranking deadline passed {relative(deadline, ctx.now)} "
+            f"({fmt_instant(deadline, ctx.tz)}); your ranking was not changed.",
+            hint="If you need more time, ask the instructor for an extension.",
+        )
+    papers = await validate_choices(ctx.session, ctx.course, kind, numbers)
+    await save_ranking(ctx.session, ctx.course, me, kind, papers, now=ctx.now)
+    lines = [f"{i}. #{p.number} {p.title} ({p.slot.value})" for i, p in enumerate(papers, 1)]
+    until = (
+        f"You can resubmit until {fmt_instant(deadline, ctx.tz)} ({relative(deadline, ctx.now)}); "
+        "the last one counts."
+        if deadline
+        else "You can resubmit at any time; the last one counts."
+    )
+    return Reply(
+        title=f"Saved your {kind.value} ranking",
+        text="\n".join([*lines, until]),
+        tone=Tone.SUCCESS,
+    )
+
+
+@registry.command(
+    "rank standard",
+    "Rank the 30/45-min presentation papers, best first",
+    ephemeral=True,
+    examples=("rank standard 5 6 7 8 13 14 15",),
+)
+async def rank_standard(ctx: Context, opts: RankOptions) -> Reply:
+    return await _rank(ctx, RankKind.STANDARD, opts.papers)
+
+
+@registry.command(
+    "rank battle",
+    "Rank the paper-battle papers, best first",
+    ephemeral=True,
+    examples=("rank battle 11 12 9",),
+)
+async def rank_battle(ctx: Context, opts: RankOptions) -> Reply:
+    return await _rank(ctx, RankKind.BATTLE, opts.papers)
+
+
+@registry.command("rank show", "Your submitted rankings", ephemeral=True)
+async def rank_show(ctx: Context, _: BaseModel) -> Reply:
+    me = ctx.me()
+    mine = (await rankings_of(ctx.session, ctx.course.id)).get(me.id, {})
+    deadline = await deadline_for(ctx.session, ctx.course, me.id)
+    sections = []
+    for kind in RankKind:
+        r = mine.get(kind)
+        if r is None:
+            body = f"Not submitted. Type `rank {kind.value} <{required_count(ctx.course, kind)} paper ids>`."
+        else:
+            body = (
+                "\n".join(f"{c.rank}. #{c.paper.number} {c.paper.title}" for c in r.choices)
+                + f"\nSubmitted {fmt_instant(r.submitted_at, ctx.tz)}."
+            )
+        sections.append(Section(f"{kind.value.title()} papers", body))
+    text = ""
+    if deadline:
+        state = "closed" if ctx.now > deadline else "open"
+        text = f"Rankings are {state}: due {fmt_instant(deadline, ctx.tz)} ({relative(deadline, ctx.now)})."
+    return Reply(title="Your rankings", text=text, sections=sections)
+
+
+@registry.command(
+    "rankings status",
+    "Who has and has not submitted rankings",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="rank",
+)
+async def rankings_status(ctx: Context, _: BaseModel) -> Reply:
+    have = await rankings_of(ctx.session, ctx.course.id)
+    people = await students(ctx.session, ctx.course.id)
+    rows = []
+    done = 0
+    for p in people:
+        mine = have.get(p.id, {})
+        cells = []
+        for kind in RankKind:
+            r = mine.get(kind)
+            cells.append(fmt_instant(r.submitted_at, ctx.tz) if r else "— missing")
+        if len(mine) == len(RankKind):
+            done += 1
+        rows.append([p.name, *cells])
+    rows.sort(key=lambda r: ("missing" not in r[1] + r[2], r[0]))
+    deadline = ctx.course.ranking_deadline
+    due = (
+        f" Due {fmt_instant(deadline, ctx.tz)} ({relative(deadline, ctx.now)})." if deadline else ""
+    )
+    return Reply(
+        title="Rankings",
+        text=f"{done} of {len(people)} students have submitted both rankings.{due}",
+        tables=[Table(["Student", "Standard", "Battle"], rows)],
+    )
+
+
+@registry.command(
+    "rankings remind",
+    "Privately remind every student who has not submitted",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="rank",
+)
+async def rankings_remind(ctx: Context, _: BaseModel) -> Reply:
+    missing = await missing_rankings(ctx.session, ctx.course)
+    for m in missing:
+        ctx.dm(m.person.id, ranking_reminder(ctx.course, m, ctx.now))
+    names = ", ".join(m.person.name for m in missing) or "nobody"
+    return Reply(text=f"Reminded {len(missing)} student(s): {names}.", tone=Tone.SUCCESS)
+
+
+def ranking_reminder(course: Course, missing: Missing, now: datetime) -> Reply:
+    from zoneinfo import ZoneInfo
+
+    kinds = " and ".join(f"`rank {k.value}`" for k in missing.kinds)
+    due = ""
+    if course.ranking_deadline:
+        due = (
+            f" They are due {fmt_instant(course.ranking_deadline, ZoneInfo(course.timezone))} "
+            f"({relative(course.ranking_deadline, now)})."
+        )
+    return Reply(
+        text=f"Hi {missing.person.name.split()[0]}, please submit your paper rankings for "
+        f"{course.name}: {kinds}.{due} `papers` lists the papers.",
+        ephemeral=True,
+    )
+
+
+class ExtendOptions(BaseModel):
+    until: str = Field(description="new deadline, e.g. 2023-08-29T23:59 (course time)")
+    student: str | None = Field(None, description="only this student (email, onyen or name)")
+
+
+@registry.command(
+    "rankings extend",
+    "Move the ranking deadline, for everyone or one student",
+    access=Access.INSTRUCTOR,
+    ephemeral=True,
+    topic="rank",
+    examples=("rankings extend 2023-08-29T23:59", "rankings extend 2023-08-28T12:00 bob"),
+)
+async def rankings_extend(ctx: Context, opts: ExtendOptions) -> Reply:
+    try:
+        until = parse_instant(opts.until.replace(" ", "T", 1), ctx.course.timezone)
+    except ValueError:
+        raise InvalidInput(
+            f"`{opts.until}` is not a date and time.",
+            hint="Use e.g. 2023-08-29T23:59 (course time).",
+        ) from None
+    if until <= ctx.now:
+        raise InvalidInput(f"{fmt_instant(until, ctx.tz)} is already in the past.")
+    if opts.student is None:
+        ctx.course.ranking_deadline = until
+        ctx.post(
+            "announcements",
+            Reply(text=f"📣 Paper rankings are now due {fmt_instant(until, ctx.tz)}."),
+        )
+        return Reply(
+            text=f"Rankings are now due {fmt_instant(until, ctx.tz)} for everyone.",
+            tone=Tone.SUCCESS,
+        )
+    person = await find_person(ctx.session, ctx.course.id, opts.student)
+    ext = await ctx.session.scalar(
+        select(Extension).where(Extension.person_id == person.id, Extension.key == EXTENSION_KEY)
+    )
+    if ext is None:
+        ctx.session.add(
+            Extension(course_id=ctx.course.id, person_id=person.id, key=EXTENSION_KEY, until=until)
+        )
+    else:
+        ext.until = until
+    ctx.dm(
+        person.id,
+        Reply(
+            text=f"You have an extension: your paper rankings are due {fmt_instant(until, ctx.tz)}."
+        ),
+    )
+    return Reply(
+        text=f"{person.name} may submit rankings until {fmt_instant(until, ctx.tz)}.",
+        tone=Tone.SUCCESS,
+    )

@@ -8,6 +8,7 @@ nothing stored changes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,6 +63,9 @@ class CommandCore:
         self.registry = registry
         self.clock = clock or SystemClock()
         self.data_dir = data_dir
+        # A fair (FIFO) limit on commands in flight, sized to the connection pool, so a
+        # burst queues in order instead of starving in the pool.
+        self._slots = asyncio.Semaphore(db.max_concurrency)
         #: Where queued posts and DMs go; each adapter sets itself here at start.
         self.outbox: Outbox | None = None
 
@@ -124,7 +128,7 @@ class CommandCore:
         self, request: Request, call: Callable[[Context], Awaitable[Reply]]
     ) -> Reply:
         try:
-            async with self.db.transaction() as session:
+            async with self._slots, self.db.transaction() as session:
                 ctx = await self.context(session, request)
                 reply = await call(ctx)
             await self.deliver(ctx)
@@ -154,8 +158,7 @@ class CommandCore:
                 log.exception("could not deliver a message to %s", out.channel or out.person_id)
 
     async def context(self, session: AsyncSession, request: Request) -> Context:
-        course = await self.course_for(session, request)
-        person = await self.person_for(session, course, request)
+        course, person = await self.resolve(session, request)
         return Context(
             session=session,
             course=course,
@@ -167,35 +170,33 @@ class CommandCore:
         )
 
     @staticmethod
-    async def course_for(session: AsyncSession, request: Request) -> Course:
-        course = await session.scalar(
-            select(Course)
-            .join(CourseBinding)
-            .where(
-                CourseBinding.platform == request.platform,
-                CourseBinding.external_id == request.workspace,
-            )
+    async def resolve(session: AsyncSession, request: Request) -> tuple[Course, Person | None]:
+        """The course bound to the request's space and the caller's roster entry (one query)."""
+        identity = and_(
+            Identity.course_id == Course.id,
+            Identity.platform == request.caller.platform,
+            Identity.user_id == request.caller.user_id,
         )
-        if course is None:
+        row = (
+            await session.execute(
+                select(Course, Person)
+                .join(CourseBinding, CourseBinding.course_id == Course.id)
+                .outerjoin(Identity, identity)
+                .outerjoin(Person, Person.id == Identity.person_id)
+                .where(
+                    CourseBinding.platform == request.platform,
+                    CourseBinding.external_id == request.workspace,
+                )
+            )
+        ).first()
+        if row is None:
             raise NoCourse(
                 f"This {request.platform.value} space (`{request.workspace}`) is not connected to a "
                 "course yet.",
                 hint="An instructor can connect it with "
                 f"`coursebot course bind <course-key> {request.platform.value} {request.workspace}`.",
             )
-        return course
-
-    @staticmethod
-    async def person_for(session: AsyncSession, course: Course, request: Request) -> Person | None:
-        return await session.scalar(
-            select(Person)
-            .join(Identity)
-            .where(
-                Identity.course_id == course.id,
-                Identity.platform == request.caller.platform,
-                Identity.user_id == request.caller.user_id,
-            )
-        )
+        return row[0], row[1]
 
     @staticmethod
     def _forbidden(

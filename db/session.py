@@ -48,9 +48,14 @@ class Database:
         if self.backend == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs.update(connect_args={"timeout": 30}, pool_size=2, max_overflow=4)
+            # SQLite has one writer at a time: commands run one after another (a fair
+            # FIFO queue in the core), which also gives every command full isolation.
+            self.max_concurrency = 1
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+            # A few spare connections beyond the commands' share, for the scheduler.
+            kwargs.update(pool_size=pool_size + 4, max_overflow=4, pool_recycle=1800)
+            self.max_concurrency = pool_size
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.backend == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -20,8 +20,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 course_app = typer.Typer(help="Course files, rosters and platform bindings.", no_args_is_help=True)
+rankings_app = typer.Typer(help="Paper rankings collected outside the bot.", no_args_is_help=True)
+assign_app = typer.Typer(help="The presentation assignment solver.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(course_app, name="course")
+app.add_typer(rankings_app, name="rankings")
+app.add_typer(assign_app, name="assign")
 
 DbOption = Annotated[
     str | None,
@@ -353,6 +357,83 @@ def course_list(database_url: DbOption = None) -> None:
         return 0
 
     raise typer.Exit(_run(go()))
+
+
+# ------------------------------------------------------------------------- rankings
+@rankings_app.command("import")
+def rankings_import(
+    file: Annotated[Path, typer.Argument(help="CSV with columns student, kind, rank, paper.")],
+    database_url: DbOption = None,
+    course: CourseOption = None,
+) -> None:
+    """Import rankings collected elsewhere (a form or quiz export); all or nothing."""
+    settings = _settings(database_url)
+
+    async def go() -> int:
+        from commands.clock import SystemClock
+        from commands.rankings import import_rankings, parse_rankings_csv
+
+        rows = parse_rankings_csv(_read(file), source=str(file))
+        db = await _open(settings)
+        try:
+            async with db.transaction() as session:
+                c = await _course(session, course)
+                saved = await import_rankings(session, c, rows, now=SystemClock().now())
+        finally:
+            await db.dispose()
+        typer.echo(f"Imported {saved} ranked lists for {len(rows.lists)} students into {c.key}.")
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+# ---------------------------------------------------------------------------- assign
+@assign_app.command("solve")
+def assign_solve(
+    course_file: Annotated[Path, typer.Option("--course", help="The course's YAML file.")],
+    rankings: Annotated[Path, typer.Option("--rankings", help="CSV: student, kind, rank, paper.")],
+    seed: Annotated[
+        int, typer.Option(help="Tie-break seed (publish it: a run is reproducible).")
+    ] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the assignment CSV here.")
+    ] = None,
+) -> None:
+    """Solve an assignment at the terminal, without a bot or a database."""
+    _settings()
+
+    async def go() -> int:
+        from commands.assignment import offline_instance, solve_offline, summary_sections
+        from commands.coursefile import parse_course_file
+        from commands.rankings import parse_rankings_csv
+        from commands.replies import Reply, render_text
+
+        cf = parse_course_file(_read(course_file), source=str(course_file))
+        rows = parse_rankings_csv(_read(rankings), source=str(rankings))
+        ci = offline_instance(cf, rows, seed)
+        summary, csv_text = await asyncio.to_thread(solve_offline, ci)
+        running = ", ".join(f"#{a} vs #{b}" for a, b in summary["running_battles"]) or "none"
+        reply = Reply(
+            title=f"{cf.course.name}: assignment (seed {seed})",
+            text=f"{len(ci.inst.students)} students. Battles that run: {running}.",
+            sections=summary_sections(summary),
+        )
+        typer.echo(render_text(reply))
+        if out:
+            out.write_text(csv_text, encoding="utf-8")
+            typer.echo(f"Wrote {out}.")
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+def _read(path: Path) -> str:
+    from commands.errors import InvalidInput
+
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read {path}: {exc.strerror}.") from None
 
 
 async def _open(settings: Settings):  # type: ignore[no-untyped-def]

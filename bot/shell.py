@@ -80,7 +80,7 @@ class Shell:
     # ------------------------------------------------------------------ the outbox
     async def post(self, course_id: int, channel: str, reply: Reply) -> str:
         msg = self._record(channel, reply)
-        self.out(self._render(msg, header=f"#{channel} · coursebot (scheduled)"))
+        self.out(self._render(msg, header=f"#{channel} · coursebot (posted)"))
         return str(msg.number)
 
     async def edit(self, course_id: int, message_ref: str, reply: Reply) -> None:

@@ -10,7 +10,7 @@ from commands.registry import Registry
 
 
 def load_registry() -> Registry:
-    from commands import logistics, people, rankings  # noqa: F401  (declares commands)
+    from commands import assignment, logistics, people, rankings  # noqa: F401  (declares)
     from commands.registry import registry
 
     return registry

@@ -75,6 +75,15 @@ class _Strict(BaseModel):
 class RankingRules(_Strict):
     standard_choices: int = Field(7, ge=1, le=25)
     battle_choices: int = Field(3, ge=1, le=10)
+    max_presenters: int = Field(2, ge=1, le=4)  # per 30/45-min paper (pairs when needed)
+    battle_group: tuple[int, int] = (3, 4)  # students per side of a battle, min and max
+
+    @field_validator("battle_group")
+    @classmethod
+    def _group(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= v[0] <= v[1]:
+            raise ValueError(f"must be [min, max] with 1 <= min <= max, not {list(v)}")
+        return v
 
 
 class Bindings(_Strict):
@@ -406,6 +415,9 @@ async def import_course(session: AsyncSession, cf: CourseFile, *, now: datetime)
         ranking_deadline=_instant(s.ranking_deadline, tz),
         standard_choices=s.ranking.standard_choices,
         battle_choices=s.ranking.battle_choices,
+        max_presenters=s.ranking.max_presenters,
+        battle_group_min=s.ranking.battle_group[0],
+        battle_group_max=s.ranking.battle_group[1],
         website=s.website,
         office_hours_url=s.office_hours,
         office_hours_note=s.office_hours_note,
@@ -655,6 +667,8 @@ async def export_course(session: AsyncSession, course: Course) -> dict[str, Any]
         "ranking": {
             "standard_choices": course.standard_choices,
             "battle_choices": course.battle_choices,
+            "max_presenters": course.max_presenters,
+            "battle_group": [course.battle_group_min, course.battle_group_max],
         },
         "website": course.website,
         "office_hours": course.office_hours_url,

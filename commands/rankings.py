@@ -44,6 +44,36 @@ async def deadline_for(session: AsyncSession, course: Course, person_id: int) ->
     return max(course.ranking_deadline, ext) if ext else course.ranking_deadline
 
 
+def check_choices(
+    slots: dict[int, Slot], kind: RankKind, numbers: list[int], need: int
+) -> list[str]:
+    """Every problem with a ranked list, given the course's papers (number → slot)."""
+    problems: list[str] = []
+    dupes = [n for n, c in Counter(numbers).items() if c > 1]
+    if dupes:
+        problems.append(f"listed more than once: {_ids(dupes)}")
+    distinct = list(dict.fromkeys(numbers))
+    unknown = [n for n in distinct if n not in slots]
+    if unknown:
+        problems.append(f"no such paper: {_ids(unknown)}")
+    instructor = [n for n in distinct if slots.get(n) is Slot.INSTRUCTOR]
+    if instructor:
+        problems.append(f"presented by the instructor: {_ids(instructor)}")
+    if kind is RankKind.STANDARD:
+        wrong = [n for n in distinct if slots.get(n) is Slot.BATTLE]
+        if wrong:
+            problems.append(f"battle papers (rank them with `rank battle`): {_ids(wrong)}")
+    else:
+        wrong = [n for n in distinct if slots.get(n) in (Slot.MIN30, Slot.MIN45)]
+        if wrong:
+            problems.append(f"not battle papers (rank them with `rank standard`): {_ids(wrong)}")
+    if len(distinct) != need:
+        problems.append(
+            f"you gave {len(distinct)} distinct paper{'s' * (len(distinct) != 1)}, not {need}"
+        )
+    return problems
+
+
 async def validate_choices(
     session: AsyncSession, course: Course, kind: RankKind, numbers: list[int]
 ) -> list[Paper]:
@@ -55,33 +85,7 @@ async def validate_choices(
             select(Paper).where(Paper.course_id == course.id, Paper.number.in_(numbers))
         )
     }
-    problems: list[str] = []
-    dupes = [n for n, c in Counter(numbers).items() if c > 1]
-    if dupes:
-        problems.append(f"listed more than once: {_ids(dupes)}")
-    unknown = [n for n in dict.fromkeys(numbers) if n not in papers]
-    if unknown:
-        problems.append(f"no such paper: {_ids(unknown)}")
-    instructor = [
-        n for n in dict.fromkeys(numbers) if n in papers and papers[n].slot is Slot.INSTRUCTOR
-    ]
-    if instructor:
-        problems.append(f"presented by the instructor: {_ids(instructor)}")
-    if kind is RankKind.STANDARD:
-        wrong = [n for n in dict.fromkeys(numbers) if n in papers and papers[n].slot is Slot.BATTLE]
-        if wrong:
-            problems.append(f"battle papers (rank them with `rank battle`): {_ids(wrong)}")
-    else:
-        wrong = [
-            n
-            for n in dict.fromkeys(numbers)
-            if n in papers and papers[n].slot in (Slot.MIN30, Slot.MIN45)
-        ]
-        if wrong:
-            problems.append(f"not battle papers (rank them with `rank standard`): {_ids(wrong)}")
-    distinct = len(set(numbers))
-    if distinct != need:
-        problems.append(f"you gave {distinct} distinct paper{'s' * (distinct != 1)}, not {need}")
+    problems = check_choices({n: p.slot for n, p in papers.items()}, kind, numbers, need)
     if problems:
         what = "standard (30/45-min)" if kind is RankKind.STANDARD else "battle"
         raise InvalidInput(
@@ -162,6 +166,120 @@ async def missing_rankings(session: AsyncSession, course: Course) -> list[Missin
         if kinds:
             out.append(Missing(p, kinds))
     return out
+
+
+@dataclass
+class RankingRows:
+    """Rankings read from a CSV (student, kind, rank, paper), grouped and checked."""
+
+    lists: dict[str, dict[RankKind, list[int]]]
+    lines: dict[tuple[str, RankKind], int]  # first CSV line of each list, for errors
+
+
+def parse_rankings_csv(text: str, *, source: str = "rankings.csv") -> RankingRows:
+    """Read ``student,kind,rank,paper`` rows; every problem is reported with its line."""
+    import csv
+    import io
+
+    from commands.coursefile import CourseFileError, Problem
+
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip().lower() for h in reader.fieldnames or []]
+    missing = [c for c in ("student", "kind", "rank", "paper") if c not in header]
+    if missing:
+        raise CourseFileError(
+            source,
+            [
+                Problem(
+                    "header",
+                    f"missing column(s) {', '.join(missing)}; need student,kind,rank,paper",
+                )
+            ],
+        )
+    problems: list[Problem] = []
+    ranks: dict[tuple[str, RankKind], dict[int, int]] = {}
+    lines: dict[tuple[str, RankKind], int] = {}
+    for raw in reader:
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        line = reader.line_num
+        student = row["student"]
+        if not student:
+            problems.append(Problem("student", "is empty", line))
+            continue
+        try:
+            kind = RankKind(row["kind"].lower())
+        except ValueError:
+            problems.append(
+                Problem("kind", f"must be standard or battle, not {row['kind']!r}", line)
+            )
+            continue
+        try:
+            rank, paper = int(row["rank"]), int(row["paper"].lstrip("#"))
+        except ValueError:
+            problems.append(Problem("rank/paper", "must be whole numbers", line))
+            continue
+        key = (student, kind)
+        lines.setdefault(key, line)
+        seen = ranks.setdefault(key, {})
+        if rank in seen:
+            problems.append(
+                Problem("rank", f"{student} has two {kind.value} papers at rank {rank}", line)
+            )
+        seen[rank] = paper
+    lists: dict[str, dict[RankKind, list[int]]] = {}
+    for (student, kind), by_rank in ranks.items():
+        order = sorted(by_rank)
+        if order != list(range(1, len(order) + 1)):
+            problems.append(
+                Problem(
+                    "rank",
+                    f"{student}'s {kind.value} ranks must be 1..{len(order)} without gaps",
+                    lines[(student, kind)],
+                )
+            )
+        lists.setdefault(student, {})[kind] = [by_rank[r] for r in order]
+    if problems:
+        raise CourseFileError(source, problems)
+    return RankingRows(lists, lines)
+
+
+async def import_rankings(
+    session: AsyncSession, course: Course, rows: RankingRows, *, now: datetime
+) -> int:
+    """Store every list (all or nothing); return how many lists were saved."""
+    from commands.coursefile import CourseFileError, Problem
+    from commands.errors import CourseBotError
+
+    problems: list[Problem] = []
+    saved = 0
+    for student, kinds in rows.lists.items():
+        try:
+            person = await find_person(session, course.id, student)
+        except CourseBotError as exc:
+            problems.append(Problem("student", str(exc), rows.lines[(student, next(iter(kinds)))]))
+            continue
+        if person.role is not Role.STUDENT:
+            problems.append(
+                Problem(
+                    "student",
+                    f"{person.name} is not a student",
+                    rows.lines[(student, next(iter(kinds)))],
+                )
+            )
+            continue
+        for kind, numbers in kinds.items():
+            try:
+                papers = await validate_choices(session, course, kind, numbers)
+            except CourseBotError as exc:
+                problems.append(
+                    Problem(f"{student} ({kind.value})", exc.message, rows.lines[(student, kind)])
+                )
+                continue
+            await save_ranking(session, course, person, kind, papers, now=now, source="import")
+            saved += 1
+    if problems:
+        raise CourseFileError("the rankings file", problems)
+    return saved
 
 
 # ----------------------------------------------------------------------------- commands

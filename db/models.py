@@ -111,6 +111,9 @@ class Course(Base):
     ranking_deadline: Mapped[datetime | None]
     standard_choices: Mapped[int] = mapped_column(Integer, default=7)
     battle_choices: Mapped[int] = mapped_column(Integer, default=3)
+    max_presenters: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    battle_group_min: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    battle_group_max: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
     website: Mapped[str | None] = mapped_column(String(500))
     office_hours_url: Mapped[str | None] = mapped_column(String(500))
     office_hours_note: Mapped[str | None] = mapped_column(Text)

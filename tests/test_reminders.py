@@ -108,7 +108,7 @@ async def test_the_shell_shows_scheduled_posts_as_they_fire(app, tmp_path) -> No
     finally:
         shell.sweeper.stop()
     text = "\n".join(lines)
-    assert "#announcements · coursebot (scheduled)" in text
+    assert "#announcements · coursebot (posted)" in text
     assert "Reminder: **Paper rankings** is due Sun Aug 27, 2023, 11:59 PM EDT" in text
 
 
@@ -116,7 +116,9 @@ async def test_students_missing_rankings_get_a_private_nudge(app) -> None:  # ty
     from commands.context import Caller, Request, Where
     from db.models import Platform
 
-    alice = Request(Platform.TERMINAL, "default", Caller(Platform.TERMINAL, "alice"), Where("general"))
+    alice = Request(
+        Platform.TERMINAL, "default", Caller(Platform.TERMINAL, "alice"), Where("general")
+    )
     await app.core.handle_text(alice, "rank standard 5 6 7 8 13 14 15")
     await app.core.handle_text(alice, "rank battle 9 11 16")
     due = datetime(2023, 8, 28, 3, 59, tzinfo=UTC)

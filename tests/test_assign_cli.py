@@ -1,0 +1,89 @@
+"""`coursebot assign solve` and `coursebot rankings import`, through the real executable."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COURSEBOT = Path(sys.executable).parent / "coursebot"
+
+
+def run(*args: str, tmp: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/cb.db",
+        "COURSEBOT_DATA_DIR": str(tmp / "data"),
+        **env,
+    }
+    return subprocess.run(
+        [str(COURSEBOT), *args], cwd=ROOT, env=full, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_solve_without_a_bot_is_reproducible(tmp_path: Path) -> None:
+    args = [
+        "assign",
+        "solve",
+        "--course",
+        "examples/comp790-23f.yaml",
+        "--rankings",
+        "examples/rankings.csv",
+        "--seed",
+        "1",
+    ]
+    first = run(*args, "--out", str(tmp_path / "a.csv"), tmp=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "Worst rank: 4th (2 student(s))" in first.stdout
+    assert "Battles that run: #9 vs #10, #16 vs #17, #19 vs #20, #27 vs #28" in first.stdout
+    again = run(*args, "--out", str(tmp_path / "b.csv"), tmp=tmp_path)
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    rows = list(csv.DictReader((tmp_path / "a.csv").open()))
+    assert len(rows) == 50 and {r["kind"] for r in rows} == {"standard", "battle"}
+    assert again.returncode == 0
+    assert not (tmp_path / "cb.db").exists()  # no database involved
+
+
+def test_solve_reports_bad_rankings_and_missing_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("student,kind,rank,paper\nalice.chen@unc.edu,standard,1,1\nghost,battle,1,9\n")
+    r = run(
+        "assign",
+        "solve",
+        "--course",
+        "examples/comp790-23f.yaml",
+        "--rankings",
+        str(bad),
+        tmp=tmp_path,
+    )
+    assert r.returncode == 1
+    assert "line 2: alice.chen@unc.edu (standard): presented by the instructor: #1" in r.stderr
+    assert "line 3: 'ghost' is not a student of the course" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("assign", "solve", "--course", "nope.yaml", "--rankings", str(bad), tmp=tmp_path)
+    assert r.returncode == 1 and "Cannot read nope.yaml" in r.stderr
+
+
+def test_rankings_import_into_the_database(tmp_path: Path) -> None:
+    assert run("db", "upgrade", tmp=tmp_path).returncode == 0
+    assert run("course", "import", "examples/comp790-23f.yaml", tmp=tmp_path).returncode == 0
+    r = run("rankings", "import", "examples/rankings.csv", tmp=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Imported 50 ranked lists for 25 students into comp790-23f" in r.stdout
+    shell = subprocess.run(
+        [str(COURSEBOT), "shell", "--as", "maya"],
+        input="rankings status\n",
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cb.db",
+            "COURSEBOT_DATA_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "25 of 25 students have submitted both rankings" in shell.stdout

@@ -27,7 +27,7 @@ from commands.outbox import Outbox
 from commands.parsing import parse_tokens, split_line, validate
 from commands.registry import Access, Command, Registry
 from commands.replies import Reply
-from db.models import Course, CourseBinding, Identity, Person
+from db.models import Course, CourseBinding, Identity, Person, ProcessedEvent
 from db.session import Database
 
 log = logging.getLogger("coursebot.core")
@@ -130,6 +130,8 @@ class CommandCore:
         try:
             async with self._slots, self.db.transaction() as session:
                 ctx = await self.context(session, request)
+                if request.event_id and await self._seen(session, request):
+                    return Reply(text="", meta={"duplicate": True}, ephemeral=True)
                 reply = await call(ctx)
             await self.deliver(ctx)
             return reply
@@ -142,6 +144,23 @@ class CommandCore:
             err_id = new_error_id()
             log.exception("unexpected error %s handling %r", err_id, request)
             return Reply.error(UNEXPECTED.format(id=err_id), error_id=err_id)
+
+    async def _seen(self, session: AsyncSession, request: Request) -> bool:
+        """Record the event id; True if it was handled before (a retry or a duplicate)."""
+        assert request.event_id is not None
+        try:
+            async with session.begin_nested():
+                session.add(
+                    ProcessedEvent(
+                        platform=request.platform,
+                        event_id=request.event_id,
+                        created_at=self.clock.now(),
+                    )
+                )
+        except IntegrityError:
+            log.info("duplicate %s event %s ignored", request.platform.value, request.event_id)
+            return True
+        return False
 
     async def deliver(self, ctx: Context) -> None:
         """Send what the handler queued (posts, DMs), now that its transaction committed."""

@@ -339,3 +339,16 @@ class AssignmentRun(Base):
     seed: Mapped[int]
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     published_at: Mapped[datetime | None]
+
+
+class ProcessedEvent(Base):
+    """A platform event (interaction, Slack event id) already handled: retries and
+    duplicate deliveries are recognised by it and never act twice."""
+
+    __tablename__ = "processed_events"
+    __table_args__ = (UniqueConstraint("platform", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
+    event_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]

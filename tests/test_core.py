@@ -91,3 +91,18 @@ async def test_instants_come_back_aware_and_equal(app) -> None:  # type: ignore[
     async with app.db.session() as s:
         got = await s.scalar(select(Notification.sent_at).where(Notification.key == "probe"))
     assert got == at and got.tzinfo is not None
+
+
+async def test_a_retried_event_acts_once(app) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    first = replace(req("zoe-id"), event_id="Ev123")
+    replies = await asyncio.gather(
+        *(app.core.handle_text(first, "register zoe.williams@unc.edu") for _ in range(3))
+    )
+    assert sum("Welcome, Zoe Williams" in r.text for r in replies) == 1
+    assert sum(r.meta.get("duplicate", False) for r in replies) == 2
+    # A failed command records nothing, so its retry runs again.
+    bad = replace(req("nobody"), event_id="Ev124")
+    assert (await app.core.handle_text(bad, "register no@x.edu")).is_error
+    assert (await app.core.handle_text(bad, "register no@x.edu")).is_error

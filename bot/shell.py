@@ -7,7 +7,9 @@ Lines starting with ``:`` control the shell itself::
     :as bob              speak as another user (their terminal handle)
     :in battles          speak in another channel      :dm   talk to the bot privately
     :react 12 🅰️         react to message 12            :unreact 12 🅰️
-    :click 12 2          press button 2 of message 12 (or give its label)
+    :click 12 2          press button 2 of message 12 (or give its label); a button that
+                         opens a form takes its fields after it: name=value ... (or the
+                         text, for a one-field form)
     :attach FILE         attach a file to the next command
     :sweep               deliver due scheduled posts now
     :wait 5              wait 5 seconds (scheduled posts show as they fire)
@@ -30,7 +32,7 @@ from sqlalchemy import select
 from bot.app import App
 from bot.scheduler import ReminderSweeper
 from commands.context import Attachment, Caller, Request, Where
-from commands.replies import Reply, Tone, render_text
+from commands.replies import Form, Reply, Tone, render_text
 from db.models import Course, CourseBinding, Identity, Person, Platform, Role
 
 META_HELP = __doc__.split("::", 1)[1].rstrip() if __doc__ else ""
@@ -160,7 +162,11 @@ class Shell:
             path = self._save(msg.number, i, f.name, f.data)
             lines.append(f"    file: {path}" + (f" ({f.description})" if f.description else ""))
         if reply.buttons:
-            labels = "  ".join(f"[{i}] {b.label}" for i, b in enumerate(reply.buttons, 1))
+            labels = "  ".join(
+                f"[{i}] {b.label}"
+                + (f" (form: {', '.join(f.name for f in b.form.fields)})" if b.form else "")
+                for i, b in enumerate(reply.buttons, 1)
+            )
             lines.append(f"    buttons: {labels}   (:click {msg.number} N)")
         if reply.reactions:
             lines.append(
@@ -199,8 +205,8 @@ class Shell:
             self._need(args, 2, f":{cmd} MESSAGE EMOJI")
             await self._react(self._message(args[0]), args[1], add=cmd == "react")
         elif cmd == "click":
-            self._need(args, 2, ":click MESSAGE BUTTON")
-            await self._click(self._message(args[0]), " ".join(args[1:]))
+            self._need(args, 2, ":click MESSAGE BUTTON [form values]")
+            await self._click(self._message(args[0]), args[1], args[2:])
         elif cmd == "attach":
             self._need(args, 1, ":attach FILE")
             path = Path(args[0]).expanduser()
@@ -249,7 +255,7 @@ class Shell:
         except (ValueError, KeyError):
             raise ShellError(f"there is no message [{ref}] in this session") from None
 
-    async def _click(self, msg: ShellMessage, which: str) -> None:
+    async def _click(self, msg: ShellMessage, which: str, rest: list[str]) -> None:
         buttons = msg.reply.buttons
         button = None
         if which.isdigit() and 1 <= int(which) <= len(buttons):
@@ -259,8 +265,33 @@ class Shell:
         if button is None:
             have = ", ".join(f"{i} ({b.label})" for i, b in enumerate(buttons, 1)) or "none"
             raise ShellError(f"message [{msg.number}] has no button `{which}`; buttons: {have}")
-        reply = await self.app.core.handle_action(self.request(), button.custom_id)
+        if button.form is not None:
+            values = self._form_values(button.form, rest)
+            reply = await self.app.core.handle_form(self.request(), button.form.custom_id, values)
+        else:
+            reply = await self.app.core.handle_action(self.request(), button.custom_id)
         self._show(reply)
+
+    @staticmethod
+    def _form_values(form: Form, rest: list[str]) -> dict[str, str]:
+        """A form's fields from the rest of a `:click` line: `name=value` pairs, or, for a
+        one-field form, just the text."""
+        names = [f.name for f in form.fields]
+        if all("=" in r and r.split("=", 1)[0] in names for r in rest):
+            values = dict(r.split("=", 1) for r in rest)
+        elif len(form.fields) == 1:
+            values = {names[0]: " ".join(rest)}
+        else:
+            raise ShellError(
+                f"this button opens a form: give {' '.join(n + '=...' for n in names)}"
+            )
+        missing = [f.name for f in form.fields if f.required and not values.get(f.name)]
+        if missing:
+            fields = ", ".join(f"{f.name} ({f.label})" for f in form.fields)
+            raise ShellError(
+                f"the form `{form.title}` needs {', '.join(missing)}; its fields: {fields}"
+            )
+        return values
 
     async def _react(self, msg: ShellMessage, emoji: str, *, add: bool) -> None:
         users = msg.reactions.setdefault(emoji, set())

@@ -26,7 +26,7 @@ from commands.errors import CourseBotError, Forbidden, NoCourse, UsageError
 from commands.outbox import Outbox
 from commands.parsing import parse_tokens, split_line, validate
 from commands.registry import Access, Command, Registry
-from commands.replies import Reply
+from commands.replies import Form, Reply
 from db.models import Course, CourseBinding, Identity, Person, ProcessedEvent
 from db.session import Database
 
@@ -88,14 +88,26 @@ class CommandCore:
             except KeyError:
                 raise UsageError(f"Unknown command `{name}`. Type `help`.") from None
             clean = {k: v for k, v in options.items() if v is not None}
+            for spec in cmd.specs:
+                # A list typed into one text box (a Discord option, a modal field).
+                if spec.many and isinstance(clean.get(spec.name), str):
+                    clean[spec.name] = clean[spec.name].replace(",", " ").split()
             return cmd, validate(cmd, clean)
 
         return await self._run(request, parse)
 
+    async def handle_form(
+        self, request: Request, custom_id: str, values: Mapping[str, Any]
+    ) -> Reply:
+        """A submitted form (modal): its command runs with the fixed and typed options."""
+        command, fixed = Form.parse_custom_id(custom_id)
+        return await self.handle(request, command, {**fixed, **values})
+
     async def handle_action(
         self, request: Request, custom_id: str, value: str | None = None
     ) -> Reply:
-        """A button press (``value`` None) or a reaction (``value`` the emoji)."""
+        """A button press (``value`` None) or a reaction (``value`` the emoji; a removal
+        is ``"-"`` + the emoji)."""
         name, *args = custom_id.split(":")
         action = self.registry.actions.get(name)
         if action is None:

@@ -24,7 +24,7 @@ from commands.errors import UsageError
 
 if TYPE_CHECKING:
     from commands.context import Context
-    from commands.replies import Reply
+    from commands.replies import Form, Reply
     from db.models import Person
 
 
@@ -67,6 +67,11 @@ class Complete:
     kind: str
 
 
+@dataclass(frozen=True)
+class LongText:
+    """Marks a free-text option best typed in a paragraph box (a modal on Discord/Slack)."""
+
+
 Handler = Callable[["Context", Any], Awaitable["Reply"]]
 ActionHandler = Callable[["Context", tuple[str, ...], str | None], Awaitable["Reply"]]
 
@@ -83,6 +88,7 @@ class OptionSpec:
     many: bool = False
     choices: tuple[str, ...] = ()
     complete: str | None = None
+    long: bool = False
 
     @property
     def is_flag(self) -> bool:
@@ -116,6 +122,7 @@ def _spec(name: str, info: FieldInfo) -> OptionSpec:
         choices = tuple(str(m.value) for m in ann)
         ann = str
     complete = next((m.kind for m in info.metadata if isinstance(m, Complete)), None)
+    long = any(isinstance(m, LongText) for m in info.metadata)
     return OptionSpec(
         name=name,
         type=ann if isinstance(ann, type) else str,
@@ -125,6 +132,7 @@ def _spec(name: str, info: FieldInfo) -> OptionSpec:
         many=many,
         choices=choices,
         complete=complete,
+        long=long,
     )
 
 
@@ -139,6 +147,22 @@ class Command:
     examples: tuple[str, ...] = ()
     specs: tuple[OptionSpec, ...] = field(default=())
     topic: str = ""
+    #: Options that Discord and Slack collect in a modal when they are not given inline
+    #: (long free text: a question and its answer, a justification).
+    form: tuple[str, ...] = ()
+
+    def form_spec(self, fixed: dict[str, str] | None = None) -> Form:
+        """The modal for this command's ``form`` options (see :class:`Form`)."""
+        from commands.replies import Form, FormField
+
+        fields = []
+        for spec in self.specs:
+            if spec.name in self.form:
+                label = spec.description[:1].upper() + spec.description[1:45]
+                fields.append(
+                    FormField(spec.name, label[:45], long=spec.long, required=spec.required)
+                )
+        return Form(self.description[:24], self.name, tuple(fields), tuple((fixed or {}).items()))
 
     @property
     def name(self) -> str:
@@ -176,11 +200,13 @@ class Action:
 
 def _options_model(fn: Handler) -> type[BaseModel]:
     """The options model: the annotation of the handler's second parameter."""
-    params = list(inspect.signature(fn).parameters)
+    params = list(inspect.signature(fn).parameters.values())
     if len(params) < 2:
         return NoOptions
-    ann = typing.get_type_hints(fn).get(params[1])
-    if ann is None or ann is BaseModel:
+    ann = params[1].annotation
+    if isinstance(ann, str):  # postponed annotations: resolve this one only
+        ann = eval(ann, fn.__globals__)  # the same evaluation typing.get_type_hints does
+    if ann is inspect.Parameter.empty or ann is BaseModel:
         return NoOptions
     if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
         raise TypeError(f"{fn.__name__}: options must be a pydantic model, not {ann!r}")
@@ -202,6 +228,7 @@ class Registry:
         ephemeral: bool = False,
         examples: Iterable[str] = (),
         topic: str | None = None,
+        form: Iterable[str] = (),
     ) -> Callable[[Handler], Handler]:
         path = tuple(name.split())
 
@@ -219,6 +246,7 @@ class Registry:
                 examples=tuple(examples),
                 specs=tuple(_option_specs(model)),
                 topic=topic or path[0],
+                form=tuple(form),
             )
             return fn
 

@@ -41,17 +41,59 @@ class FileOut:
 
 
 @dataclass(frozen=True)
-class Button:
-    """A button; pressing it runs the registered action ``action`` with ``args``."""
+class FormField:
+    """One text input of a form (Discord modal: label ≤ 45 chars, value ≤ 4000)."""
 
+    name: str  # the command option it fills
     label: str
-    action: str
-    args: tuple[str, ...] = ()
-    style: str = "secondary"  # primary | secondary | success | danger
+    long: bool = False  # a paragraph rather than one line
+    required: bool = True
+    min_length: int = 0
+    max_length: int = 4000
+    placeholder: str = ""
+
+
+@dataclass(frozen=True)
+class Form:
+    """A form that fills in a command's options: a Discord or Slack modal, prompts in
+    the terminal. Submitting it runs ``command`` with ``fixed`` plus the typed fields,
+    through the same core (and the same validation) as typing the command."""
+
+    title: str  # Slack modal titles: ≤ 24 chars
+    command: str
+    fields: tuple[FormField, ...]
+    fixed: tuple[tuple[str, str], ...] = ()
 
     @property
     def custom_id(self) -> str:
-        """A stable id (survives restarts): ``action:arg1:arg2``."""
+        """A stable id (survives restarts): ``form:<command>:k=v:k=v``."""
+        return ":".join(
+            ("form", self.command.replace(" ", "."), *(f"{k}={v}" for k, v in self.fixed))
+        )
+
+    @staticmethod
+    def parse_custom_id(custom_id: str) -> tuple[str, dict[str, str]]:
+        """The command and fixed options of a form's custom id."""
+        _, command, *pairs = custom_id.split(":")
+        return command.replace(".", " "), dict(p.split("=", 1) for p in pairs)
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button: pressing it runs the registered action ``action`` with ``args``, or,
+    when it carries a ``form``, opens that form."""
+
+    label: str
+    action: str = ""
+    args: tuple[str, ...] = ()
+    style: str = "secondary"  # primary | secondary | success | danger
+    form: Form | None = None
+
+    @property
+    def custom_id(self) -> str:
+        """A stable id (survives restarts): ``action:arg1:arg2`` (or the form's id)."""
+        if self.form is not None:
+            return self.form.custom_id
         return ":".join((self.action, *self.args))
 
 

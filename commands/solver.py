@@ -25,16 +25,27 @@ chooses which battles run.
 
 The objective (per kind, lexicographic)
 ---------------------------------------
-1. Minimise the worst rank any student gets (egalitarian: nobody is left far behind).
-2. Among those assignments, minimise the total of the ranks (utilitarian).
-3. Among those, pick by a seeded random tie-break, so that ties are not always broken in
+1. Minimise the worst rank ``W`` any student gets (egalitarian: nobody is left far
+   behind).
+2. Among those assignments (worst rank ``W*``), minimise the number of students who get
+   rank ``W*``: the leximin refinement at the worst level, so the fewest possible students
+   are left at the bottom, even if the others then fare a little worse on the total. (With
+   ``W* = 2`` this is the same as step 3; it matters when ``W*`` is 3 or more, e.g. when
+   ``W*`` is "none of my choices".)
+3. Among those, minimise the total of the ranks (utilitarian).
+4. Among those, pick by a seeded random tie-break, so that ties are not always broken in
    favour of, say, students early in the roster, and the same input and seed always give
    the same assignment.
 
 Each later criterion is only allowed to choose among optima of the earlier ones: the
 tie-break weights are integers in ``[0, T)`` and the rank total is scaled by
 ``M > n * (T - 1)`` (``n`` students), so the whole tie-break term of any assignment is
-smaller than one unit of rank total and can never trade against it.
+smaller than one unit of rank total and can never trade against it. In the standard kind
+step 2 is a weight too: each student at rank ``W*`` costs an extra ``K``, larger than the
+whole rank-total-and-tie-break cost of any assignment with worst rank ``W*``, so no saving
+there can buy one more student at ``W*`` (see Methods). The battle kind fixes each optimum
+as a constraint instead. :class:`Stats` reports steps 1 and 2 as ``worst_rank`` and
+``at_worst``.
 
 Methods
 -------
@@ -42,29 +53,42 @@ Methods
 -> sink (cap cap)``. The smallest worst rank ``k*`` is the smallest ``k`` for which a
 maximum flow (:class:`~ortools.graph.python.max_flow.SimpleMaxFlow`) that uses only
 student-paper arcs of rank ``<= k`` seats everyone (binary search, since seating is
-monotone in ``k``). Then a min-cost flow
+monotone in ``k``). Then one min-cost flow
 (:class:`~ortools.graph.python.min_cost_flow.SimpleMinCostFlow`) on the arcs of rank
-``<= k*`` with cost ``rank * M + tie_break`` gives the lexicographic optimum; min-cost flow
-is exact, so the result is always proven optimal. Unranked papers are reached through one
-shared *hub* node (``student -> hub`` costs ``len(list) + 1``, ``hub -> paper`` only a
-tie-break, so ``M = 2 * T * n`` here) instead of one arc per student and unranked paper,
-which keeps the graph small for large classes. In an optimal flow no student is routed through the hub to a paper they ranked
-(the direct arc would be strictly cheaper), so any pairing of hub students with hub papers
-is a correct assignment; the pairing is made in a seeded order.
+``<= k*`` with cost ``[rank == k*] * K + rank * M + tie_break`` gives the lexicographic
+optimum of steps 2-4 at once; min-cost flow is exact, so the result is always proven
+optimal. Unranked papers are reached through one shared *hub* node (``student -> hub``
+costs ``len(list) + 1``, plus ``K`` if that equals ``k*``; ``hub -> paper`` only a
+tie-break, so ``M = 2 * T * n`` and ``K = n * (k* * M + 2 * T)`` here) instead of one arc
+per student and unranked paper, which keeps the graph small for large classes. In an
+optimal flow no student is routed through the hub to a paper they ranked (the direct arc
+would be strictly cheaper: its rank is below ``len(list) + 1 <= k*``, so it never carries
+``K``), so any pairing of hub students with hub papers is a correct assignment; the
+pairing is made in a seeded order. OR-Tools keeps costs in int64, multiplies them by the
+number of nodes plus one, and refuses (``BAD_COST_RANGE``) costs above
+``2**63 / (2 * (nodes + 1))``. The largest cost is about ``K ~ 2 * T * n**2 * k*``
+(``T = 1000``): at ``n = 5000`` with 3333 papers that is about ``5e10 * k*`` against a
+limit (halved, for margin) of about ``2.8e14``, so any ``k*`` up to about 5000 fits; a
+larger instance is refused with a message, never solved wrongly.
 
 *Battle kind: CP-SAT.* Booleans ``x[s, side]`` (student on side) and ``run[b]`` (battle
 runs), with ``lo * run[b] <= |side| <= hi * run[b]`` for both sides of every battle. The
 solver runs in phases, each fixing the optimum of the one before: (1) minimise the worst
 rank ``W``; (2) with ``W <= W*`` (which also drops all variables of rank above ``W*``),
-minimise ``M * total + tie_break``; and, for reporting, (3) the pure minimum total with no
-worst-rank bound. Before CP-SAT starts, a feasible solution is built with min-cost flow
-(heuristic running set, lower bounds as negative-cost arcs) and given as a hint, so a time
-limit never leaves us without an answer. ``proven_optimal`` says whether every phase ended
-``OPTIMAL``. CP-SAT's parallel portfolio (8 workers) is not deterministic in *which* optimum
-it returns, so phase 2 carries the seeded tie-break with weights up to ``10**6``: with
-generic weights the optimum is unique (ties have negligible probability), and a phase 2
-proven optimal gives the same assignment for the same input and seed on every run. (CP-SAT's
-deterministic ``interleave_search`` was measured 10-60x slower on these models.)
+minimise the number of students at rank ``W*``; (3) with ``W <= W*`` and at most ``C*``
+(phase 2's optimum) students at rank ``W*``, minimise ``M * total + tie_break``; and, for
+reporting, (4) the pure minimum total with no worst-rank bound. Before CP-SAT starts, a
+feasible solution is built with min-cost flow (heuristic running set, lower bounds as
+negative-cost arcs) and given as a hint to phase 1; each later phase is hinted with the
+best solution so far, which satisfies its constraints, so a time limit never leaves us
+without an answer. All phases share one deadline, ``time_limit_s`` from the start.
+``proven_optimal`` says whether every phase (all four) ended ``OPTIMAL``. CP-SAT's
+parallel portfolio (8 workers) is not deterministic in *which* optimum it returns, so
+phase 3 carries the seeded tie-break with weights up to ``10**6``: with generic weights
+the optimum is unique (ties have negligible probability), and with phases 1-3 proven
+optimal (their optimal values ``W*`` and ``C*`` do not depend on which optimum was found)
+the same input and seed give the same assignment on every run. (CP-SAT's deterministic
+``interleave_search`` was measured 10-60x slower on these models.)
 
 Random serial dictatorship (RSD), the usual baseline: students in a seeded random order
 each take their best paper that still has room. See :func:`random_serial_dictatorship` for
@@ -334,6 +358,20 @@ def _std_graph(inst: Instance, cap: int) -> _StdGraph:
     )
 
 
+def _rank_weight(n: int) -> int:
+    """``M`` of the standard kind: one unit of rank total outweighs all tie-break costs
+    (each student pays at most two tie-breaks below ``TIE_RANGE``: own arc and hub arc)."""
+    return 2 * TIE_RANGE * max(n, 1)
+
+
+def _count_weight(n: int, k: int) -> int:
+    """``K`` of the standard kind at threshold ``k``: one more student at rank ``k``
+    outweighs any difference in rank total and tie-breaks. With every rank ``<= k``, a
+    student's other costs are below ``k * M + 2 * TIE_RANGE``, so ``n`` of them are below
+    ``K``."""
+    return max(n, 1) * (k * _rank_weight(n) + 2 * TIE_RANGE)
+
+
 def _std_arcs(
     g: _StdGraph, k: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
@@ -343,11 +381,15 @@ def _std_arcs(
     Arc order: source->student, ranked student->paper, student->hub, hub->paper, paper->sink.
     Costs are ``rank * M + tie`` on student arcs, ``tie`` on hub->paper arcs, 0 elsewhere;
     a student's arc costs plus a hub->paper cost stay below ``M`` apart from the rank part.
+    With a threshold, the student arcs of rank exactly ``k`` (ranked or to the hub) also
+    cost ``K`` (:func:`_count_weight`), so the flow first minimises how many students get
+    rank ``k``.
     """
     n, n_papers = g.n, g.n_papers
-    big_m = 2 * TIE_RANGE * max(n, 1)
+    big_m = _rank_weight(n)
     keep = np.ones(len(g.arc_rank), dtype=bool) if k is None else g.arc_rank <= k
     hub_students = np.arange(n) if k is None else np.flatnonzero(g.hub_rank <= k)
+    big_k = 0 if k is None else _count_weight(n, k)
     students = np.arange(n, dtype=np.int64)
     papers = np.arange(n_papers, dtype=np.int64)
     tails = np.concatenate(
@@ -378,8 +420,10 @@ def _std_arcs(
     costs = np.concatenate(
         [
             np.zeros(n, dtype=np.int64),
-            g.arc_rank[keep] * big_m + g.arc_tie[keep],
-            g.hub_rank[hub_students] * big_m + g.hub_tie[hub_students],
+            g.arc_rank[keep] * big_m + g.arc_tie[keep] + big_k * (g.arc_rank[keep] == k),
+            g.hub_rank[hub_students] * big_m
+            + g.hub_tie[hub_students]
+            + big_k * (g.hub_rank[hub_students] == k),
             g.paper_tie,
             np.zeros(n_papers, dtype=np.int64),
         ]
@@ -398,9 +442,27 @@ def _max_seated(g: _StdGraph, k: int) -> int:
     return int(mf.optimal_flow())
 
 
+def _check_cost_range(costs: np.ndarray, n_nodes: int) -> None:
+    """OR-Tools' min-cost flow multiplies every cost by ``n_nodes + 1`` and refuses
+    (``BAD_COST_RANGE``) costs above ``2**63 / (2 * (n_nodes + 1))``; we stop at half of
+    that, with a message. The largest cost is about ``K ~ 2 * TIE_RANGE * n**2 * k*``: at
+    5000 students (8336 nodes with 3333 papers) this allows a worst rank ``k*`` above 5000,
+    far beyond any real list (the benchmark's ``k*`` is 3 or 4)."""
+    limit = np.iinfo(np.int64).max // (4 * (n_nodes + 1))
+    top = int(np.abs(costs).max(initial=0))
+    if top > limit:
+        raise RuntimeError(
+            f"min-cost flow costs too large for int64 ({top} > {limit}): too many students "
+            "or too long preference lists"
+        )
+
+
 def _min_cost_assignment(inst: Instance, g: _StdGraph, k: int | None) -> dict[str, int]:
-    """The min-cost flow on arcs of rank ``<= k``, decoded into student -> paper id."""
+    """The min-cost flow on arcs of rank ``<= k``, decoded into student -> paper id. With a
+    threshold ``k`` it minimises the count at rank ``k``, then the total, then the tie-break
+    (see :func:`_std_arcs`); without, the total, then the tie-break."""
     tails, heads, caps, costs, first, hub_students = _std_arcs(g, k)
+    _check_cost_range(costs, g.sink + 1)
     mcf = min_cost_flow.SimpleMinCostFlow()
     arcs = mcf.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
     mcf.set_nodes_supplies(np.array([0, g.sink]), np.array([g.n, -g.n]))
@@ -451,8 +513,9 @@ def min_sum_standard(inst: Instance) -> KindResult:
 
 
 def solve_standard(inst: Instance) -> KindResult:
-    """The lexicographic optimum of the standard kind: minimum worst rank (max-flow binary
-    search), then minimum total (min-cost flow), then the seeded tie-break.
+    """The lexicographic optimum of the standard kind: minimum worst rank ``k*`` (max-flow
+    binary search), then (one min-cost flow) fewest students at rank ``k*``, then minimum
+    total, then the seeded tie-break.
 
     ``solve_seconds`` times this solve only; ``min_sum_total`` comes from a separate
     :func:`min_sum_standard` solve.
@@ -619,7 +682,9 @@ class _BattleModel:
     """CP-SAT model of the battle kind, keeping only student-side pairs of rank ``<= k``.
 
     With ``worst=True``, ``self.worst`` is constrained to be at least every student's rank
-    (to minimise it); otherwise it is left free and unused.
+    (to minimise it); otherwise it is left free and unused. ``self.at_k`` counts the
+    students at rank exactly ``k``; ``self.total`` and ``self.tie`` are the rank total and
+    the tie-break.
     """
 
     def __init__(
@@ -653,6 +718,7 @@ class _BattleModel:
         xs = [self.x[key] for key in keys]
         self.total = cp_model.LinearExpr.weighted_sum(xs, [int(d.rank[key]) for key in keys])
         self.tie = cp_model.LinearExpr.weighted_sum(xs, [int(d.tie[key]) for key in keys])
+        self.at_k = cp_model.LinearExpr.sum([self.x[key] for key in keys if d.rank[key] == k])
         self.worst = md.new_int_var(1, max(k, 1), "worst")
         if worst:
             for i in range(n):
@@ -695,10 +761,11 @@ def solve_battles(inst: Instance) -> tuple[KindResult, list[tuple[int, int]]]:
     """The lexicographic optimum of the battle kind (CP-SAT), and the battles that run.
 
     Phases (all with one deadline, ``time_limit_s`` from the start): minimise the worst
-    rank; fix it and minimise ``M * total + tie_break``; then the pure minimum total for
+    rank ``W``; with ``W <= W*``, minimise the number of students at rank ``W*``; fix that
+    number too and minimise ``M * total + tie_break``; then the pure minimum total for
     ``min_sum_total``. If a phase stops at the time limit, its best solution is kept and
     ``proven_optimal`` is False; the warm start guarantees there always is a solution.
-    ``solve_seconds`` covers the two phases of our result (not the min-sum one).
+    ``solve_seconds`` covers the three phases of our result (not the min-sum one).
     """
     _validate(inst)
     if not inst.students:
@@ -720,20 +787,32 @@ def solve_battles(inst: Instance) -> tuple[KindResult, list[tuple[int, int]]]:
     best = found if found is not None else warm
     worst = _choice_cost(d, best)[0]
 
-    # Phase 2: with worst <= W*, minimise M * total + tie-break.
+    # Phase 2: with worst <= W*, minimise the number of students at rank W*.
     m2 = _BattleModel(inst, d, counts, worst)
     m2.hint(best)
-    m2.model.minimize((BATTLE_TIE_RANGE * n) * m2.total + m2.tie)
+    m2.model.minimize(m2.at_k)
     found, proven2 = m2.solve(inst, deadline)
+    if found is not None:
+        best = found
+    # Students at rank W* (not at the worst rank of `best`, which an unproven phase 1 may
+    # leave below W*: then none are at W*).
+    at_worst = int((d.rank[np.arange(n), best] == worst).sum())
+
+    # Phase 3: with worst <= W* and at most C* students at W*, minimise M * total + tie.
+    m3 = _BattleModel(inst, d, counts, worst)
+    m3.hint(best)
+    m3.model.add(m3.at_k <= at_worst)
+    m3.model.minimize((BATTLE_TIE_RANGE * n) * m3.total + m3.tie)
+    found, proven3 = m3.solve(inst, deadline)
     if found is not None:
         best = found
     seconds = time.perf_counter() - t0
 
     # For reporting: the pure minimum total (no worst-rank bound).
-    m3 = _BattleModel(inst, d, counts, k_all)
-    m3.hint(best)
-    m3.model.minimize(m3.total)
-    found, proven3 = m3.solve(inst, deadline)
+    m4 = _BattleModel(inst, d, counts, k_all)
+    m4.hint(best)
+    m4.model.minimize(m4.total)
+    found, proven4 = m4.solve(inst, deadline)
     total = _choice_cost(d, best)[1]
     min_sum = total if found is None else min(total, _choice_cost(d, found)[1])
 
@@ -743,7 +822,7 @@ def solve_battles(inst: Instance) -> tuple[KindResult, list[tuple[int, int]]]:
         assignment,
         inst.battle_prefs,
         min_sum_total=min_sum,
-        proven_optimal=proven1 and proven2 and proven3,
+        proven_optimal=proven1 and proven2 and proven3 and proven4,
         method="CP-SAT",
         solve_seconds=seconds,
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
+from commands.registry import LongText
 from db.models import Identity, Person
 from tests.conftest import Transcript
 
@@ -128,3 +131,43 @@ async def test_unexpected_errors_get_a_quotable_id(transcript: Transcript, caplo
     match = re.search(r"error id `([0-9a-f]{8})`", out)
     assert match, out
     assert match.group(1) in caplog.text and "kaboom" in caplog.text
+
+
+class Note(BaseModel):
+    paper: int = Field(description="paper id")
+    text: Annotated[str, LongText()] = Field(min_length=10, description="your note")
+
+
+async def test_a_button_that_opens_a_form_runs_its_command(transcript: Transcript) -> None:
+    """Forms fill a command's options (a modal on Discord and Slack); in the terminal the
+    fields follow `:click`. The submission goes through the same validation."""
+    from commands.registry import Access
+    from commands.replies import Button, Reply
+
+    registry = transcript.shell.app.core.registry
+
+    async def note(ctx, opts: Note) -> Reply:  # type: ignore[no-untyped-def]
+        return Reply(text=f"noted on #{opts.paper}: {opts.text}")
+
+    async def offer(ctx, opts) -> Reply:  # type: ignore[no-untyped-def]
+        form = ctx.registry.get("testnote").form_spec({"paper": "5"})
+        return Reply(text="Leave a note?", buttons=[Button("Write a note", form=form)])
+
+    registry.command("testnote", "Leave a note", access=Access.MEMBER, form=("text",))(note)
+    registry.command("testoffer", "Offer a form", access=Access.MEMBER)(offer)
+    try:
+        spec = registry.get("testnote").form_spec({"paper": "5"})
+        assert spec.fields[0].long and spec.custom_id == "form:testnote:paper=5"
+        await transcript.say(":as alice")
+        out = await transcript.say("testoffer")
+        assert "[1] Write a note (form: text)" in out
+        number = out.split("]")[0].lstrip("[")
+        out = await transcript.say(f":click {number} 1 too short")
+        assert "`text` string should have at least 10 characters" in out
+        out = await transcript.say(f":click {number} 1 text='SlowFast is a neat idea'")
+        assert "noted on #5: SlowFast is a neat idea" in out
+        out = await transcript.say(f":click {number} 1 this one is long enough")
+        assert "noted on #5: this one is long enough" in out
+    finally:
+        del registry.commands[("testnote",)]
+        del registry.commands[("testoffer",)]

@@ -1,4 +1,6 @@
-"""Runs the periodic sweep that delivers due reminders through the outbox.
+"""Runs the periodic jobs that deliver due posts through the outbox: the reminder
+sweep (deadlines, missing rankings) and the one-second battle tick (timers, polls that
+close by themselves).
 
 The schedule itself lives in the database (deadlines, and the ``notifications``
 that went out), so nothing is lost on restart: the first sweep after a start
@@ -13,8 +15,9 @@ import logging
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select
 
+from commands.battles import due_battle_posts
 from commands.clock import Clock
-from commands.outbox import Outbox
+from commands.outbox import Outbox, send
 from commands.reminders import Post, due_reminders
 from db.models import Course
 from db.session import Database
@@ -48,8 +51,25 @@ class ReminderSweeper:
                 log.exception("could not deliver reminder %s", post.key)
         return posts
 
-    def start(self, interval_seconds: float) -> None:
+    async def tick(self) -> int:
+        """Battle timers and scheduled poll closes that are due now; how many posts."""
+        async with self.db.transaction() as session:
+            due = await due_battle_posts(session, self.clock.now())
+        for course_id, item in due:
+            await send(self.db, self.outbox, course_id, [item])
+        return len(due)
+
+    def start(self, interval_seconds: float, tick_seconds: float = 1.0) -> None:
         self._scheduler = AsyncIOScheduler()
+        self._scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=tick_seconds,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=60,
+            id="battle-tick",
+        )
         self._scheduler.add_job(
             self.sweep,
             "interval",

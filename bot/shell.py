@@ -87,9 +87,14 @@ class Shell:
 
     async def edit(self, course_id: int, message_ref: str, reply: Reply) -> None:
         msg = self.messages.get(int(message_ref))
-        if msg is not None:
-            msg.reply = reply
-            self.out(self._render(msg, header=f"#{msg.channel} · coursebot (edited)"))
+        if msg is None:
+            return
+        before = render_text(msg.reply).splitlines()
+        msg.reply = reply
+        changed = [line for line in render_text(reply).splitlines() if line not in before]
+        if changed:  # show only what changed, as a chat client would
+            body = "\n    ".join(changed)
+            self.out(f"[{msg.number}] #{msg.channel} · coursebot (edited)\n    {body}")
 
     async def dm(self, course_id: int, person_id: int, reply: Reply) -> str:
         async with self.app.db.session() as session:
@@ -215,7 +220,7 @@ class Shell:
             self._attachments.append(Attachment(path.name, path=path, size=path.stat().st_size))
             self.out(f"(attached {path.name} to your next command)")
         elif cmd == "sweep":
-            posts = await self.sweeper.sweep()
+            posts = len(await self.sweeper.sweep()) + await self.sweeper.tick()
             if not posts:
                 self.out("(nothing scheduled is due)")
         elif cmd == "wait":
@@ -226,13 +231,14 @@ class Shell:
                 raise ShellError(f"`{args[0]}` is not a number of seconds") from None
             await asyncio.sleep(seconds)
         elif cmd == "advance":
-            self._need(args, 1, ":advance HOURS")
+            self._need(args, 1, ":advance DURATION (e.g. 90s, 15m, 2h)")
             advance = getattr(self.app.clock, "advance", None)
             if advance is None:
                 raise ShellError("the clock can only be moved when started with --now")
-            advance(timedelta(hours=float(args[0])))
-            self.out(f"(clock moved to {self.app.clock.now():%Y-%m-%d %H:%M} UTC)")
+            advance(_duration(args[0]))
+            self.out(f"(clock moved to {self.app.clock.now():%Y-%m-%d %H:%M:%S} UTC)")
             await self.sweeper.sweep()
+            await self.sweeper.tick()
         elif cmd == "who":
             self.out(
                 f"(speaking as {self.speaker} in {'a DM' if self.is_dm else '#' + self.channel})"
@@ -307,7 +313,21 @@ class Shell:
         reply = await self.app.core.handle_action(
             self.request(), ":".join((r.action, *r.args)), value
         )
-        self._show(reply)
+        if reply.meta.get("remove_reaction"):
+            users.discard(self.speaker)
+        if not reply.meta.get("silent") and not reply.meta.get("duplicate"):
+            self._show(reply)
+
+
+def _duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``1d``; a bare number is hours."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    unit = units.get(text[-1:].lower())
+    number = text[:-1] if unit else text
+    try:
+        return timedelta(**{unit or "hours": float(number)})
+    except ValueError:
+        raise ShellError(f"`{text}` is not a duration: use e.g. 90s, 15m or 2h") from None
 
 
 # ---------------------------------------------------------------------- running it

@@ -10,7 +10,13 @@ from commands.registry import Registry
 
 
 def load_registry() -> Registry:
-    from commands import assignment, logistics, people, rankings  # noqa: F401  (declares)
+    from commands import (  # noqa: F401  (each module declares its commands)
+        assignment,
+        battles,
+        logistics,
+        people,
+        rankings,
+    )
     from commands.registry import registry
 
     return registry

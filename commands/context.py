@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.errors import NotRegistered
+from commands.outbox import Outgoing
 from commands.replies import Reply
 from db.models import Course, Person, Platform
 
@@ -60,16 +61,6 @@ class Request:
     event_id: str | None = None
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """A message a handler wants sent after its transaction commits:
-    to a course channel (``channel``) or privately to a person (``person_id``)."""
-
-    reply: Reply
-    channel: str | None = None
-    person_id: int | None = None
-
-
 @dataclass
 class Context:
     session: AsyncSession
@@ -93,6 +84,14 @@ class Context:
         """Post to a course channel (by its key in the course's ``channels``) after commit."""
         channel = self.course.channels.get(channel_key, channel_key)
         self.outgoing.append(Outgoing(reply, channel=channel))
+
+    def post_remembered(self, channel: str, key: str, reply: Reply) -> None:
+        """Post to a channel (a name or id) and remember the message under ``key``."""
+        self.outgoing.append(Outgoing(reply, channel=channel, remember=key))
+
+    def edit(self, key: str, reply: Reply) -> None:
+        """Edit the message posted earlier under ``key`` (if any) after commit."""
+        self.outgoing.append(Outgoing(reply, edit_key=key))
 
     def dm(self, person_id: int, reply: Reply) -> None:
         """Send a private message to a person after commit."""

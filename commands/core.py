@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commands.clock import Clock, SystemClock
 from commands.context import Context, Request
 from commands.errors import CourseBotError, Forbidden, NoCourse, UsageError
-from commands.outbox import Outbox
+from commands.outbox import Outbox, send
 from commands.parsing import parse_tokens, split_line, validate
 from commands.registry import Access, Command, Registry
 from commands.replies import Form, Reply
@@ -42,6 +42,10 @@ CONFLICT = (
     "Someone changed the same thing at the same moment, so nothing was saved. "
     "Please run the command again."
 )
+
+
+#: How many times a command runs when concurrent writes collide.
+ATTEMPTS = 3
 
 
 def new_error_id() -> str:
@@ -140,18 +144,24 @@ class CommandCore:
         self, request: Request, call: Callable[[Context], Awaitable[Reply]]
     ) -> Reply:
         try:
-            async with self._slots, self.db.transaction() as session:
-                ctx = await self.context(session, request)
-                if request.event_id and await self._seen(session, request):
-                    return Reply(text="", meta={"duplicate": True}, ephemeral=True)
-                reply = await call(ctx)
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    async with self._slots, self.db.transaction() as session:
+                        ctx = await self.context(session, request)
+                        if request.event_id and await self._seen(session, request):
+                            return Reply(text="", meta={"duplicate": True}, ephemeral=True)
+                        reply = await call(ctx)
+                    break
+                except IntegrityError:
+                    # A concurrent write won a race (two votes of one student at once):
+                    # the transaction rolled back; run the command again on fresh state.
+                    log.info("conflicting write (attempt %d) for %r", attempt, request)
+                    if attempt == ATTEMPTS:
+                        return Reply.error(CONFLICT)
             await self.deliver(ctx)
             return reply
         except CourseBotError as err:
             return Reply.error(str(err))
-        except IntegrityError:
-            log.info("conflicting write for %r; rolled back", request, exc_info=True)
-            return Reply.error(CONFLICT)
         except Exception:
             err_id = new_error_id()
             log.exception("unexpected error %s handling %r", err_id, request)
@@ -175,18 +185,8 @@ class CommandCore:
         return False
 
     async def deliver(self, ctx: Context) -> None:
-        """Send what the handler queued (posts, DMs), now that its transaction committed."""
-        for out in ctx.outgoing:
-            if self.outbox is None:
-                log.warning("no outbox: dropped a message for %s", out.channel or out.person_id)
-                continue
-            try:
-                if out.person_id is not None:
-                    await self.outbox.dm(ctx.course.id, out.person_id, out.reply)
-                elif out.channel is not None:
-                    await self.outbox.post(ctx.course.id, out.channel, out.reply)
-            except Exception:
-                log.exception("could not deliver a message to %s", out.channel or out.person_id)
+        """Send what the handler queued (posts, DMs, edits), now that it committed."""
+        await send(self.db, self.outbox, ctx.course.id, ctx.outgoing)
 
     async def context(self, session: AsyncSession, request: Request) -> Context:
         course, person = await self.resolve(session, request)

@@ -86,6 +86,17 @@ class RankingRules(_Strict):
         return v
 
 
+class BattleRules(_Strict):
+    """Paper-battle timing and voting rules."""
+
+    present_minutes: int = Field(20, ge=1, le=120)  # each side's presentation
+    reasons_minutes: int = Field(5, ge=1, le=60)  # "3 reasons why ours is better"
+    rebuttal_minutes: int = Field(5, ge=1, le=60)
+    warnings: list[int] = Field(default_factory=lambda: [5, 1])  # minutes before the end
+    overrun_every_seconds: int = Field(30, ge=5, le=600)  # "+0:30, +1:00, ..." while over
+    justification_min: int = Field(20, ge=1, le=2000)  # characters a vote's reason needs
+
+
 class Bindings(_Strict):
     terminal: str | None = None
     discord: str | None = None  # guild id
@@ -103,6 +114,7 @@ class CourseSettings(_Strict):
     critique_deadline: ClockTime = time(13, 0)
     ranking_deadline: LocalDateTime | None = None
     ranking: RankingRules = Field(default_factory=RankingRules)
+    battle_rules: BattleRules = Field(default_factory=BattleRules)
     website: str | None = None
     office_hours: str | None = None
     office_hours_note: str | None = None
@@ -418,6 +430,7 @@ async def import_course(session: AsyncSession, cf: CourseFile, *, now: datetime)
         max_presenters=s.ranking.max_presenters,
         battle_group_min=s.ranking.battle_group[0],
         battle_group_max=s.ranking.battle_group[1],
+        battle_rules=s.battle_rules.model_dump(),
         website=s.website,
         office_hours_url=s.office_hours,
         office_hours_note=s.office_hours_note,
@@ -670,6 +683,7 @@ async def export_course(session: AsyncSession, course: Course) -> dict[str, Any]
             "max_presenters": course.max_presenters,
             "battle_group": [course.battle_group_min, course.battle_group_max],
         },
+        "battle_rules": BattleRules.model_validate(course.battle_rules or {}).model_dump(),
         "website": course.website,
         "office_hours": course.office_hours_url,
         "office_hours_note": course.office_hours_note,

@@ -4,9 +4,17 @@ terminal prints; Discord and Slack post)."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Protocol
 
+from sqlalchemy import select
+
 from commands.replies import Reply
+from db.models import MessageRef
+from db.session import Database
+
+log = logging.getLogger("coursebot.outbox")
 
 
 class Outbox(Protocol):
@@ -17,3 +25,54 @@ class Outbox(Protocol):
     async def edit(self, course_id: int, message_ref: str, reply: Reply) -> None: ...
 
     async def dm(self, course_id: int, person_id: int, reply: Reply) -> str: ...
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to send once the transaction that decided it has committed: to a course
+    channel (``channel``), privately to a person (``person_id``), or as an edit of the
+    message posted earlier under ``edit_key``. ``remember`` stores the posted message's
+    reference under that key, so it can be edited later (a poll's running count)."""
+
+    reply: Reply
+    channel: str | None = None
+    person_id: int | None = None
+    remember: str | None = None
+    edit_key: str | None = None
+
+
+async def send(db: Database, outbox: Outbox | None, course_id: int, items: list[Outgoing]) -> None:
+    """Deliver ``items`` through ``outbox``; a failure is logged and never raised."""
+    for out in items:
+        if outbox is None:
+            log.warning("no outbox: dropped a message for %s", out.channel or out.person_id)
+            continue
+        try:
+            if out.edit_key is not None:
+                async with db.session() as session:
+                    ref = await session.scalar(
+                        select(MessageRef.ref).where(
+                            MessageRef.course_id == course_id, MessageRef.key == out.edit_key
+                        )
+                    )
+                if ref is not None:
+                    await outbox.edit(course_id, ref, out.reply)
+            elif out.person_id is not None:
+                await outbox.dm(course_id, out.person_id, out.reply)
+            elif out.channel is not None:
+                ref = await outbox.post(course_id, out.channel, out.reply)
+                if out.remember:
+                    await _remember(db, course_id, out.remember, ref)
+        except Exception:
+            log.exception("could not deliver a message to %s", out.channel or out.person_id)
+
+
+async def _remember(db: Database, course_id: int, key: str, ref: str) -> None:
+    async with db.transaction() as session:
+        row = await session.scalar(
+            select(MessageRef).where(MessageRef.course_id == course_id, MessageRef.key == key)
+        )
+        if row is None:
+            session.add(MessageRef(course_id=course_id, key=key, ref=ref))
+        else:
+            row.ref = ref

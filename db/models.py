@@ -114,6 +114,8 @@ class Course(Base):
     max_presenters: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
     battle_group_min: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     battle_group_max: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
+    #: Paper-battle rules: phase minutes, warnings, justification length (see coursefile).
+    battle_rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
     website: Mapped[str | None] = mapped_column(String(500))
     office_hours_url: Mapped[str | None] = mapped_column(String(500))
     office_hours_note: Mapped[str | None] = mapped_column(Text)
@@ -352,3 +354,61 @@ class ProcessedEvent(Base):
     platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
     event_id: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
+
+
+class BattlePoll(Base):
+    """The vote after a paper battle: open, then closed with a result."""
+
+    __tablename__ = "battle_polls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    battle_id: Mapped[int] = mapped_column(
+        ForeignKey("battles.id", ondelete="CASCADE"), unique=True
+    )
+    channel: Mapped[str] = mapped_column(String(100))
+    opened_at: Mapped[datetime]
+    closes_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+
+class BattleVote(Base):
+    """One student's vote: a side, counted only once it has a justification."""
+
+    __tablename__ = "battle_votes"
+    __table_args__ = (UniqueConstraint("poll_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    poll_id: Mapped[int] = mapped_column(ForeignKey("battle_polls.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    side: Mapped[str] = mapped_column(String(1))
+    justification: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class BattleTimer(Base):
+    """A strict presentation timer; its ticks are computed from ``started_at``, so it
+    keeps running across restarts."""
+
+    __tablename__ = "battle_timers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    battle_id: Mapped[int] = mapped_column(ForeignKey("battles.id", ondelete="CASCADE"))
+    phase: Mapped[str] = mapped_column(String(16))  # a | b | reasons | rebuttal
+    channel: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime]
+    seconds: Mapped[int]
+    stopped_at: Mapped[datetime | None]
+
+
+class MessageRef(Base):
+    """A message the bot posted under a key (a poll), so it can be edited later."""
+
+    __tablename__ = "message_refs"
+    __table_args__ = (UniqueConstraint("course_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(100))
+    ref: Mapped[str] = mapped_column(String(200))

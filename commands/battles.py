@@ -1,0 +1,754 @@
+"""Paper battles: strict presentation timers, and the vote that follows — a reaction
+poll where a vote counts only with a justification, secret until the poll closes."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commands.charts import bar_png
+from commands.context import Context
+from commands.coursefile import BattleRules
+from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
+from commands.outbox import Outgoing
+from commands.registry import Access, LongText, registry
+from commands.replies import Button, FileOut, Form, FormField, Reactions, Reply, Section, Tone
+from commands.timefmt import fmt_day, fmt_instant
+from db.models import (
+    Assignment,
+    Battle,
+    BattlePoll,
+    BattleTimer,
+    Course,
+    Notification,
+    Paper,
+    Person,
+    Role,
+)
+
+EMOJI = {"A": "🅰️", "B": "🅱️"}
+SIDE_OF = {"🅰️": "A", "🅰": "A", "🅱️": "B", "🅱": "B", "a": "A", "b": "B"}
+Side = Literal["A", "B"]
+PHASES = {
+    "a": "side A presents",
+    "b": "side B presents",
+    "reasons": "3 reasons",
+    "rebuttal": "rebuttal",
+}
+#: A timer nobody stops ends itself this long after its end, with a note.
+MAX_OVERRUN = timedelta(minutes=15)
+
+# ----------------------------------------------------------------------------- services
+
+
+def rules(course: Course) -> BattleRules:
+    return BattleRules.model_validate(course.battle_rules or {})
+
+
+@dataclass
+class BattleView:
+    battle: Battle
+    a: Paper
+    b: Paper
+    groups: dict[str, list[Person]]
+
+    def paper(self, side: str) -> Paper:
+        return self.a if side == "A" else self.b
+
+    @property
+    def presenter_ids(self) -> set[int]:
+        return {p.id for g in self.groups.values() for p in g}
+
+    def label(self, side: str) -> str:
+        p = self.paper(side)
+        return f"{EMOJI[side]} #{p.number} {p.title}"
+
+
+async def load_battle(session: AsyncSession, course: Course, number: int) -> BattleView:
+    battle = await session.scalar(
+        select(Battle).where(Battle.course_id == course.id, Battle.number == number)
+    )
+    if battle is None:
+        count = await session.scalar(
+            select(func.count()).select_from(Battle).where(Battle.course_id == course.id)
+        )
+        raise NotFound(
+            f"There is no battle {number}.",
+            hint=f"Battles are numbered 1 to {count}; `schedule --all` shows them."
+            if count
+            else None,
+        )
+    a = await session.get(Paper, battle.paper_a_id)
+    b = await session.get(Paper, battle.paper_b_id)
+    assert a is not None and b is not None
+    groups: dict[str, list[Person]] = {"A": [], "B": []}
+    rows = await session.execute(
+        select(Assignment.paper_id, Person)
+        .join(Person, Person.id == Assignment.person_id)
+        .where(
+            Assignment.paper_id.in_([a.id, b.id]),
+            Assignment.published.is_(True),
+        )
+        .order_by(Person.name)
+    )
+    for paper_id, person in rows:
+        groups["A" if paper_id == a.id else "B"].append(person)
+    return BattleView(battle, a, b, groups)
+
+
+async def poll_of(session: AsyncSession, battle: Battle) -> BattlePoll | None:
+    return await session.scalar(select(BattlePoll).where(BattlePoll.battle_id == battle.id))
+
+
+async def vote_counts(session: AsyncSession, poll: BattlePoll) -> tuple[dict[str, int], int]:
+    """Counted votes per side (with a justification) and how many are pending."""
+    from db.models import BattleVote
+
+    counted = {"A": 0, "B": 0}
+    pending = 0
+    rows = await session.execute(
+        select(BattleVote.side, BattleVote.justification.is_(None), func.count())
+        .where(BattleVote.poll_id == poll.id)
+        .group_by(BattleVote.side, BattleVote.justification.is_(None))
+    )
+    for side, is_pending, n in rows:
+        if is_pending:
+            pending += n
+        else:
+            counted[side] += n
+    return counted, pending
+
+
+async def eligible_voters(session: AsyncSession, course: Course, view: BattleView) -> list[Person]:
+    people = await session.scalars(
+        select(Person)
+        .where(Person.course_id == course.id, Person.role == Role.STUDENT)
+        .order_by(Person.name)
+    )
+    return [p for p in people if p.id not in view.presenter_ids]
+
+
+def poll_key(battle: Battle) -> str:
+    return f"poll:{battle.id}"
+
+
+def poll_reply(view: BattleView, counted: int, *, min_len: int, closed: bool = False) -> Reply:
+    """The poll as everyone sees it: the two papers and only how many have voted."""
+    n = view.battle.number
+    if closed:
+        return Reply(
+            title=f"Battle {n}: the poll is closed",
+            text=f"{view.label('A')}\nvs.\n{view.label('B')}\n{counted} votes. "
+            f"See the results with `battle show {n}`.",
+        )
+    buttons = [
+        Button(
+            f"Vote {EMOJI[side]} #{view.paper(side).number}",
+            style="primary",
+            form=Form(
+                f"Vote for {side}",
+                "battle vote",
+                (
+                    FormField(
+                        "justification",
+                        f"Why #{view.paper(side).number} should be accepted",
+                        long=True,
+                        min_length=min_len,
+                    ),
+                ),
+                (("battle", str(n)), ("side", side)),
+            ),
+        )
+        for side in ("A", "B")
+    ]
+    return Reply(
+        title=f"Battle {n}: which paper should be accepted?",
+        text=f"{view.label('A')}\nvs.\n{view.label('B')}\n"
+        f"React with {EMOJI['A']} or {EMOJI['B']} (or press a button) and give a justification "
+        f"of at least {min_len} characters: a vote counts only with one. You can change your "
+        f"vote until the poll closes; votes stay secret until then.\n"
+        f"Votes so far: {counted}.",
+        buttons=buttons,
+        reactions=Reactions("battle.react", (EMOJI["A"], EMOJI["B"]), (str(n),)),
+    )
+
+
+async def _refresh_poll(ctx: Context, view: BattleView, poll: BattlePoll) -> None:
+    counted, _ = await vote_counts(ctx.session, poll)
+    reply = poll_reply(view, sum(counted.values()), min_len=rules(ctx.course).justification_min)
+    ctx.edit(poll_key(view.battle), reply)
+
+
+async def _voter(ctx: Context, view: BattleView) -> tuple[Person, BattlePoll]:
+    me = ctx.me()
+    poll = await poll_of(ctx.session, view.battle)
+    n = view.battle.number
+    if poll is None:
+        raise Conflict(f"The poll for battle {n} is not open yet.")
+    if poll.closed_at is not None:
+        raise Conflict(f"The poll for battle {n} is closed; your vote was not recorded.")
+    if me.role is not Role.STUDENT:
+        raise Forbidden("Instructors and TAs do not vote in paper battles.")
+    if me.id in view.presenter_ids:
+        raise Forbidden(f"You present in battle {n}, so you do not vote in it.")
+    return me, poll
+
+
+async def record_vote(
+    ctx: Context, view: BattleView, side: str, justification: str | None
+) -> tuple[BattlePoll, bool]:
+    """Store (or change) the caller's vote; return the poll and whether it now counts."""
+    from db.models import BattleVote
+
+    me, poll = await _voter(ctx, view)
+    vote = await ctx.session.scalar(
+        select(BattleVote).where(BattleVote.poll_id == poll.id, BattleVote.person_id == me.id)
+    )
+    if vote is None:
+        vote = BattleVote(poll_id=poll.id, person_id=me.id, side=side, updated_at=ctx.now)
+        ctx.session.add(vote)
+    elif vote.side != side and justification is None:
+        vote.justification = None  # a reason for the other paper does not carry over
+    vote.side = side
+    vote.updated_at = ctx.now
+    if justification is not None:
+        vote.justification = justification
+    await ctx.session.flush()
+    await _refresh_poll(ctx, view, poll)
+    return poll, vote.justification is not None
+
+
+async def close_poll(
+    session: AsyncSession, course: Course, view: BattleView, poll: BattlePoll, now: datetime
+) -> tuple[Reply, list[Outgoing]]:
+    """Close the poll: the results post (public) and the edit of the poll message."""
+    poll.closed_at = now
+    counted, pending = await vote_counts(session, poll)
+    eligible = len(await eligible_voters(session, course, view))
+    total = counted["A"] + counted["B"]
+    n = view.battle.number
+    if counted["A"] == counted["B"]:
+        verdict = f"It's a tie, {counted['A']}–{counted['B']}."
+    else:
+        win = "A" if counted["A"] > counted["B"] else "B"
+        verdict = (
+            f"The winner is {view.label(win)}, {max(counted.values())}–{min(counted.values())}."
+        )
+    turnout = (
+        f"{total} of {eligible} eligible students voted ({100 * total / eligible:.0f}%)."
+        if eligible
+        else ""
+    )
+    if pending:
+        turnout += f" {pending} vote(s) without a justification did not count."
+    chart = bar_png(
+        [f"A: #{view.a.number}", f"B: #{view.b.number}"],
+        [counted["A"], counted["B"]],
+        title=f"Battle {n}: votes",
+        ylabel="Votes",
+    )
+    results = Reply(
+        title=f"Battle {n} results",
+        text=f"{verdict}\n{view.label('A')}: {counted['A']}\n{view.label('B')}: {counted['B']}\n{turnout}",
+        files=[FileOut(f"battle-{n}-results.png", chart, "image/png", "vote counts")],
+        tone=Tone.SUCCESS,
+    )
+    closed = poll_reply(view, total, min_len=rules(course).justification_min, closed=True)
+    return results, [
+        Outgoing(results, channel=poll.channel),
+        Outgoing(closed, edit_key=poll_key(view.battle)),
+    ]
+
+
+# ------------------------------------------------------------------ timers (the ticker)
+
+
+@dataclass(frozen=True)
+class Tick:
+    key: str
+    at: datetime
+    text: str
+
+
+def timer_ticks(timer: BattleTimer, rules_: BattleRules, title: str) -> list[Tick]:
+    """Every post a timer makes, up to MAX_OVERRUN past its end (computed, not stored,
+    so a restart resumes it exactly)."""
+    end = timer.started_at + timedelta(seconds=timer.seconds)
+    ticks = [
+        Tick(
+            f"timer:{timer.id}:warn{w}",
+            end - timedelta(minutes=w),
+            f"⏳ {title}: {w} minute{'s' * (w != 1)} left.",
+        )
+        for w in sorted(rules_.warnings, reverse=True)
+        if timedelta(minutes=w) < timedelta(seconds=timer.seconds)
+    ]
+    ticks.append(Tick(f"timer:{timer.id}:up", end, f"⏰ {title}: time's up!"))
+    step = timedelta(seconds=rules_.overrun_every_seconds)
+    k = 1
+    while step * k <= MAX_OVERRUN:
+        over = step * k
+        mins, secs = divmod(int(over.total_seconds()), 60)
+        ticks.append(
+            Tick(
+                f"timer:{timer.id}:over{k}", end + over, f"🔴 {title}: over time +{mins}:{secs:02d}"
+            )
+        )
+        k += 1
+    return ticks
+
+
+async def due_battle_posts(session: AsyncSession, now: datetime) -> list[tuple[int, Outgoing]]:
+    """Timer ticks and scheduled poll closes that are due now, for every course; each
+    is recorded so it goes out once. Missed warnings (the bot was down) are skipped;
+    a missed "time's up" goes out late; of missed overrun ticks only the latest."""
+    out: list[tuple[int, Outgoing]] = []
+    timers = list(
+        await session.scalars(select(BattleTimer).where(BattleTimer.stopped_at.is_(None)))
+    )
+    courses: dict[int, Course] = {}
+    for timer in timers:
+        course = courses.get(timer.course_id) or await session.get(Course, timer.course_id)
+        assert course is not None
+        courses[course.id] = course
+        battle = await session.get(Battle, timer.battle_id)
+        assert battle is not None
+        title = f"Battle {battle.number}, {PHASES[timer.phase]}"
+        sent = set(
+            await session.scalars(
+                select(Notification.key).where(
+                    Notification.course_id == course.id,
+                    Notification.key.like(f"timer:{timer.id}:%"),
+                )
+            )
+        )
+        ticks = [
+            t for t in timer_ticks(timer, rules(course), title) if t.at <= now and t.key not in sent
+        ]
+        end = timer.started_at + timedelta(seconds=timer.seconds)
+        chosen: list[Tick] = []
+        for t in ticks:
+            if ":warn" in t.key and now - t.at > timedelta(seconds=30):
+                continue  # stale warning
+            chosen.append(t)
+        overs = [t for t in chosen if ":over" in t.key]
+        chosen = [t for t in chosen if ":over" not in t.key] + overs[-1:]
+        for t in ticks:  # record skipped ones too, so they never go out later
+            session.add(Notification(course_id=course.id, key=t.key, sent_at=now))
+        for t in chosen:
+            out.append((course.id, Outgoing(Reply(text=t.text), channel=timer.channel)))
+        if now >= end + MAX_OVERRUN:
+            timer.stopped_at = now
+            out.append(
+                (
+                    course.id,
+                    Outgoing(
+                        Reply(text=f"⏹ {title}: timer stopped after 15 minutes over."),
+                        channel=timer.channel,
+                    ),
+                )
+            )
+    polls = await session.scalars(
+        select(BattlePoll).where(BattlePoll.closed_at.is_(None), BattlePoll.closes_at <= now)
+    )
+    for poll in polls:
+        course = courses.get(poll.course_id) or await session.get(Course, poll.course_id)
+        assert course is not None
+        battle = await session.get(Battle, poll.battle_id)
+        assert battle is not None
+        view = await load_battle(session, course, battle.number)
+        _, items = await close_poll(session, course, view, poll, now)
+        out += [(course.id, item) for item in items]
+    await session.flush()
+    return out
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+class BattleRef(BaseModel):
+    battle: int = Field(ge=1, description="battle number")
+
+
+@registry.command(
+    "battle show",
+    "A battle's papers, groups, date and state",
+    access=Access.ANYONE,
+    topic="battle",
+    examples=("battle show 1",),
+)
+async def battle_show(ctx: Context, opts: BattleRef) -> Reply:
+    view = await load_battle(ctx.session, ctx.course, opts.battle)
+    poll = await poll_of(ctx.session, view.battle)
+    fields = [
+        ("Date", fmt_day(view.battle.class_date) if view.battle.class_date else "not set"),
+    ]
+    for side in ("A", "B"):
+        names = ", ".join(p.name for p in view.groups[side]) or "not assigned yet"
+        fields.append((view.label(side), names))
+    if poll is None:
+        state = "the poll is not open yet"
+    elif poll.closed_at is None:
+        counted, _ = await vote_counts(ctx.session, poll)
+        state = f"the poll is open: {sum(counted.values())} votes so far"
+        if poll.closes_at:
+            state += f"; it closes {fmt_instant(poll.closes_at, ctx.tz)}"
+    else:
+        counted, _ = await vote_counts(ctx.session, poll)
+        win = (
+            "a tie"
+            if counted["A"] == counted["B"]
+            else f"won by {EMOJI['A' if counted['A'] > counted['B'] else 'B']}"
+        )
+        state = f"closed, {win}: A {counted['A']}, B {counted['B']}"
+    running = await ctx.session.scalar(
+        select(BattleTimer).where(
+            BattleTimer.battle_id == view.battle.id, BattleTimer.stopped_at.is_(None)
+        )
+    )
+    if running:
+        left = running.started_at + timedelta(seconds=running.seconds) - ctx.now
+        state += f"; timer running: {PHASES[running.phase]} ({_clock(left)})"
+    fields.append(("State", state))
+    return Reply(title=f"Battle {view.battle.number}", sections=[Section("", "", fields)])
+
+
+def _clock(delta: timedelta) -> str:
+    s = int(delta.total_seconds())
+    sign = "-" if s >= 0 else "+"
+    m, sec = divmod(abs(s), 60)
+    return f"{sign}{m}:{sec:02d} {'left' if s >= 0 else 'over'}"
+
+
+class TimerOptions(BaseModel):
+    battle: int = Field(ge=1, description="battle number")
+    phase: Literal["a", "b", "reasons", "rebuttal", "stop"] = Field(
+        description="a or b (that side presents), reasons, rebuttal, or stop"
+    )
+
+
+@registry.command(
+    "battle timer",
+    "Start a strict battle timer (a, b, reasons, rebuttal) or stop it",
+    access=Access.STAFF,
+    topic="battle",
+    examples=("battle timer 1 a", "battle timer 1 stop"),
+)
+async def battle_timer(ctx: Context, opts: TimerOptions) -> Reply:
+    view = await load_battle(ctx.session, ctx.course, opts.battle)
+    running = list(
+        await ctx.session.scalars(
+            select(BattleTimer).where(
+                BattleTimer.battle_id == view.battle.id, BattleTimer.stopped_at.is_(None)
+            )
+        )
+    )
+    for t in running:
+        t.stopped_at = ctx.now
+    n = view.battle.number
+    if opts.phase == "stop":
+        if not running:
+            raise Conflict(f"No timer is running for battle {n}.")
+        t = running[0]
+        used = ctx.now - t.started_at
+        return Reply(
+            text=f"⏹ Battle {n}, {PHASES[t.phase]}: stopped after {_mmss(used)} (of {_mmss(timedelta(seconds=t.seconds))})."
+        )
+    r = rules(ctx.course)
+    minutes = {
+        "a": r.present_minutes,
+        "b": r.present_minutes,
+        "reasons": r.reasons_minutes,
+        "rebuttal": r.rebuttal_minutes,
+    }[opts.phase]
+    channel = ctx.request.where.channel or ctx.course.channels.get("battles", "battles")
+    ctx.session.add(
+        BattleTimer(
+            course_id=ctx.course.id,
+            battle_id=view.battle.id,
+            phase=opts.phase,
+            channel=channel,
+            started_at=ctx.now,
+            seconds=minutes * 60,
+        )
+    )
+    what = PHASES[opts.phase]
+    if opts.phase in ("a", "b"):
+        side = opts.phase.upper()
+        names = ", ".join(p.name for p in view.groups[side])
+        what += f": {view.label(side)}" + (f" ({names})" if names else "")
+    return Reply(
+        text=f"⏱ Battle {n}, {what}. {minutes}:00 starts now; warnings at "
+        + ", ".join(f"{w} min" for w in r.warnings)
+        + ", then the overrun is counted."
+    )
+
+
+def _mmss(delta: timedelta) -> str:
+    m, s = divmod(int(delta.total_seconds()), 60)
+    return f"{m}:{s:02d}"
+
+
+class OpenOptions(BaseModel):
+    battle: int = Field(ge=1, description="battle number")
+    minutes: int | None = Field(
+        None, ge=1, le=7 * 24 * 60, description="close it by itself after this many minutes"
+    )
+
+
+@registry.command(
+    "battle open",
+    "Open the vote for a battle",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="battle",
+    examples=("battle open 1", "battle open 1 minutes=10"),
+)
+async def battle_open(ctx: Context, opts: OpenOptions) -> Reply:
+    view = await load_battle(ctx.session, ctx.course, opts.battle)
+    n = view.battle.number
+    poll = await poll_of(ctx.session, view.battle)
+    if poll is not None:
+        state = "closed" if poll.closed_at else "already open"
+        raise Conflict(f"The poll for battle {n} is {state}.", hint=f"`battle show {n}` shows it.")
+    channel = ctx.request.where.channel or ctx.course.channels.get("battles", "battles")
+    closes_at = ctx.now + timedelta(minutes=opts.minutes) if opts.minutes else None
+    poll = BattlePoll(
+        course_id=ctx.course.id,
+        battle_id=view.battle.id,
+        channel=channel,
+        opened_at=ctx.now,
+        closes_at=closes_at,
+    )
+    ctx.session.add(poll)
+    await ctx.session.flush()
+    ctx.post_remembered(
+        channel,
+        poll_key(view.battle),
+        poll_reply(view, 0, min_len=rules(ctx.course).justification_min),
+    )
+    closes = (
+        f" It closes {fmt_instant(closes_at, ctx.tz)}."
+        if closes_at
+        else f" Close it with `battle close {n}`."
+    )
+    return Reply(text=f"The poll for battle {n} is open in #{channel}.{closes}", tone=Tone.SUCCESS)
+
+
+class VoteOptions(BaseModel):
+    battle: int = Field(ge=1, description="battle number")
+    side: Annotated[str, Field(description="A or B")]
+    justification: Annotated[str, LongText()] = Field(
+        description="why that paper should be accepted"
+    )
+
+
+@registry.command(
+    "battle vote",
+    "Vote in a battle poll, with your justification",
+    ephemeral=True,
+    topic="battle",
+    form=("justification",),
+    examples=('battle vote 1 A "Their ablations are far more convincing."',),
+)
+async def battle_vote(ctx: Context, opts: VoteOptions) -> Reply:
+    side = SIDE_OF.get(opts.side.strip().lower(), opts.side.strip().upper())
+    if side not in ("A", "B"):
+        raise InvalidInput(f"`{opts.side}` is not a side: vote A or B.")
+    view = await load_battle(ctx.session, ctx.course, opts.battle)
+    text = " ".join(opts.justification.split())
+    need = rules(ctx.course).justification_min
+    if len(text) < need:
+        raise InvalidInput(
+            f"A justification needs at least {need} characters (yours has {len(text)}); "
+            "your vote was not changed.",
+            hint="Say why that paper should be accepted.",
+        )
+    await record_vote(ctx, view, side, text)
+    return Reply(
+        text=f"Your vote for {view.label(side)} counts. You can change it until the poll closes; "
+        "nobody sees it before then.",
+        tone=Tone.SUCCESS,
+    )
+
+
+@registry.action("battle.react", access=Access.ANYONE)
+async def battle_react(ctx: Context, args: tuple[str, ...], value: str | None) -> Reply:
+    """A reaction on a poll: add → a pending vote and a private request for the reason;
+    remove → the vote is withdrawn. Reactions that cannot count are removed."""
+    view = await load_battle(ctx.session, ctx.course, int(args[0]))
+    n = view.battle.number
+    emoji = (value or "").removeprefix("-")
+    removing = bool(value and value.startswith("-"))
+    side = SIDE_OF.get(emoji)
+    if removing:
+        from db.models import BattleVote
+
+        if ctx.person is None or side is None:
+            return Reply(text="", meta={"silent": True})
+        poll = await poll_of(ctx.session, view.battle)
+        if poll is None or poll.closed_at is not None:
+            return Reply(text="", meta={"silent": True})
+        vote = await ctx.session.scalar(
+            select(BattleVote).where(
+                BattleVote.poll_id == poll.id, BattleVote.person_id == ctx.person.id
+            )
+        )
+        if vote is None or vote.side != side:
+            return Reply(text="", meta={"silent": True})
+        await ctx.session.delete(vote)
+        await ctx.session.flush()
+        await _refresh_poll(ctx, view, poll)
+        return Reply(text=f"Your vote in battle {n} was withdrawn. React again to vote.")
+    if side is None:
+        return Reply(
+            text=f"Only {EMOJI['A']} and {EMOJI['B']} count as votes in battle {n}; your reaction was removed.",
+            meta={"remove_reaction": True},
+        )
+    try:
+        _, counts = await record_vote(ctx, view, side, None)
+    except (Conflict, Forbidden) as exc:
+        return Reply(
+            text=f"{exc} Your reaction was removed.",
+            tone=Tone.WARNING,
+            meta={"remove_reaction": True},
+        )
+    if counts:
+        return Reply(
+            text=f"Your vote for {view.label(side)} counts (your justification stands).",
+            tone=Tone.SUCCESS,
+        )
+    form = ctx.registry.get("battle vote").form_spec({"battle": str(n), "side": side})
+    return Reply(
+        text=f"You picked {view.label(side)}. Your vote counts once you say why "
+        f"(at least {rules(ctx.course).justification_min} characters).",
+        buttons=[Button("Give your justification", style="primary", form=form)],
+        tone=Tone.WARNING,
+    )
+
+
+@registry.command(
+    "battle close",
+    "Close a battle's vote and announce the result",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="battle",
+)
+async def battle_close(ctx: Context, opts: BattleRef) -> Reply:
+    view = await load_battle(ctx.session, ctx.course, opts.battle)
+    poll = await poll_of(ctx.session, view.battle)
+    n = view.battle.number
+    if poll is None:
+        raise Conflict(
+            f"The poll for battle {n} was never opened.", hint=f"Open it with `battle open {n}`."
+        )
+    if poll.closed_at is not None:
+        raise Conflict(
+            f"The poll for battle {n} is already closed.", hint=f"`battle show {n}` has the result."
+        )
+    results, items = await close_poll(ctx.session, ctx.course, view, poll, ctx.now)
+    ctx.outgoing.extend(items)
+    return Reply(
+        text=f"Closed; the result was posted in #{poll.channel}.\n{results.text}", tone=Tone.SUCCESS
+    )
+
+
+@registry.command(
+    "battle status",
+    "Voting progress of a battle (counts only, no sides)",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="battle",
+)
+async def battle_status(ctx: Context, opts: BattleRef) -> Reply:
+    from db.models import BattleVote
+
+    view = await load_battle(ctx.session, ctx.course, opts.battle)
+    poll = await poll_of(ctx.session, view.battle)
+    if poll is None:
+        raise Conflict(f"The poll for battle {view.battle.number} is not open.")
+    voters = {
+        v.person_id: v
+        for v in await ctx.session.scalars(select(BattleVote).where(BattleVote.poll_id == poll.id))
+    }
+    eligible = await eligible_voters(ctx.session, ctx.course, view)
+    counted = [p for p in eligible if p.id in voters and voters[p.id].justification]
+    pending = [p for p in eligible if p.id in voters and not voters[p.id].justification]
+    missing = [p for p in eligible if p.id not in voters]
+    return Reply(
+        title=f"Battle {view.battle.number}: voting progress",
+        text=f"{len(counted)} of {len(eligible)} eligible students have voted; {len(pending)} still owe a justification.",
+        sections=[
+            Section("Waiting for a justification", ", ".join(p.name for p in pending) or "nobody"),
+            Section("Not voted", ", ".join(p.name for p in missing) or "nobody"),
+        ],
+    )
+
+
+@registry.command(
+    "battle export",
+    "Every vote of a battle with its justification (CSV and Markdown)",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="battle",
+)
+async def battle_export(ctx: Context, opts: BattleRef) -> Reply:
+    from db.models import BattleVote
+
+    view = await load_battle(ctx.session, ctx.course, opts.battle)
+    poll = await poll_of(ctx.session, view.battle)
+    if poll is None:
+        raise Conflict(f"The poll for battle {view.battle.number} was never opened.")
+    rows = await ctx.session.execute(
+        select(
+            Person.name,
+            Person.email,
+            BattleVote.side,
+            BattleVote.justification,
+            BattleVote.updated_at,
+        )
+        .join(Person, Person.id == BattleVote.person_id)
+        .where(BattleVote.poll_id == poll.id)
+        .order_by(Person.name)
+    )
+    table = [
+        [
+            name,
+            email,
+            side,
+            f"#{view.paper(side).number}",
+            "yes" if why else "no (pending)",
+            why or "",
+            fmt_instant(at, ctx.tz),
+        ]
+        for name, email, side, why, at in rows
+    ]
+    return Reply(
+        text=f"{len(table)} votes in battle {view.battle.number}"
+        + (" (the poll is still open)." if poll.closed_at is None else "."),
+        files=_export(view.battle.number, table),
+    )
+
+
+def _export(number: int, rows: Sequence[Sequence[str]]) -> list[FileOut]:
+    header = ["Student", "Email", "Side", "Paper", "Counted", "Justification", "Voted at"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += [
+        "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in r) + " |" for r in rows
+    ]
+    return [
+        FileOut(f"battle-{number}-votes.csv", buf.getvalue().encode(), "text/csv"),
+        FileOut(f"battle-{number}-votes.md", ("\n".join(md) + "\n").encode(), "text/markdown"),
+    ]

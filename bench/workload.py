@@ -64,9 +64,9 @@ FIRST_OP = Op(("register {email}",), weight=0, write=True)
 #: The command mix after ``register``, by relative weight (reads 16 : writes 4, so 20 %
 #: writes). Add new student commands here (``rank ...``, votes) as they land.
 #:
-#: Writes: apart from ``register`` (which each user runs once, first), students cannot
-#: write anything yet. So the steady-state writes are the TA's roster admin run *on this
-#: user's behalf*: link a Discord account to the user (an INSERT into ``identities``),
+#: Writes: students (re)submit their rankings (the clock is in the ranking week), and the
+#: TA's roster admin runs *on this user's behalf*: link a Discord account to the user (an
+#: INSERT into ``identities``),
 #: then unlink it (a DELETE), alternately. Only this user's own Discord identity is
 #: touched, so the writes never conflict with each other and never break the user's
 #: terminal link, which all of their other commands depend on. The latency is charged to
@@ -80,12 +80,18 @@ MIX: dict[str, Op] = {
     "grading": Op(("grading",), weight=1),
     "course": Op(("course",), weight=1),
     "help": Op(("help",), weight=1),
+    "rank standard": Op(
+        ("rank standard 5 6 7 8 13 14 15", "rank standard 15 14 13 8 7 6 5"),
+        weight=1,
+        write=True,
+    ),
+    "rank battle": Op(("rank battle 9 11 16", "rank battle 16 11 9"), weight=1, write=True),
     "register link/unlink (TA)": Op(
         (
             "register link {email} {handle}-discord discord",
             "register unlink {email} discord",
         ),
-        weight=4,
+        weight=2,
         write=True,
         as_staff=True,
     ),

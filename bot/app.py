@@ -34,7 +34,13 @@ class App:
 
 def make_clock(settings: Settings) -> Clock:
     if settings.now:
-        return ShiftedClock(parse_instant(settings.now, "America/New_York"))
+        try:
+            return ShiftedClock(parse_instant(settings.now, "America/New_York"))
+        except ValueError:
+            raise InvalidInput(
+                f"--now / COURSEBOT_NOW `{settings.now}` is not a date and time; "
+                "use e.g. 2023-08-25T10:00 (New York time) or 2023-08-25T14:00+00:00."
+            ) from None
     return SystemClock()
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -66,11 +68,13 @@ def _run(coro: object) -> int:
         return asyncio.run(coro) or 0  # type: ignore[arg-type]
     except CourseBotError as err:
         _fail(str(err))
-    except (OperationalError, OSError) as err:
-        _fail(
-            f"Cannot reach the database: {getattr(err, 'orig', None) or err}. Check DATABASE_URL."
-        )
+    except (OperationalError, ConnectionError, socket.gaierror, TimeoutError) as err:
+        _fail(_db_error(err))
     return 1
+
+
+def _db_error(err: BaseException) -> str:
+    return f"Cannot reach the database: {getattr(err, 'orig', None) or err}. Check DATABASE_URL."
 
 
 # ------------------------------------------------------------------------------ bot
@@ -88,11 +92,14 @@ def run(
     chosen = settings.platform if platform == "auto" else platform
     if chosen == "terminal":
         raise typer.Exit(_run(_shell(settings, speaker, course, strict=False, script=None)))
-    if chosen in ("discord", "slack"):
-        _fail(
-            f"The {chosen} adapter is not part of this build yet. Remove the {chosen.upper()}_* "
-            "tokens from .env (or pass --platform terminal) to run in the terminal."
-        )
+    if chosen == "slack":
+        from bot.slack import run_slack
+
+        raise typer.Exit(_run(run_slack(settings)))
+    if chosen == "discord":
+        from bot.discord import run_discord
+
+        raise typer.Exit(_run(run_discord(settings)))
     _fail(f"Unknown platform {platform!r}: use auto, terminal, discord or slack.")
 
 
@@ -152,7 +159,7 @@ async def _shell(
             files_dir=settings.data_dir / "shell-files",
         )
         if script is not None:
-            lines = script.read_text(encoding="utf-8").splitlines()
+            lines = _read(script).splitlines()
             return await run_script(sh, lines, strict=strict)
         if not stdin_is_interactive():
             return await run_script(sh, sys.stdin, strict=strict)
@@ -171,7 +178,7 @@ def db_upgrade(
     from db.migrate import upgrade
 
     settings = _settings(database_url)
-    upgrade(settings.database_url, revision)
+    _sync_db(lambda: upgrade(settings.database_url, revision))
     typer.echo(f"Database at {_safe_url(settings.database_url)} is at revision {revision}.")
 
 
@@ -180,7 +187,17 @@ def db_current(database_url: DbOption = None) -> None:
     """Print the schema revision of the database."""
     from db.migrate import current
 
-    current(_settings(database_url).database_url)
+    url = _settings(database_url).database_url
+    _sync_db(lambda: current(url))
+
+
+def _sync_db(step: Callable[[], None]) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        step()
+    except (OperationalError, ConnectionError, socket.gaierror, TimeoutError) as err:
+        _fail(_db_error(err))
 
 
 def _safe_url(url: str) -> str:
@@ -238,7 +255,7 @@ def course_export(
         finally:
             await db.dispose()
         if out:
-            out.write_text(text, encoding="utf-8")
+            _write(out, text)
             typer.echo(f"Wrote {out}.", err=True)
         else:
             typer.echo(text, nl=False)
@@ -262,13 +279,8 @@ def course_roster(
 
     async def go() -> int:
         from commands.coursefile import import_roster, parse_canvas_roster
-        from commands.errors import InvalidInput
 
-        try:
-            text = file.read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise InvalidInput(f"Cannot read {file}: {exc.strerror}.") from None
-        people = parse_canvas_roster(text, source=str(file), email_domain=email_domain)
+        people = parse_canvas_roster(_read(file), source=str(file), email_domain=email_domain)
         db = await _open(settings)
         try:
             from commands.clock import SystemClock
@@ -420,7 +432,7 @@ def assign_solve(
         )
         typer.echo(render_text(reply))
         if out:
-            out.write_text(csv_text, encoding="utf-8")
+            _write(out, csv_text)
             typer.echo(f"Wrote {out}.")
         return 0
 
@@ -434,6 +446,15 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise InvalidInput(f"Cannot read {path}: {exc.strerror}.") from None
+
+
+def _write(path: Path, text: str) -> None:
+    from commands.errors import InvalidInput
+
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"Cannot write {path}: {exc.strerror}.") from None
 
 
 async def _open(settings: Settings):  # type: ignore[no-untyped-def]

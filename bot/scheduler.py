@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from commands.battles import due_battle_posts
 from commands.clock import Clock
 from commands.outbox import Outbox, send
 from commands.reminders import Post, due_reminders
-from db.models import Course
+from db.models import Course, CourseBinding, Platform
 from db.session import Database
 
 log = logging.getLogger("coursebot.scheduler")
@@ -27,19 +27,38 @@ log = logging.getLogger("coursebot.scheduler")
 
 class ReminderSweeper:
     def __init__(
-        self, db: Database, outbox: Outbox, clock: Clock, *, hours_before: list[int]
+        self,
+        db: Database,
+        outbox: Outbox,
+        clock: Clock,
+        *,
+        hours_before: list[int],
+        platform: Platform | None = None,
     ) -> None:
         self.db = db
         self.outbox = outbox
         self.clock = clock
         self.hours_before = hours_before
+        self.platform = platform
         self._scheduler: AsyncIOScheduler | None = None
+
+    def _courses(self) -> Select[tuple[Course]]:
+        """The courses this adapter serves: those bound to its platform (all if none),
+        so that with several adapters on one database each posts only its own."""
+        q = select(Course)
+        if self.platform is not None:
+            q = q.where(
+                Course.id.in_(
+                    select(CourseBinding.course_id).where(CourseBinding.platform == self.platform)
+                )
+            )
+        return q
 
     async def sweep(self) -> list[Post]:
         """Deliver every reminder that is due now; return what was posted."""
         posts: list[Post] = []
         async with self.db.transaction() as session:
-            for course in await session.scalars(select(Course)):
+            for course in await session.scalars(self._courses()):
                 posts += await due_reminders(session, course, self.clock.now(), self.hours_before)
         for post in posts:
             try:
@@ -54,7 +73,10 @@ class ReminderSweeper:
     async def tick(self) -> int:
         """Battle timers and scheduled poll closes that are due now; how many posts."""
         async with self.db.transaction() as session:
-            due = await due_battle_posts(session, self.clock.now())
+            mine = None
+            if self.platform is not None:
+                mine = set(await session.scalars(self._courses().with_only_columns(Course.id)))
+            due = await due_battle_posts(session, self.clock.now(), course_ids=mine)
         for course_id, item in due:
             await send(self.db, self.outbox, course_id, [item])
         return len(due)

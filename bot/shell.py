@@ -76,7 +76,11 @@ class Shell:
         self.errors = 0
         app.core.outbox = self
         self.sweeper = ReminderSweeper(
-            app.db, self, app.clock, hours_before=app.settings.reminder_hours
+            app.db,
+            self,
+            app.clock,
+            hours_before=app.settings.reminder_hours,
+            platform=Platform.TERMINAL,
         )
 
     # ------------------------------------------------------------------ the outbox

@@ -306,14 +306,19 @@ def timer_ticks(timer: BattleTimer, rules_: BattleRules, title: str) -> list[Tic
     return ticks
 
 
-async def due_battle_posts(session: AsyncSession, now: datetime) -> list[tuple[int, Outgoing]]:
+async def due_battle_posts(
+    session: AsyncSession, now: datetime, *, course_ids: set[int] | None = None
+) -> list[tuple[int, Outgoing]]:
     """Timer ticks and scheduled poll closes that are due now, for every course; each
     is recorded so it goes out once. Missed warnings (the bot was down) are skipped;
     a missed "time's up" goes out late; of missed overrun ticks only the latest."""
     out: list[tuple[int, Outgoing]] = []
-    timers = list(
-        await session.scalars(select(BattleTimer).where(BattleTimer.stopped_at.is_(None)))
-    )
+    tq = select(BattleTimer).where(BattleTimer.stopped_at.is_(None))
+    pq = select(BattlePoll).where(BattlePoll.closed_at.is_(None), BattlePoll.closes_at <= now)
+    if course_ids is not None:
+        tq = tq.where(BattleTimer.course_id.in_(course_ids))
+        pq = pq.where(BattlePoll.course_id.in_(course_ids))
+    timers = list(await session.scalars(tq))
     courses: dict[int, Course] = {}
     for timer in timers:
         course = courses.get(timer.course_id) or await session.get(Course, timer.course_id)
@@ -356,9 +361,7 @@ async def due_battle_posts(session: AsyncSession, now: datetime) -> list[tuple[i
                     ),
                 )
             )
-    polls = await session.scalars(
-        select(BattlePoll).where(BattlePoll.closed_at.is_(None), BattlePoll.closes_at <= now)
-    )
+    polls = await session.scalars(pq)
     for poll in polls:
         course = courses.get(poll.course_id) or await session.get(Course, poll.course_id)
         assert course is not None

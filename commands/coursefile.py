@@ -231,6 +231,8 @@ class CourseFileError(InvalidInput):
 def _loc(parts: tuple[Any, ...]) -> str:
     out = ""
     for p in parts:
+        if p == "[key]":  # pydantic's marker for "the key itself" of a mapping
+            continue
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out
 
@@ -301,11 +303,51 @@ def parse_course_file(text: str, source: str = "course file") -> CourseFile:
             Problem(_loc(tuple(e["loc"])), _message(e), _line_for(index, tuple(e["loc"])))
             for e in exc.errors()
         ]
+        # Also check the rules that span entries, on the entries that are valid alone,
+        # so one import reports every problem of the file.
+        seen = {p.loc for p in problems}
+        for loc, msg in _partial_cross_check(data):
+            if _loc(loc) not in seen:
+                problems.append(Problem(_loc(loc), msg, _line_for(index, loc)))
         raise CourseFileError(source, problems) from None
     problems = [Problem(_loc(loc), msg, _line_for(index, loc)) for loc, msg in cross_check(cf)]
     if problems:
         raise CourseFileError(source, problems)
     return cf
+
+
+def _partial_cross_check(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """:func:`cross_check` over the list entries that validate on their own (locations
+    mapped back to the entries' places in the file)."""
+    models: dict[str, type[BaseModel]] = {
+        "papers": PaperEntry,
+        "battles": BattleEntry,
+        "milestones": MilestoneEntry,
+        "deadlines": DeadlineEntry,
+        "people": PersonEntry,
+    }
+    kept: dict[str, list[Any]] = {}
+    where: dict[str, list[int]] = {}
+    for name, model in models.items():
+        raw = data.get(name)
+        kept[name], where[name] = [], []
+        if not isinstance(raw, list):
+            continue
+        for i, item in enumerate(raw):
+            if isinstance(item, dict):  # an unknown field is reported already; ignore it here
+                item = {k: v for k, v in item.items() if k in model.model_fields}
+            try:
+                kept[name].append(model.model_validate(item))
+            except ValidationError:
+                continue
+            where[name].append(i)
+    partial = CourseFile.model_construct(course=None, **kept)
+    out = []
+    for loc, msg in cross_check(partial):
+        if len(loc) >= 2 and isinstance(loc[1], int):
+            loc = (loc[0], where[loc[0]][loc[1]], *loc[2:])
+        out.append((loc, msg))
+    return out
 
 
 def cross_check(cf: CourseFile) -> list[tuple[tuple[Any, ...], str]]:

@@ -22,7 +22,8 @@ from commands.replies import Reply, Section, Table, Tone
 from commands.timefmt import fmt_instant, relative
 from db.models import Course, Extension, Paper, Person, Ranking, RankingChoice, RankKind, Role, Slot
 
-PaperIds = Annotated[list[int], Complete("paper")]
+StandardIds = Annotated[list[int], Complete("paper:standard")]
+BattleIds = Annotated[list[int], Complete("paper:battle")]
 EXTENSION_KEY = "rankings"
 
 # ----------------------------------------------------------------------------- services
@@ -286,7 +287,11 @@ async def import_rankings(
 
 
 class RankOptions(BaseModel):
-    papers: PaperIds = Field(description="paper ids, best first")
+    papers: StandardIds = Field(description="paper ids, best first")
+
+
+class BattleRankOptions(BaseModel):
+    papers: BattleIds = Field(description="battle paper ids, best first")
 
 
 async def _rank(ctx: Context, kind: RankKind, numbers: list[int]) -> Reply:
@@ -332,7 +337,7 @@ async def rank_standard(ctx: Context, opts: RankOptions) -> Reply:
     ephemeral=True,
     examples=("rank battle 11 12 9",),
 )
-async def rank_battle(ctx: Context, opts: RankOptions) -> Reply:
+async def rank_battle(ctx: Context, opts: BattleRankOptions) -> Reply:
     return await _rank(ctx, RankKind.BATTLE, opts.papers)
 
 

@@ -150,6 +150,9 @@ class Command:
     #: Options that Discord and Slack collect in a modal when they are not given inline
     #: (long free text: a question and its answer, a justification).
     form: tuple[str, ...] = ()
+    #: When the command takes a file (a critique PDF), what the upload is; Discord shows
+    #: a file option, Slack takes a file shared with the command, the shell `:attach`.
+    attachment: str | None = None
 
     def form_spec(self, fixed: dict[str, str] | None = None) -> Form:
         """The modal for this command's ``form`` options (see :class:`Form`)."""
@@ -162,7 +165,10 @@ class Command:
                 fields.append(
                     FormField(spec.name, label[:45], long=spec.long, required=spec.required)
                 )
-        return Form(self.description[:24], self.name, tuple(fields), tuple((fixed or {}).items()))
+        title = self.description
+        if len(title) > 24:  # Slack's limit for modal titles; cut at a word
+            title = title[:24].rsplit(" ", 1)[0]
+        return Form(title, self.name, tuple(fields), tuple((fixed or {}).items()))
 
     @property
     def name(self) -> str:
@@ -229,6 +235,7 @@ class Registry:
         examples: Iterable[str] = (),
         topic: str | None = None,
         form: Iterable[str] = (),
+        attachment: str | None = None,
     ) -> Callable[[Handler], Handler]:
         path = tuple(name.split())
 
@@ -247,6 +254,7 @@ class Registry:
                 specs=tuple(_option_specs(model)),
                 topic=topic or path[0],
                 form=tuple(form),
+                attachment=attachment,
             )
             return fn
 

@@ -379,7 +379,9 @@ class BattleVote(Base):
     __table_args__ = (UniqueConstraint("poll_id", "person_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    poll_id: Mapped[int] = mapped_column(ForeignKey("battle_polls.id", ondelete="CASCADE"), index=True)
+    poll_id: Mapped[int] = mapped_column(
+        ForeignKey("battle_polls.id", ondelete="CASCADE"), index=True
+    )
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     side: Mapped[str] = mapped_column(String(1))
     justification: Mapped[str | None] = mapped_column(Text)

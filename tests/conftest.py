@@ -146,4 +146,3 @@ def transcript(app: App, tmp_path: Path) -> Transcript:
         out=lines.append,
     )
     return Transcript(shell, lines)
-

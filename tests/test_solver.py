@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -98,43 +100,71 @@ def check_result(res: KindResult, inst: Instance, prefs: Mapping[str, Sequence[i
     assert res.min_sum_total <= res.total_rank
 
 
+def lex_key(ranks: Iterable[int]) -> tuple[int, int, int]:
+    """The solver's objective, steps 1-3: (worst rank, students at it, total rank)."""
+    r = list(ranks)
+    worst = max(r, default=0)
+    return worst, r.count(worst), sum(r)
+
+
+def result_key(res: KindResult) -> tuple[int, int, int, int]:
+    """(worst rank, students at it, total rank, pure minimum total) of a result."""
+    worst, at_worst, total = lex_key(res.ranks.values())
+    assert (worst, total) == (res.worst_rank, res.total_rank)
+    return worst, at_worst, total, res.min_sum_total
+
+
 # ----------------------------------------------------------------------------- brute force
 
 
-def brute_standard(inst: Instance) -> tuple[int, int, int]:
-    """(min worst rank, min total at that worst, min total overall) by enumeration."""
+def brute_standard(inst: Instance) -> tuple[int, int, int, int]:
+    """By enumeration: the lexicographic minimum of (worst rank, students at the worst rank,
+    total rank), and the minimum total overall."""
     cap = presenter_cap(inst)
-    best: tuple[int, int] | None = None
+    best: tuple[int, int, int] | None = None
     min_sum: int | None = None
     for combo in itertools.product(inst.standard_papers, repeat=len(inst.students)):
         if max(Counter(combo).values(), default=0) > cap:
             continue
-        ranks = [
+        key = lex_key(
             rank_of(inst.standard_prefs, s, p) for s, p in zip(inst.students, combo, strict=True)
-        ]
-        key = (max(ranks), sum(ranks))
+        )
         best = key if best is None else min(best, key)
-        min_sum = key[1] if min_sum is None else min(min_sum, key[1])
+        min_sum = key[2] if min_sum is None else min(min_sum, key[2])
     assert best is not None and min_sum is not None
-    return best[0], best[1], min_sum
+    return (*best, min_sum)
 
 
-def brute_battles(inst: Instance) -> tuple[int, int, int] | None:
+def brute_battles(inst: Instance) -> tuple[int, int, int, int] | None:
     """Same for battles, or None if no assignment satisfies the group sizes."""
     sides = [p for pair in inst.battle_pairs for p in pair]
-    best: tuple[int, int] | None = None
+    best: tuple[int, int, int] | None = None
     min_sum: int | None = None
     for combo in itertools.product(sides, repeat=len(inst.students)):
         assignment = dict(zip(inst.students, combo, strict=True))
         if not battle_ok(inst, assignment):
             continue
-        ranks = [rank_of(inst.battle_prefs, s, p) for s, p in assignment.items()]
-        key = (max(ranks), sum(ranks))
+        key = lex_key(rank_of(inst.battle_prefs, s, p) for s, p in assignment.items())
         best = key if best is None else min(best, key)
-        min_sum = key[1] if min_sum is None else min(min_sum, key[1])
+        min_sum = key[2] if min_sum is None else min(min_sum, key[2])
     if best is None or min_sum is None:
         return None
-    return best[0], best[1], min_sum
+    return (*best, min_sum)
+
+
+def fast_brute(
+    ranks: np.ndarray, combos: np.ndarray, feasible: np.ndarray
+) -> tuple[tuple[int, int, int], tuple[int, int]]:
+    """Vectorised enumeration over the feasible rows of ``combos`` (one column per student,
+    entries index the columns of ``ranks``): (the minimum of (worst, at worst, total), the
+    minimum of the old objective (worst, total)), to find where step 2 matters."""
+    r = ranks[np.arange(ranks.shape[0]), combos[feasible]]
+    worst = r.max(axis=1)
+    at_worst = (r == worst[:, None]).sum(axis=1)
+    total = r.sum(axis=1)
+    new = min(zip(worst.tolist(), at_worst.tolist(), total.tolist(), strict=True))
+    old = min(zip(worst.tolist(), total.tolist(), strict=True))
+    return new, old
 
 
 # ----------------------------------------------------------------------------- hand-checked
@@ -171,7 +201,38 @@ def test_min_sum_gives_a_third_choice_that_egalitarian_avoids() -> None:
     fair = solve_standard(inst)
     assert fair.assignment == {"a": 4, "b": 5, "c": 2, "d": 3, "e": 1}
     assert (fair.worst_rank, fair.total_rank, fair.min_sum_total) == (2, 8, 7)
-    assert brute_standard(inst) == (2, 8, 7)
+    # brute_standard now also reports the students at the worst rank (step 2 of the
+    # objective): here a, b and c get their 2nd choice. With a worst rank of 2, every
+    # student at it adds 1 to the total, so step 2 and the total agree and nothing else
+    # changes.
+    assert brute_standard(inst) == (2, 3, 8, 7)
+
+
+def test_fewest_at_the_worst_rank_before_the_total() -> None:
+    # Step 2 of the objective: fewer students at the worst rank beats a smaller total.
+    # 99 and 98 are papers outside the instance (instructor papers, say); they take up
+    # list positions, so a's best possible rank is 2 and d's is 3. Unranked papers are
+    # rank 4 for a and d and rank 3 for b and c (lists of two).
+    # d must take paper 4 (rank 3): anything else is rank 4. So the worst rank is 3, and
+    # the other three share papers 1-3, each at rank <= 3:
+    #   a 1 (3rd), b 2 (1st), c 3 (1st): ranks 3, 3 (d), 1, 1 -> 2 at rank 3, total 8
+    #   a 2 (2nd), b 3 (2nd), c 1 (2nd): ranks 2, 2, 2, 3 (d) -> 1 at rank 3, total 9
+    #   a 2 (2nd), b 1 (3rd, unranked), c 3 (1st): 2 at rank 3, total 9
+    #   a 1 (3rd), b 3 (2nd), c 2 (3rd, unranked): 3 at rank 3, total 11
+    # (a cannot take 3: rank 4.) The old objective (worst, then total) chose the first;
+    # the new one takes the second: one student fewer at the worst rank, for total 9.
+    prefs = {"a": [99, 2, 1], "b": [2, 3], "c": [3, 1], "d": [99, 98, 4]}
+    inst = standard_only(prefs, [1, 2, 3, 4])
+    assert presenter_cap(inst) == 1
+    for seed in range(4):  # the optimum is unique: no seed changes it
+        res = solve_standard(standard_only(prefs, [1, 2, 3, 4], seed=seed))
+        assert res.assignment == {"a": 2, "b": 3, "c": 1, "d": 4}
+        assert res.ranks == {"a": 2, "b": 2, "c": 2, "d": 3}
+        assert result_key(res) == (3, 1, 9, 8) and res.proven_optimal
+        assert stats(res.assignment, prefs).at_worst == 1
+    # The pure minimum sum is the first assignment (total 8): the fairness costs 1.
+    assert min_sum_standard(inst).assignment == {"a": 1, "b": 2, "c": 3, "d": 4}
+    assert brute_standard(inst) == (3, 1, 9, 8)
 
 
 def test_unranked_papers_only_when_needed() -> None:
@@ -239,6 +300,20 @@ def test_too_many_students_is_infeasible_with_a_clear_message() -> None:
         solve_standard(standard_only(prefs, [1], max_presenters=0))
 
 
+def test_step_two_weight_fits_int64_up_to_5000_students() -> None:
+    # The standard kind's step-2 weight K ~ 2 * T * n**2 * k* is the largest arc cost;
+    # OR-Tools multiplies costs by the number of nodes + 1 in int64. At 5000 students and
+    # 3333 papers (8336 nodes), even a worst rank of 5000 fits; far beyond, the solver
+    # refuses with a message instead of overflowing.
+    from commands.solver import TIE_RANGE, _check_cost_range, _count_weight, _rank_weight
+
+    n, k, nodes = 5000, 5000, 5000 + 3333 + 3
+    top = _count_weight(n, k) + k * _rank_weight(n) + TIE_RANGE
+    _check_cost_range(np.array([0, top], dtype=np.int64), nodes)
+    with pytest.raises(RuntimeError, match="too large"):
+        _check_cost_range(np.array([0, 20 * top], dtype=np.int64), nodes)
+
+
 # ----------------------------------------------------------------------------- battles
 
 
@@ -278,6 +353,30 @@ def test_battles_choose_which_run_from_preferences() -> None:
     assert running == [(5, 6)]
     assert res.assignment == {"a": 5, "b": 5, "c": 5, "d": 6, "e": 6, "f": 6}
     assert (res.worst_rank, res.total_rank) == (1, 6)
+
+
+def test_battles_fewest_with_none_of_their_choices() -> None:
+    # Step 2 for battles, in the issue's case: the worst rank is "none of my choices", and
+    # the solver leaves as few students there as possible, even at a higher total.
+    # 4 students, groups of exactly 2: one battle runs, two students per side. Everyone
+    # ranks two sides, so a side off the list is rank 3. Per battle, the best splits:
+    #   (1, 2): b and c on 2 (1st each), a and d on 1 (3rd each): 2 with none, total 8
+    #   (3, 4): c and d on 4 (2nd, 1st), a and b on 3 (3rd each): 2 with none, total 9
+    #   (5, 6): c is rank 3 on both sides. b and d on 5 (2nd each), a and c on 6 (2nd,
+    #           3rd): only c with none, total 9. The other splits of (5, 6) leave 2 or 3
+    #           with none (e.g. a and b on 5, c and d on 6: total 9, c and d with none).
+    # The old objective (worst, then total) ran (1, 2); the new one runs (5, 6).
+    students = list("abcd")
+    prefs = {"a": [5, 6], "b": [2, 5], "c": [2, 4], "d": [4, 5]}
+    pairs = [(1, 2), (3, 4), (5, 6)]
+    for seed in range(3):  # the optimum is unique: no seed changes it
+        inst = battles_only(students, pairs, prefs, group=(2, 2), seed=seed)
+        res, running = solve_battles(inst)
+        assert running == [(5, 6)]
+        assert res.assignment == {"a": 6, "b": 5, "c": 6, "d": 5}
+        assert res.unranked == {"c"}
+        assert result_key(res) == (3, 1, 9, 8) and res.proven_optimal
+    assert brute_battles(inst) == (3, 1, 9, 8)
 
 
 def test_impossible_battle_sizes_are_infeasible() -> None:
@@ -340,11 +439,8 @@ def test_same_seed_same_assignment() -> None:
     assert a.battle.assignment == b.battle.assignment
     assert a.running_battles == b.running_battles
     # Another seed may pick another assignment, but never a worse one.
-    assert (c.standard.worst_rank, c.standard.total_rank) == (
-        a.standard.worst_rank,
-        a.standard.total_rank,
-    )
-    assert (c.battle.worst_rank, c.battle.total_rank) == (a.battle.worst_rank, a.battle.total_rank)
+    assert result_key(c.standard) == result_key(a.standard)
+    assert result_key(c.battle) == result_key(a.battle)
     inst = standard_only(std_prefs, papers, seed=7)
     assert random_serial_dictatorship(inst, "standard", 5) == random_serial_dictatorship(
         inst, "standard", 5
@@ -390,14 +486,15 @@ def test_standard_properties(inst: Instance) -> None:
         rsd = random_serial_dictatorship(inst, "standard", seed)
         assert set(rsd) == set(inst.students)
         assert max(Counter(rsd.values()).values()) <= cap  # RSD is feasible here ...
-        r_st = stats(rsd, prefs)
-        assert res.worst_rank <= r_st.worst_rank  # ... so it is never fairer
-        rsd_total = sum(rank_of(prefs, s, p) for s, p in rsd.items())
-        assert res.min_sum_total <= rsd_total
-        if r_st.worst_rank == res.worst_rank:
-            assert res.total_rank <= rsd_total
+        rsd_key = lex_key(rank_of(prefs, s, p) for s, p in rsd.items())
+        # ... so it is never better in the lexicographic order (worst rank, students at
+        # it, total). This used to compare the total whenever the worst ranks were equal;
+        # with step 2, RSD may have the smaller total when it has more students at the
+        # worst rank, so the whole key is compared instead.
+        assert result_key(res)[:3] <= rsd_key
+        assert res.min_sum_total <= rsd_key[2]
     if len(inst.students) <= 6 and len(inst.standard_papers) <= 5:
-        assert brute_standard(inst) == (res.worst_rank, res.total_rank, res.min_sum_total)
+        assert brute_standard(inst) == result_key(res)
 
 
 @st.composite
@@ -427,7 +524,7 @@ def test_battle_properties(inst: Instance) -> None:
     res, running = solve_battles(inst)
     check_result(res, inst, inst.battle_prefs)
     assert res.proven_optimal
-    assert (res.worst_rank, res.total_rank, res.min_sum_total) == truth
+    assert result_key(res) == truth  # (worst, at worst, total, min sum), by enumeration
     assert battle_ok(inst, res.assignment)
     sizes = side_sizes(inst, res.assignment)
     assert running == [(a, b) for a, b in inst.battle_pairs if sizes[a] > 0]
@@ -437,12 +534,69 @@ def test_battle_properties(inst: Instance) -> None:
         rsd = random_serial_dictatorship(inst, "battle", 0)
         assert max(Counter(rsd.values()).values()) <= inst.battle_group[1]
         if battle_ok(inst, rsd):
-            r_st = stats(rsd, inst.battle_prefs)
-            assert res.worst_rank <= r_st.worst_rank
-            if r_st.worst_rank == res.worst_rank:
-                assert res.total_rank <= sum(
-                    rank_of(inst.battle_prefs, s, p) for s, p in rsd.items()
-                )
+            # Compared on the whole key (worst, at worst, total), as for the standard kind:
+            # with step 2, an RSD with more students at the worst rank may have a smaller
+            # total.
+            rsd_key = lex_key(rank_of(inst.battle_prefs, s, p) for s, p in rsd.items())
+            assert result_key(res)[:3] <= rsd_key
+
+
+def test_step_two_against_enumeration_standard() -> None:
+    # Seeded random instances of the kind where step 2 matters (6 students, 6 papers, lists
+    # of 2-4 that may name a paper outside the instance, so unranked is rank 3-5 and often
+    # the worst: the hub arcs then count for step 2 too), each checked against all 720
+    # assignments: the solver's (worst, at worst, total) must be the lexicographic minimum,
+    # and min_sum_total the minimum total.
+    rng = random.Random(20240607)
+    papers = list(range(1, 7))
+    students = [f"s{i}" for i in range(6)]
+    combos = np.array(list(itertools.permutations(range(6))))
+    feasible = np.ones(len(combos), dtype=bool)
+    differs = 0
+    for _ in range(250):
+        prefs = {s: rng.sample([*papers, 99], rng.choice([2, 3, 4])) for s in students}
+        inst = standard_only(prefs, papers, seed=rng.randrange(100))
+        ranks = np.array([[rank_of(prefs, s, p) for p in papers] for s in students])
+        new, old = fast_brute(ranks, combos, feasible)
+        differs += (new[0], new[2]) != old
+        res = solve_standard(inst)
+        min_total = int(ranks[np.arange(6), combos].sum(axis=1).min())
+        assert result_key(res) == (*new, min_total)
+    assert differs >= 5  # the old objective (worst, then total) is wrong on these
+
+
+def test_step_two_against_enumeration_battles() -> None:
+    # The same for battles: 5 or 6 students, 3 pairs, groups of 2-3, lists of 2 (unranked
+    # is rank 3, "none of my choices"). Every instance is enumerated; CP-SAT solves all
+    # where step 2 changes the optimum and every fourth of the others.
+    rng = random.Random(7)
+    pairs = [(10, 11), (12, 13), (14, 15)]
+    sides = [p for pair in pairs for p in pair]
+    combos: dict[int, np.ndarray] = {}
+    feasible: dict[int, np.ndarray] = {}
+    for n in (5, 6):  # every side per student, and which of those satisfy the group sizes
+        combos[n] = np.array(list(itertools.product(range(6), repeat=n)))
+        size = np.stack([(combos[n] == j).sum(axis=1) for j in range(6)], axis=1)
+        a, b = size[:, 0::2], size[:, 1::2]
+        fits = ((a == 0) & (b == 0)) | ((a >= 2) & (a <= 3) & (b >= 2) & (b <= 3))
+        feasible[n] = fits.all(axis=1)
+    differs = solved = 0
+    for trial in range(120):
+        n = 5 + trial % 2
+        students = [f"s{i}" for i in range(n)]
+        prefs = {s: rng.sample(sides, 2) for s in students}
+        inst = battles_only(students, pairs, prefs, group=(2, 3), seed=trial)
+        ranks = np.array([[rank_of(prefs, s, p) for p in sides] for s in students])
+        new, old = fast_brute(ranks, combos[n], feasible[n])
+        step_two = (new[0], new[2]) != old
+        differs += step_two
+        if step_two or trial % 4 == 0:
+            res, _running = solve_battles(inst)
+            assert battle_ok(inst, res.assignment) and res.proven_optimal
+            min_total = int(ranks[np.arange(n), combos[n][feasible[n]]].sum(axis=1).min())
+            assert result_key(res) == (*new, min_total)
+            solved += 1
+    assert differs >= 4 and solved >= 30
 
 
 # ----------------------------------------------------------------------------- reporting

@@ -1,0 +1,246 @@
+"""The Discord bot: a :class:`discord.Client` with an app-command tree built from the
+registry, the router, the outbox and the reminder scheduler; and :func:`run_discord`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+import discord
+from discord import app_commands
+from sqlalchemy import select
+
+from bot.app import App, start_app
+from bot.discord.components import DYNAMIC_ITEMS
+from bot.discord.layout import Layout, build_layout
+from bot.discord.outbox import DiscordOutbox
+from bot.discord.render import FORM_PREFIX
+from bot.discord.router import Router
+from bot.discord.tree import build_commands
+from bot.scheduler import ReminderSweeper
+from bot.settings import Settings
+from db.models import CourseBinding, Platform
+
+log = logging.getLogger("coursebot.discord")
+
+
+def intents() -> discord.Intents:
+    """What the bot needs: guilds (channels, threads, its own permissions) and
+    reactions in guilds and DMs. No privileged intent: commands arrive as
+    interactions, so neither message content nor the member list is needed."""
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_reactions = True
+    wanted.dm_reactions = True
+    return wanted
+
+
+class CourseBot(discord.Client):
+    """The whole course bot on Discord, over the shared command core."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        guild_id: str | int | None = None,
+        scheduler: bool = True,
+        sync: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(intents=intents(), **options)
+        self.app = app
+        self.guild_id = int(guild_id) if guild_id else None
+        self.tree: app_commands.CommandTree[CourseBot] = app_commands.CommandTree(self)
+        self.tree.error(self._tree_error)
+        self.router = Router(self)
+        self.outbox = DiscordOutbox(self)
+        self.layout: Layout = build_layout(app.core.registry)
+        self.sync_on_start = sync
+        self.use_scheduler = scheduler
+        self.sweeper = ReminderSweeper(
+            app.db,
+            self.outbox,
+            app.clock,
+            hours_before=app.settings.reminder_hours,
+            platform=Platform.DISCORD,
+        )
+        self._ready_once = False
+        #: The guild a DM (a button on a private message) belongs to; see Router.workspace.
+        self.dm_workspace: str | None = str(self.guild_id) if self.guild_id else None
+        app.core.outbox = self.outbox
+
+    # ------------------------------------------------------------------ start
+    async def setup_hook(self) -> None:
+        """Register the persistent components, build the commands and sync them."""
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        guild = discord.Object(self.guild_id) if self.guild_id else None
+        for command in build_commands(self.layout, self.router):
+            self.tree.add_command(command, guild=guild)
+        if self.dm_workspace is None:
+            self.dm_workspace = await self._only_binding()
+        await self._check_binding()
+        if self.sync_on_start:
+            await self.sync_commands()
+
+    async def sync_commands(self) -> bool:
+        """Upload the command tree to Discord if it differs from what is registered
+        (to the course's guild: instant; with no guild id: global). True if synced."""
+        guild = discord.Object(self.guild_id) if self.guild_id else None
+        local: list[dict[str, Any]] = [
+            dict(c.to_dict(self.tree)) for c in self.tree.get_commands(guild=guild)
+        ]
+        try:
+            remote: list[dict[str, Any]] | None = [
+                _registered(c) for c in await self.tree.fetch_commands(guild=guild)
+            ]
+        except discord.HTTPException:
+            remote = None
+        if remote is not None and _signature(local) == _signature(remote):
+            log.info("app commands unchanged (%d top-level); no sync needed", len(local))
+            return False
+        synced = await self.tree.sync(guild=guild)
+        where = f"guild {self.guild_id}" if self.guild_id else "all guilds (global)"
+        log.info("synced %d top-level app commands to %s", len(synced), where)
+        return True
+
+    async def on_ready(self) -> None:
+        if self._ready_once:
+            return
+        self._ready_once = True
+        log.info("logged in to Discord as %s (%s)", self.user, getattr(self.user, "id", "?"))
+        if self.use_scheduler:
+            try:
+                await self.sweeper.sweep()  # catch up on what came due while down
+            except Exception:
+                log.exception("the catch-up sweep failed; the scheduler retries")
+            self.sweeper.start(self.app.settings.sweep_seconds)
+
+    async def close(self) -> None:
+        self.sweeper.stop()
+        await super().close()
+
+    async def _only_binding(self) -> str | None:
+        async with self.app.db.session() as session:
+            ids = list(
+                await session.scalars(
+                    select(CourseBinding.external_id).where(
+                        CourseBinding.platform == Platform.DISCORD
+                    )
+                )
+            )
+        return ids[0] if len(ids) == 1 else None
+
+    async def _check_binding(self) -> None:
+        if self.guild_id is None:
+            return
+        async with self.app.db.session() as session:
+            bound = await session.scalar(
+                select(CourseBinding.course_id).where(
+                    CourseBinding.platform == Platform.DISCORD,
+                    CourseBinding.external_id == str(self.guild_id),
+                )
+            )
+        if bound is None:
+            log.warning(
+                'guild %s is not bound to a course: add `discord: "%s"` to the course file\'s '
+                "bindings, or run `coursebot course bind <course-key> discord %s`",
+                self.guild_id,
+                self.guild_id,
+                self.guild_id,
+            )
+
+    # ------------------------------------------------------------------ events
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Form (modal) submissions; commands and components route themselves."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
+        if not custom_id.startswith(FORM_PREFIX):
+            return
+        await self.router.on_modal(interaction, custom_id.removeprefix(FORM_PREFIX))
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._reaction(payload, added=True)
+
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._reaction(payload, added=False)
+
+    async def _reaction(self, payload: discord.RawReactionActionEvent, *, added: bool) -> None:
+        try:
+            await self.router.on_reaction(payload, added=added)
+        except Exception:
+            log.exception("reaction on message %s failed", payload.message_id)
+
+    async def _tree_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        await self.router.fail(interaction, getattr(error, "original", error))
+
+
+def _registered(command: app_commands.AppCommand) -> dict[str, Any]:
+    data = dict(command.to_dict())
+    perms = command.default_member_permissions
+    data["default_member_permissions"] = str(perms.value) if perms is not None else None
+    return data
+
+
+def _signature(commands: list[dict[str, Any]]) -> list[Any]:
+    """What matters of a command list when deciding whether to sync."""
+    keys = (
+        "name",
+        "description",
+        "type",
+        "required",
+        "autocomplete",
+        "min_value",
+        "max_value",
+        "min_length",
+        "max_length",
+        "default_member_permissions",
+    )
+
+    def norm(item: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {k: item.get(k) for k in keys if item.get(k) not in (None, False)}
+        if item.get("choices"):
+            out["choices"] = [(c["name"], c["value"]) for c in item["choices"]]
+        if item.get("options"):
+            out["options"] = [norm(o) for o in item["options"]]
+        perms = out.get("default_member_permissions")
+        if perms is not None:
+            out["default_member_permissions"] = str(perms)
+        return out
+
+    return sorted((norm(c) for c in commands), key=lambda c: str(c.get("name")))
+
+
+async def run_discord(settings: Settings) -> int:
+    """Start the app, log in with ``DISCORD_TOKEN``, sync the commands to
+    ``DISCORD_GUILD_ID`` and serve until stopped. Returns the exit status."""
+    if settings.discord.token is None:
+        log.error("DISCORD_TOKEN is not set; see docs/discord.md")
+        return 2
+    if not settings.discord.guild_id:
+        log.warning(
+            "DISCORD_GUILD_ID is not set: commands are synced globally and the course is "
+            "found by each guild's binding"
+        )
+    app = await start_app(settings)
+    bot = CourseBot(app, guild_id=settings.discord.guild_id)
+    try:
+        async with bot:
+            await bot.start(settings.discord.token.get_secret_value())
+    except discord.LoginFailure:
+        log.error("Discord rejected DISCORD_TOKEN; copy the bot token again (docs/discord.md)")
+        return 1
+    except discord.PrivilegedIntentsRequired:
+        log.error("Discord refused an intent; the bot needs no privileged intent")
+        return 1
+    except (aiohttp.ClientError, OSError) as exc:
+        log.error("Cannot reach Discord (%s); check the network and try again", exc)
+        return 1
+    finally:
+        await app.close()
+    return 0

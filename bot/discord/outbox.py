@@ -1,0 +1,155 @@
+"""The outbox on Discord: scheduled reminders, poll updates, announcements and DMs the
+core decides on, posted as ordinary messages (never as interaction follow-ups, whose
+token lives only 15 minutes).
+
+A channel is named as in the course file (``announcements``) or given by id; it is
+looked up in the guild the course is bound to. A message reference is
+``<channel id>:<message id>`` (the last message, the one with buttons and reactions).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import discord
+from sqlalchemy import select
+
+from bot.discord.render import render
+from commands.replies import Reply
+from db.models import CourseBinding, Identity, Platform
+
+if TYPE_CHECKING:
+    from bot.discord.client import CourseBot
+
+log = logging.getLogger("coursebot.discord")
+
+
+class OutboxError(LookupError):
+    """A course, channel or message the outbox cannot find on Discord."""
+
+
+class DiscordOutbox:
+    """Implements :class:`commands.outbox.Outbox` (plus ``thread``) for one bot."""
+
+    def __init__(self, bot: CourseBot) -> None:
+        self.bot = bot
+
+    async def post(self, course_id: int, channel: str, reply: Reply) -> str:
+        """Post to a course channel; return ``<channel id>:<message id>``."""
+        target = await self.channel(course_id, channel)
+        sent = await self.bot.router.send_to(target, reply)
+        return ref(sent[-1])
+
+    async def edit(self, course_id: int, message_ref: str, reply: Reply) -> None:
+        """Replace a posted message's content (a poll's running count)."""
+        channel_id, message_id = parse_ref(message_ref)
+        channel = self.bot.get_partial_messageable(channel_id)
+        message = render(reply, single=True)[0]
+        kwargs = message.send_kwargs()
+        if "files" in kwargs:
+            kwargs["attachments"] = kwargs.pop("files")
+        kwargs.setdefault("view", None)
+        kwargs.setdefault("content", None)
+        self.bot.router.remember(reply)
+        await channel.get_partial_message(message_id).edit(**kwargs)
+        self.bot.router.forget_reactions(message_id, reply)
+
+    async def dm(self, course_id: int, person_id: int, reply: Reply) -> str:
+        """A private message to a person through their linked Discord account.
+
+        A person with no linked Discord account is skipped (logged), as is one who
+        does not accept DMs: either way ``""`` is returned."""
+        async with self.bot.app.db.session() as session:
+            user_id = await session.scalar(
+                select(Identity.user_id).where(
+                    Identity.course_id == course_id,
+                    Identity.person_id == person_id,
+                    Identity.platform == Platform.DISCORD,
+                )
+            )
+        if user_id is None:
+            log.info("person %s has no linked Discord account; DM skipped", person_id)
+            return ""
+        user = self.bot.get_user(int(user_id)) or await self.bot.fetch_user(int(user_id))
+        sent = await self.bot.router.deliver_dm(user, reply)
+        return ref(sent[-1]) if sent else ""
+
+    async def thread(
+        self,
+        course_id: int,
+        channel: str,
+        name: str,
+        reply: Reply,
+        person_ids: Sequence[int] = (),
+    ) -> str:
+        """Open a thread in a course channel (a discussion group), post ``reply`` in it
+        and add the people's linked accounts; return the thread's message reference."""
+        parent = await self.channel(course_id, channel)
+        if not isinstance(parent, discord.TextChannel):
+            raise OutboxError(f"#{channel} cannot hold threads")
+        thread = await parent.create_thread(
+            name=name[:100], type=discord.ChannelType.public_thread, auto_archive_duration=1440
+        )
+        sent = await self.bot.router.send_to(thread, reply)
+        if person_ids:
+            async with self.bot.app.db.session() as session:
+                user_ids = list(
+                    await session.scalars(
+                        select(Identity.user_id).where(
+                            Identity.course_id == course_id,
+                            Identity.person_id.in_(person_ids),
+                            Identity.platform == Platform.DISCORD,
+                        )
+                    )
+                )
+            for user_id in user_ids:
+                try:
+                    await thread.add_user(discord.Object(int(user_id)))
+                except discord.HTTPException:
+                    log.info("could not add user %s to thread %s", user_id, thread.id)
+        return ref(sent[-1])
+
+    # ------------------------------------------------------------------ lookups
+    async def channel(self, course_id: int, channel: str) -> discord.TextChannel | discord.Thread:
+        """A course channel by name (``announcements``, ``#battles``) or id."""
+        guild = await self.guild(course_id)
+        key = channel.strip().lstrip("#")
+        found: discord.abc.GuildChannel | discord.Thread | None = None
+        if key.isdigit():
+            found = guild.get_channel_or_thread(int(key))
+        if found is None:
+            found = discord.utils.get(guild.text_channels, name=key) or discord.utils.get(
+                guild.threads, name=key
+            )
+        if not isinstance(found, discord.TextChannel | discord.Thread):
+            raise OutboxError(f"guild {guild.id} has no text channel #{key}")
+        return found
+
+    async def guild(self, course_id: int) -> discord.Guild:
+        async with self.bot.app.db.session() as session:
+            guild_id = await session.scalar(
+                select(CourseBinding.external_id).where(
+                    CourseBinding.course_id == course_id,
+                    CourseBinding.platform == Platform.DISCORD,
+                )
+            )
+        if guild_id is None:
+            raise OutboxError(f"course {course_id} is not bound to a Discord guild")
+        guild = self.bot.get_guild(int(guild_id))
+        if guild is None:
+            raise OutboxError(f"the bot is not in guild {guild_id} (course {course_id})")
+        return guild
+
+
+def ref(message: discord.Message) -> str:
+    return f"{message.channel.id}:{message.id}"
+
+
+def parse_ref(message_ref: str) -> tuple[int, int]:
+    try:
+        channel_id, message_id = message_ref.split(":")
+        return int(channel_id), int(message_id)
+    except ValueError:
+        raise OutboxError(f"not a Discord message reference: {message_ref!r}") from None

@@ -1,0 +1,602 @@
+"""Interactions and reactions → the command core → replies on Discord.
+
+Every interaction is acknowledged first (a defer, a modal, or autocomplete choices,
+all within Discord's 3 seconds), then the core runs, then the reply goes out as the
+deferred message and follow-ups. A reply that comes back after the interaction's
+15-minute token is gone is posted to the channel (or DM'd, if private) instead.
+
+Only translation happens here: the core finds the course and the caller, checks
+roles, validates options and dedupes retries by the interaction id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import secrets
+import time as clock
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import discord
+from discord import app_commands
+from sqlalchemy import select
+
+from bot.discord.components import (
+    FormModal,
+    PickState,
+    fits_custom_id,
+    modal_values,
+    ordinal,
+    picker_view,
+)
+from bot.discord.render import (
+    Outgoing,
+    parse_reaction_footer,
+    reactions_ref,
+    render,
+)
+from bot.discord.tree import FILE_OPTION, is_paper_list
+from commands.context import Attachment, Caller, Request, Where
+from commands.logistics import course_papers
+from commands.registry import Command, OptionSpec
+from commands.replies import Form, Reply
+from db.models import CourseBinding, Platform
+
+if TYPE_CHECKING:
+    from bot.discord.client import CourseBot
+
+log = logging.getLogger("coursebot.discord")
+
+#: An interaction token lives 15 minutes; after this, replies go to the channel.
+TOKEN_LIFETIME = timedelta(minutes=14)
+AUTOCOMPLETE_LIMIT = 25
+CHOICE_LIMIT = 100
+#: How long a command form keeps the files given with the command (Discord: 15 min).
+PENDING_FILES_SECONDS = 15 * 60
+CACHE_SIZE = 2048
+#: Discord error codes meaning the interaction's token or message is gone.
+TOKEN_GONE = (10008, 10015, 10062, 50027)
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[None]])
+
+
+def guarded(method: Handler) -> Handler:
+    """Turn an adapter failure in an interaction handler into a quotable error reply."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Router, interaction: discord.Interaction, *args: Any) -> None:
+        try:
+            await method(self, interaction, *args)
+        except Exception as exc:
+            await self.fail(interaction, exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class LRU(OrderedDict[Any, Any]):
+    """A small bounded mapping (recently sent forms, messages that take reactions)."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+class Router:
+    """The adapter's handlers for slash commands, autocomplete, buttons, selects,
+    modals and reactions."""
+
+    def __init__(self, bot: CourseBot) -> None:
+        self.bot = bot
+        self.core = bot.app.core
+        self.registry = bot.app.core.registry
+        #: Forms seen on buttons this process sent (their exact labels); after a restart
+        #: the command's own form spec stands in.
+        self._forms: LRU = LRU()
+        #: Message id → (action ref, emojis) for messages that take reactions (None: not).
+        self._reactables: LRU = LRU()
+        #: (user id, form id) → (expiry, files given with a command that opened a form).
+        self._pending_files: dict[tuple[int, str], tuple[float, tuple[Attachment, ...]]] = {}
+        #: Reactions the bot removed itself, whose removal event must not count.
+        self._removing: LRU = LRU()
+
+    # ------------------------------------------------------------------ requests
+    def request(
+        self,
+        interaction: discord.Interaction,
+        *,
+        attachments: Iterable[Attachment] = (),
+    ) -> Request:
+        """The core request for an interaction (its id dedupes retries)."""
+        user = interaction.user
+        return Request(
+            platform=Platform.DISCORD,
+            workspace=self.workspace(interaction.guild_id),
+            caller=Caller(Platform.DISCORD, str(user.id), user.display_name),
+            where=self.where(
+                interaction.channel, interaction.channel_id, is_dm=interaction.guild_id is None
+            ),
+            attachments=tuple(attachments),
+            event_id=str(interaction.id),
+        )
+
+    def workspace(self, guild_id: int | None) -> str:
+        """The binding id: the guild, or for a DM the course's configured guild."""
+        return str(guild_id) if guild_id else (self.bot.dm_workspace or "dm")
+
+    @staticmethod
+    def where(channel: Any, channel_id: int | None, *, is_dm: bool) -> Where:
+        """Where it happened: the channel's name (as in the course file), the thread's
+        id inside it, or a DM."""
+        if is_dm or isinstance(channel, discord.DMChannel | discord.GroupChannel):
+            return Where(channel=None, is_dm=True)
+        if isinstance(channel, discord.Thread):
+            parent = channel.parent
+            parent_name = parent.name if parent is not None else str(channel.parent_id)
+            return Where(channel=parent_name, thread=str(channel.id))
+        name = getattr(channel, "name", None)
+        return Where(channel=name or (str(channel_id) if channel_id else None))
+
+    # ------------------------------------------------------------------ slash commands
+    @guarded
+    async def run_command(
+        self, interaction: discord.Interaction, cmd: Command, values: dict[str, Any]
+    ) -> None:
+        files = [v for v in values.values() if isinstance(v, discord.Attachment)]
+        attachments = tuple(_attachment(f) for f in files)
+        options = {
+            k: v
+            for k, v in values.items()
+            if v is not None and k != FILE_OPTION and not isinstance(v, discord.Attachment)
+        }
+        missing_form = [name for name in cmd.form if name not in options]
+        if missing_form:
+            fixed = {k: str(v) for k, v in options.items()}
+            form = cmd.form_spec(fixed)
+            if fits_custom_id(form) and all(":" not in v for v in fixed.values()):
+                if attachments:
+                    self._keep_files(interaction.user.id, form.custom_id, attachments)
+                await interaction.response.send_modal(FormModal(form))
+                return
+        pick = next(
+            (s for s in cmd.specs if is_paper_list(s) and s.required and s.name not in options),
+            None,
+        )
+        if pick is not None and len(options) == 0:
+            await self.open_picker(interaction, PickState(cmd.name, pick.name))
+            return
+        await self._defer(interaction, ephemeral=cmd.ephemeral)
+        reply = await self.core.handle(
+            self.request(interaction, attachments=attachments), cmd.name, options
+        )
+        await self.respond(interaction, reply, deferred_ephemeral=cmd.ephemeral)
+
+    # ------------------------------------------------------------------ autocomplete
+    async def complete(
+        self, interaction: discord.Interaction, cmd: Command, spec: OptionSpec, current: str
+    ) -> list[app_commands.Choice[Any]]:
+        """Suggestions for one option: paper ids with their titles, or long choice lists."""
+        try:
+            if spec.choices:
+                low = current.lower()
+                return [
+                    app_commands.Choice(name=c, value=c) for c in spec.choices if low in c.lower()
+                ][:AUTOCOMPLETE_LIMIT]
+            if str(spec.complete).split(":")[0] != "paper":
+                return []
+            papers = await self.papers(interaction.guild_id, spec)
+            return paper_choices(papers, current, many=spec.many, integer=spec.type is int)
+        except Exception:
+            log.exception("autocomplete for %s %s failed", cmd.name, spec.name)
+            return []
+
+    async def papers(self, guild_id: int | None, spec: OptionSpec) -> list[tuple[int, str]]:
+        """(number, title) of the course's papers an option can take (``paper:<kind>``)."""
+        _, _, kind = str(spec.complete).partition(":")
+        async with self.bot.app.db.session() as session:
+            course_id = await session.scalar(
+                select(CourseBinding.course_id).where(
+                    CourseBinding.platform == Platform.DISCORD,
+                    CourseBinding.external_id == self.workspace(guild_id),
+                )
+            )
+            if course_id is None:
+                return []
+            found = await course_papers(session, course_id, kind=kind or "all")
+        return [(p.number, p.title) for p in found]
+
+    # ------------------------------------------------------------------ buttons and forms
+    @guarded
+    async def on_button(self, interaction: discord.Interaction, custom_id: str) -> None:
+        """A core button: open its form, or run its action."""
+        if custom_id.startswith("form:"):
+            form = self._forms.get(custom_id) or self.form_for(custom_id)
+            if form is None or not fits_custom_id(form):
+                await interaction.response.send_message(
+                    embeds=render(Reply.error("That form is no longer available."))[0].embeds,
+                    ephemeral=True,
+                )
+                return
+            await interaction.response.send_modal(FormModal(form))
+            return
+        action = self.registry.actions.get(custom_id.split(":")[0])
+        ephemeral = action.ephemeral if action is not None else True
+        await self._defer(interaction, ephemeral=ephemeral)
+        reply = await self.core.handle_action(self.request(interaction), custom_id)
+        await self.respond(interaction, reply, deferred_ephemeral=ephemeral)
+
+    def form_for(self, custom_id: str) -> Form | None:
+        """The form a form id opens, rebuilt from its command (after a restart)."""
+        try:
+            command, fixed = Form.parse_custom_id(custom_id)
+            return self.registry.get(command).form_spec(fixed)
+        except (KeyError, ValueError):
+            return None
+
+    @guarded
+    async def on_modal(self, interaction: discord.Interaction, form_id: str) -> None:
+        """A submitted form: its command runs with the fixed and the typed options."""
+        try:
+            command, _ = Form.parse_custom_id(form_id)
+            ephemeral = self.registry.get(command).ephemeral
+        except (KeyError, ValueError):
+            ephemeral = True
+        await self._defer(interaction, ephemeral=ephemeral)
+        files = self._take_files(interaction.user.id, form_id)
+        reply = await self.core.handle_form(
+            self.request(interaction, attachments=files), form_id, modal_values(interaction.data)
+        )
+        await self.respond(interaction, reply, deferred_ephemeral=ephemeral)
+
+    def _keep_files(self, user_id: int, form_id: str, files: tuple[Attachment, ...]) -> None:
+        now = clock.monotonic()
+        for key in [k for k, (until, _) in self._pending_files.items() if until < now]:
+            del self._pending_files[key]
+        self._pending_files[(user_id, form_id)] = (now + PENDING_FILES_SECONDS, files)
+
+    def _take_files(self, user_id: int, form_id: str) -> tuple[Attachment, ...]:
+        until, files = self._pending_files.pop((user_id, form_id), (0.0, ()))
+        return files if until >= clock.monotonic() else ()
+
+    # ------------------------------------------------------------------ the paper picker
+    @guarded
+    async def open_picker(self, interaction: discord.Interaction, state: PickState) -> None:
+        await self._defer(interaction, ephemeral=True)
+        embed, view = await self._picker(interaction, state)
+        await interaction.followup.send(embed=embed, view=view, ephemeral=True, wait=True)
+
+    @guarded
+    async def on_pick(self, interaction: discord.Interaction, state: PickState, n: int) -> None:
+        await interaction.response.defer()  # an update of the picker itself
+        if n not in state.chosen:
+            state = state.plus(n)
+        embed, view = await self._picker(interaction, state)
+        await interaction.edit_original_response(embed=embed, view=view)
+
+    @guarded
+    async def on_pick_undo(self, interaction: discord.Interaction, state: PickState) -> None:
+        await interaction.response.defer()
+        embed, view = await self._picker(interaction, state.undo())
+        await interaction.edit_original_response(embed=embed, view=view)
+
+    @guarded
+    async def on_pick_submit(self, interaction: discord.Interaction, state: PickState) -> None:
+        """Run the command with the picked list; the result replaces the picker (an
+        error keeps the picker, with the error above it)."""
+        await interaction.response.defer()
+        reply = await self.core.handle(
+            self.request(interaction), state.command, {state.option: list(state.chosen)}
+        )
+        if reply.meta.get("duplicate"):
+            return
+        if reply.is_error:
+            embed, view = await self._picker(interaction, state)
+            error = render(reply)[0].embeds
+            await interaction.edit_original_response(embeds=[*error, embed], view=view)
+            return
+        self.remember(reply)
+        messages = render(reply)
+        if reply.ephemeral:  # the answer takes the picker's place
+            first, *messages = messages
+            kwargs = first.send_kwargs()
+            if "files" in kwargs:
+                kwargs["attachments"] = kwargs.pop("files")
+            await interaction.edit_original_response(**{"view": None, **kwargs})
+        else:  # a public answer: the picker says so, the answer goes to the channel
+            done = discord.Embed(description="Submitted.", colour=discord.Colour.green())
+            await interaction.edit_original_response(embeds=[done], view=None)
+        for message in messages:
+            sent = await interaction.followup.send(
+                ephemeral=reply.ephemeral, wait=True, **message.send_kwargs()
+            )
+            if message.reactions is not None and not reply.ephemeral:
+                await self.add_reactions(sent, message)
+
+    async def _picker(
+        self, interaction: discord.Interaction, state: PickState
+    ) -> tuple[discord.Embed, discord.ui.View]:
+        cmd = self.registry.get(state.command)
+        spec = next(s for s in cmd.specs if s.name == state.option)
+        papers = await self.papers(interaction.guild_id, spec)
+        titles = dict(papers)
+        lines = [
+            f"{ordinal(i)}. #{n} {titles.get(n, '')}".rstrip()
+            for i, n in enumerate(state.chosen, 1)
+        ]
+        embed = discord.Embed(
+            title=f"{self.bot.layout.slash(cmd)}: pick papers, best first",
+            description="\n".join(lines) or "Nothing picked yet.",
+            colour=discord.Colour.blurple(),
+        )
+        embed.set_footer(text=f"{cmd.description}. Submit when your list is complete.")
+        return embed, picker_view(state, papers)
+
+    # ------------------------------------------------------------------ reactions
+    async def on_reaction(self, payload: discord.RawReactionActionEvent, *, added: bool) -> None:
+        """A reaction on a message that takes them runs its action with the emoji
+        (``-`` + emoji for a removal); the answer goes to the reactor by DM."""
+        me = self.bot.user
+        if me is None or payload.user_id == me.id:
+            return
+        emoji = str(payload.emoji)
+        key = (payload.message_id, payload.user_id, emoji)
+        if not added and self._removing.pop(key, None):
+            return
+        author = getattr(payload, "message_author_id", None)
+        if added and author is not None and author != me.id:
+            return
+        target = await self._reactable(payload)
+        if target is None or emoji not in target[1]:
+            return
+        ref = target[0]
+        user = await self._user(payload.user_id, payload.member)
+        request = Request(
+            platform=Platform.DISCORD,
+            workspace=self.workspace(payload.guild_id),
+            caller=Caller(
+                Platform.DISCORD, str(payload.user_id), getattr(user, "display_name", "")
+            ),
+            where=self.where(
+                self.bot.get_channel(payload.channel_id),
+                payload.channel_id,
+                is_dm=payload.guild_id is None,
+            ),
+        )
+        reply = await self.core.handle_action(request, ref, emoji if added else f"-{emoji}")
+        if reply.meta.get("remove_reaction") and added:
+            await self._remove_reaction(payload, emoji)
+        if reply.meta.get("silent") or reply.meta.get("duplicate"):
+            return
+        if not (reply.text or reply.sections or reply.tables or reply.files or reply.buttons):
+            return
+        if reply.ephemeral or payload.guild_id is None:
+            if user is not None:
+                await self.deliver_dm(user, reply)
+            return
+        channel = self.bot.get_channel(payload.channel_id)
+        if isinstance(channel, discord.abc.Messageable):
+            await self.send_to(channel, reply)
+
+    async def _reactable(
+        self, payload: discord.RawReactionActionEvent
+    ) -> tuple[str, tuple[str, ...]] | None:
+        if payload.message_id in self._reactables:
+            return self._reactables[payload.message_id]
+        found = None
+        try:
+            channel = self.bot.get_channel(payload.channel_id) or await self.bot.fetch_channel(
+                payload.channel_id
+            )
+            message = await channel.fetch_message(payload.message_id)  # type: ignore[union-attr]
+            me = self.bot.user
+            if me is not None and message.author.id == me.id:
+                found = parse_reaction_footer(message)
+        except discord.HTTPException:
+            log.info("could not read message %s for a reaction", payload.message_id)
+            return None
+        self._reactables[payload.message_id] = found
+        return found
+
+    async def _remove_reaction(self, payload: discord.RawReactionActionEvent, emoji: str) -> None:
+        channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
+        key = (payload.message_id, payload.user_id, emoji)
+        self._removing[key] = True
+        try:
+            await channel.get_partial_message(payload.message_id).remove_reaction(
+                emoji, discord.Object(payload.user_id)
+            )
+        except discord.HTTPException:
+            self._removing.pop(key, None)
+            log.info("could not remove a reaction (the bot needs Manage Messages)")
+
+    async def _user(self, user_id: int, member: discord.Member | None) -> discord.abc.User | None:
+        if member is not None:
+            return member
+        user = self.bot.get_user(user_id)
+        if user is not None:
+            return user
+        try:
+            return await self.bot.fetch_user(user_id)
+        except discord.HTTPException:
+            return None
+
+    # ------------------------------------------------------------------ replies
+    async def _defer(self, interaction: discord.Interaction, *, ephemeral: bool) -> None:
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+
+    async def respond(
+        self, interaction: discord.Interaction, reply: Reply, *, deferred_ephemeral: bool
+    ) -> None:
+        """Send ``reply`` for a deferred interaction: the deferred message, follow-ups,
+        then reactions. A private reply to a public deferral replaces it privately."""
+        if reply.meta.get("duplicate") or reply.meta.get("silent"):
+            await self._drop_original(interaction)
+            return
+        self.remember(reply)
+        messages = render(reply)
+        ephemeral = reply.ephemeral
+        late = discord.utils.utcnow() - interaction.created_at > TOKEN_LIFETIME
+        if late:
+            await self._respond_late(interaction, reply)
+            return
+        try:
+            if ephemeral and not deferred_ephemeral:
+                # The public "thinking" message cannot turn private: answer privately,
+                # then remove it.
+                await interaction.edit_original_response(content="…", embeds=[])
+                for message in messages:
+                    await interaction.followup.send(
+                        ephemeral=True, wait=True, **message.send_kwargs()
+                    )
+                await interaction.delete_original_response()
+                return
+            for message in messages:
+                sent = await interaction.followup.send(
+                    ephemeral=ephemeral, wait=True, **message.send_kwargs()
+                )
+                if message.reactions is not None and not ephemeral:
+                    await self.add_reactions(sent, message)
+        except discord.HTTPException as exc:
+            if exc.status not in (401, 404) and exc.code not in TOKEN_GONE:
+                raise
+            log.info("interaction token unusable (%s); replying in the channel", exc)
+            await self._respond_late(interaction, reply)
+
+    async def _drop_original(self, interaction: discord.Interaction) -> None:
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
+
+    async def _respond_late(self, interaction: discord.Interaction, reply: Reply) -> None:
+        """After the token expired: public replies to the channel, private ones by DM."""
+        channel = interaction.channel
+        if reply.ephemeral or not isinstance(channel, discord.abc.Messageable):
+            await self.deliver_dm(interaction.user, reply)
+        else:
+            await self.send_to(channel, reply)
+
+    async def send_to(self, target: discord.abc.Messageable, reply: Reply) -> list[discord.Message]:
+        """Post ``reply`` as channel messages (outbox posts, DMs, late answers)."""
+        self.remember(reply)
+        sent = []
+        for message in render(reply):
+            msg = await target.send(**message.send_kwargs())
+            if message.reactions is not None:
+                await self.add_reactions(msg, message)
+            sent.append(msg)
+        return sent
+
+    async def deliver_dm(
+        self, user: discord.User | discord.Member | discord.abc.User, reply: Reply
+    ) -> list[discord.Message]:
+        try:
+            return await self.send_to(user, reply)  # type: ignore[arg-type]
+        except discord.Forbidden:
+            log.info("user %s does not accept DMs from the bot", user.id)
+            return []
+
+    async def add_reactions(self, message: discord.Message, outgoing: Outgoing) -> None:
+        reactions = outgoing.reactions
+        if reactions is None:
+            return
+        self._reactables[message.id] = (reactions_ref(reactions), reactions.emojis)
+        for emoji in reactions.emojis:
+            try:
+                await message.add_reaction(emoji)
+            except discord.HTTPException:
+                log.warning("could not add reaction %s to message %s", emoji, message.id)
+
+    def forget_reactions(self, message_id: int, reply: Reply) -> None:
+        """After an edit: the message takes the new reply's reactions (or none)."""
+        r = reply.reactions
+        self._reactables[message_id] = (reactions_ref(r), r.emojis) if r else None
+
+    def remember(self, reply: Reply) -> None:
+        """Keep the exact forms of the reply's buttons (labels, lengths) for their modals."""
+        for button in reply.buttons:
+            if button.form is not None:
+                self._forms[button.form.custom_id] = button.form
+
+    async def fail(self, interaction: discord.Interaction, exc: BaseException) -> None:
+        """The last resort for an adapter failure: log it with an id, tell the user."""
+        err_id = secrets.token_hex(4)
+        log.error("discord adapter error %s", err_id, exc_info=exc)
+        # Plain text: this must work even when rendering is what failed.
+        text = (
+            "✗ Something went wrong on our side. If it happens again, tell your instructor "
+            f"and quote error id `{err_id}`."
+        )
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            log.info("could not tell the user about error %s", err_id)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _attachment(file: discord.Attachment) -> Attachment:
+    return Attachment(
+        name=file.filename, url=file.url, size=file.size, content_type=file.content_type
+    )
+
+
+def paper_choices(
+    papers: list[tuple[int, str]], current: str, *, many: bool, integer: bool
+) -> list[app_commands.Choice[Any]]:
+    """Autocomplete choices: ``#5 SlowFast Networks…`` with the number as the value.
+
+    For a list option (``5 12 1``) the last word is the query and the choice value is
+    the whole list with the completed id, so picking a suggestion extends the list."""
+    words = current.replace(",", " ").split()
+    if many and current and not current[-1].isspace() and words:
+        query, before = words[-1], words[:-1]
+    elif many:
+        query, before = "", words
+    else:
+        query, before = current.strip(), []
+    taken = {w for w in before if w.isdigit()}
+    low = query.lower().lstrip("#")
+    ranked: list[tuple[int, int, str]] = []
+    for number, title in papers:
+        if str(number) in taken:
+            continue
+        if not low:
+            score = 2
+        elif str(number) == low:
+            score = 0
+        elif str(number).startswith(low):
+            score = 1
+        elif low in title.lower():
+            score = 3
+        else:
+            continue
+        ranked.append((score, number, title))
+    ranked.sort()
+    choices: list[app_commands.Choice[Any]] = []
+    prefix = " ".join(before)
+    for _, number, title in ranked[:AUTOCOMPLETE_LIMIT]:
+        label = f"#{number} {title}"
+        if many:
+            value = f"{prefix} {number}".strip()
+            name = f"{prefix} → {label}" if prefix else label
+            choices.append(app_commands.Choice(name=_cut(name), value=value[:CHOICE_LIMIT]))
+        else:
+            choices.append(
+                app_commands.Choice(name=_cut(label), value=number if integer else str(number))
+            )
+    return choices
+
+
+def _cut(text: str, limit: int = CHOICE_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,149 @@
+"""A simulated Discord for the adapter tests: simcord's in-memory REST and gateway
+behind the real discord.py client, a guild bound to the sample course, and members
+linked to roster entries (instructor, TA, students)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import discord
+import simcord
+from simcord import ChannelHandle, GuildHandle, MemberActor
+from sqlalchemy import select
+
+from bot.app import App
+from bot.discord import CourseBot
+from commands.coursefile import link_identity
+from db.models import Course, CourseBinding, Person, Platform
+
+#: The guild the sample course is bound to in these tests.
+GUILD_ID = 1_180_000_000_000_000_001
+#: Discord user name → the roster email it is linked to (None: on Discord, not linked).
+PEOPLE = {
+    "gedas": "gedas@cs.unc.edu",  # instructor; Discord role with Manage Server
+    "maya": "maya.johnson@unc.edu",  # TA; Discord role with Manage Messages
+    "alice": "alice.chen@unc.edu",  # student
+    "bob": "bob.okafor@unc.edu",  # a student who moderates the server (Manage Messages)
+    "zoe": None,  # on the server, not linked to the roster
+}
+
+
+@dataclass
+class World:
+    """The simulated guild around one running bot."""
+
+    env: simcord.Env
+    app: App
+    bot: CourseBot
+    guild: GuildHandle
+    channels: dict[str, ChannelHandle]
+    members: dict[str, MemberActor] = field(default_factory=dict)
+    #: Errors the adapter logged (it answers users instead of raising); the test fails
+    #: if any are left at the end.
+    failures: list[str] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> MemberActor:
+        try:
+            return self.members[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def general(self) -> ChannelHandle:
+        return self.channels["general"]
+
+    @property
+    def announcements(self) -> ChannelHandle:
+        return self.channels["announcements"]
+
+    async def restart(self, app: App) -> CourseBot:
+        """A new process: a new app (same database) and a new bot on the same guild."""
+        self.app = app
+        self.bot = CourseBot(app, guild_id=GUILD_ID, scheduler=False)
+        await self.env.restart_bot(self.bot)
+        return self.bot
+
+
+async def bind_and_link(app: App, users: dict[str, int]) -> None:
+    """Bind the sample course to the test guild and link the Discord accounts."""
+    async with app.db.transaction() as session:
+        course = await session.scalar(select(Course))
+        assert course is not None
+        session.add(
+            CourseBinding(course_id=course.id, platform=Platform.DISCORD, external_id=str(GUILD_ID))
+        )
+        for name, email in PEOPLE.items():
+            if email is None:
+                continue
+            person = await session.scalar(
+                select(Person).where(Person.course_id == course.id, Person.email == email)
+            )
+            assert person is not None, email
+            await link_identity(
+                session,
+                course,
+                person,
+                Platform.DISCORD,
+                str(users[name]),
+                now=app.clock.now(),
+                display_name=name,
+            )
+
+
+@asynccontextmanager
+async def discord_world(app: App) -> AsyncIterator[World]:
+    """A running bot in a guild with #general, #announcements and #battles, an
+    instructor (Manage Server), a TA (Manage Messages) and three students."""
+    bot = CourseBot(app, guild_id=GUILD_ID, scheduler=False)
+    env = simcord.Env(bot)
+    guild = env.create_guild("COMP 790", id=GUILD_ID)
+    channels = {
+        name: guild.create_text_channel(name) for name in ("general", "announcements", "battles")
+    }
+    instructor = guild.create_role(
+        "Instructor", permissions=discord.Permissions(manage_guild=True, manage_messages=True)
+    )
+    ta = guild.create_role("TA", permissions=discord.Permissions(manage_messages=True))
+    roles = {"gedas": [instructor], "maya": [ta], "bob": [ta]}
+    users = {name: env.create_user(name, global_name=name.title()) for name in PEOPLE}
+    await bind_and_link(app, {name: user.id for name, user in users.items()})
+    members = {
+        name: guild.add_member(user, roles=roles.get(name, ())) for name, user in users.items()
+    }
+    failures = _Failures()
+    adapter_log = logging.getLogger("coursebot.discord")
+    adapter_log.addHandler(failures)
+    await env.start()
+    world = World(
+        env=env,
+        app=app,
+        bot=bot,
+        guild=guild,
+        channels=channels,
+        members=members,
+        failures=failures.records,
+    )
+    try:
+        yield world
+    except BaseException:
+        await env.shutdown()
+        raise
+    finally:
+        adapter_log.removeHandler(failures)
+    await env.shutdown()
+    env.raise_errors()  # errors discord.py caught fail the test...
+    assert not failures.records, failures.records  # ...and so do the adapter's own
+
+
+class _Failures(logging.Handler):
+    """Collects the adapter's logged errors (it answers users instead of raising)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(self.format(record))

@@ -8,9 +8,6 @@ into a solver instance, stores the result as ``assignments`` rows, and explains 
 from __future__ import annotations
 
 import asyncio
-import csv
-import html
-import io
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +22,7 @@ from commands import solver
 from commands.context import Context
 from commands.coursefile import CourseFile
 from commands.errors import Conflict, InvalidInput, NotFound
+from commands.exports import csv_text, table_files
 from commands.people import find_person
 from commands.rankings import RankingRows, check_choices, rankings_of, students
 from commands.registry import Access, Complete, registry
@@ -694,25 +692,7 @@ async def assign_export(ctx: Context, _: BaseModel) -> Reply:
 
 def export_files(rows: list[list[str]], stem: str) -> list[FileOut]:
     header = ["Date", "Paper", "Slot", "Presenters"]
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
-    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    body = "\n".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
-    )
-    page = (
-        "<table>\n<thead><tr>"
-        + "".join(f"<th>{h}</th>" for h in header)
-        + f"</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
-    )
-    return [
-        FileOut(f"{stem}-assignment.csv", buf.getvalue().encode(), "text/csv"),
-        FileOut(f"{stem}-assignment.md", ("\n".join(md) + "\n").encode(), "text/markdown"),
-        FileOut(f"{stem}-assignment.html", page.encode(), "text/html"),
-    ]
+    return table_files(f"{stem}-assignment", header, rows, ("csv", "md", "html"))
 
 
 # ------------------------------------------------------------- without a bot (the CLI)
@@ -799,15 +779,13 @@ def solve_offline(ci: CourseInstance) -> tuple[dict[str, Any], str]:
         "battle": kind_summary(ci, RankKind.BATTLE, sol.battle.assignment, sol.battle, bat_cap),
         "running_battles": [list(p) for p in sol.running_battles],
     }
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["student", "email", "kind", "paper", "title", "date", "rank"])
+    rows: list[list[object]] = []
     for kind, result in ((RankKind.STANDARD, sol.standard), (RankKind.BATTLE, sol.battle)):
         for key in sorted(result.assignment, key=lambda k: ci.people[k].name):
             number = result.assignment[key]
             paper = ci.papers[number]
             person = ci.people[key]
-            writer.writerow(
+            rows.append(
                 [
                     person.name,
                     person.email,
@@ -818,4 +796,5 @@ def solve_offline(ci: CourseInstance) -> tuple[dict[str, Any], str]:
                     _rank_text(ci, kind, key, number),
                 ]
             )
-    return summary, buf.getvalue()
+    header = ["student", "email", "kind", "paper", "title", "date", "rank"]
+    return summary, csv_text(header, rows)

@@ -3,8 +3,6 @@ poll where a vote counts only with a justification, secret until the poll closes
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +16,7 @@ from commands.charts import bar_png
 from commands.context import Context
 from commands.coursefile import BattleRules
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
+from commands.exports import table_files
 from commands.outbox import Outgoing
 from commands.registry import Access, LongText, registry
 from commands.replies import Button, FileOut, Form, FormField, Reactions, Reply, Section, Tone
@@ -743,15 +742,4 @@ async def battle_export(ctx: Context, opts: BattleRef) -> Reply:
 
 def _export(number: int, rows: Sequence[Sequence[str]]) -> list[FileOut]:
     header = ["Student", "Email", "Side", "Paper", "Counted", "Justification", "Voted at"]
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(header)
-    w.writerows(rows)
-    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += [
-        "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in r) + " |" for r in rows
-    ]
-    return [
-        FileOut(f"battle-{number}-votes.csv", buf.getvalue().encode(), "text/csv"),
-        FileOut(f"battle-{number}-votes.md", ("\n".join(md) + "\n").encode(), "text/markdown"),
-    ]
+    return table_files(f"battle-{number}-votes", header, rows)

@@ -90,6 +90,8 @@ def run(
     """Start the bot: Discord or Slack when their tokens are set, else the terminal shell."""
     settings = _settings(database_url)
     chosen = settings.platform if platform == "auto" else platform
+    if chosen in ("terminal", "discord", "slack"):
+        _embedded_worker(settings)
     if chosen == "terminal":
         raise typer.Exit(_run(_shell(settings, speaker, course, strict=False, script=None)))
     if chosen == "slack":
@@ -123,7 +125,31 @@ def shell(
 ) -> None:
     """The terminal bot: interactive at a terminal, scripted when stdin is a pipe or --script."""
     settings = _settings(database_url, now=now)
+    _embedded_worker(settings)
     raise typer.Exit(_run(_shell(settings, speaker, course, strict=strict, script=script)))
+
+
+def _embedded_worker(settings: Settings) -> None:
+    """The GPU worker in its own spawned process next to the bot (COURSEBOT_GPU_WORKER)."""
+    if not settings.gpu_worker:
+        return
+    import atexit
+
+    from db.migrate import upgrade
+    from gpu_queue.worker import start_embedded_worker
+
+    _sync_db(lambda: upgrade(settings.database_url))  # the worker needs the tables
+    proc = start_embedded_worker(settings.database_url, settings.data_dir)
+    atexit.register(proc.terminate)
+
+
+@app.command()
+def worker(database_url: DbOption = None) -> None:
+    """Run a GPU worker here (e.g. on a GPU host, against the course's Postgres)."""
+    from gpu_queue.worker import worker_main
+
+    settings = _settings(database_url)
+    worker_main(settings.database_url, str(settings.data_dir))
 
 
 async def _shell(

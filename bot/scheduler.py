@@ -17,6 +17,8 @@ from sqlalchemy import Select, select
 
 from commands.battles import due_battle_posts
 from commands.clock import Clock
+from commands.critiques import due_critique_posts
+from commands.gpu import due_gpu_posts
 from commands.outbox import Outbox, send
 from commands.reminders import Post, due_reminders
 from db.models import Course, CourseBinding, Platform
@@ -71,12 +73,16 @@ class ReminderSweeper:
         return posts
 
     async def tick(self) -> int:
-        """Battle timers and scheduled poll closes that are due now; how many posts."""
+        """Battle timers, polls that close by themselves, critique pings, GPU job
+        progress and results that are due now; how many posts."""
         async with self.db.transaction() as session:
             mine = None
             if self.platform is not None:
                 mine = set(await session.scalars(self._courses().with_only_columns(Course.id)))
-            due = await due_battle_posts(session, self.clock.now(), course_ids=mine)
+            now = self.clock.now()
+            due = await due_battle_posts(session, now, course_ids=mine)
+            due += await due_critique_posts(session, now, course_ids=mine)
+            due += await due_gpu_posts(session, now, course_ids=mine)
         for course_id, item in due:
             await send(self.db, self.outbox, course_id, [item])
         return len(due)

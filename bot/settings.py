@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", alias="COURSEBOT_LOG_LEVEL")
     reminder_hours: list[int] = Field(default=[24], alias="COURSEBOT_REMINDER_HOURS")
     sweep_seconds: float = Field(default=30.0, alias="COURSEBOT_SWEEP_SECONDS")
+    gpu_worker: bool = Field(default=True, alias="COURSEBOT_GPU_WORKER")
 
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)

@@ -13,6 +13,8 @@ def load_registry() -> Registry:
     from commands import (  # noqa: F401  (each module declares its commands)
         assignment,
         battles,
+        critiques,
+        gpu,
         logistics,
         people,
         rankings,

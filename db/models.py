@@ -414,3 +414,170 @@ class MessageRef(Base):
     course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
     key: Mapped[str] = mapped_column(String(100))
     ref: Mapped[str] = mapped_column(String(200))
+
+
+# ----------------------------------------------------------------------------- projects,
+# grades and announcements (issue #9)
+
+
+class Project(Base):
+    """A course project group (2-3 members; a solo project needs the instructor's
+    approval). ``track`` is ``graduate`` or ``undergraduate``."""
+
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("course_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    track: Mapped[str] = mapped_column(String(16), default="graduate")
+    solo_approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class ProjectMember(Base):
+    """A student in a project group; one group per student in a course."""
+
+    __tablename__ = "project_members"
+    __table_args__ = (UniqueConstraint("course_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    joined_at: Mapped[datetime]
+
+
+class LookingForGroup(Base):
+    """A student's post on the looking-for-group board."""
+
+    __tablename__ = "lfg_posts"
+    __table_args__ = (UniqueConstraint("course_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    interests: Mapped[str] = mapped_column(Text, default="")
+    posted_at: Mapped[datetime]
+
+
+class ProjectInstance(Base):
+    """Undergraduate track: one success or failure instance of an application."""
+
+    __tablename__ = "project_instances"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    application: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(16))  # success | failure
+    description: Mapped[str] = mapped_column(Text)
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    added_at: Mapped[datetime]
+
+
+class ProjectSubmission(Base):
+    """A group's write-up for a milestone; a resubmission replaces it."""
+
+    __tablename__ = "project_submissions"
+    __table_args__ = (UniqueConstraint("project_id", "milestone_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    milestone_id: Mapped[int] = mapped_column(ForeignKey("milestones.id", ondelete="CASCADE"))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    path: Mapped[str] = mapped_column(String(500))
+    size: Mapped[int]
+    submitted_at: Mapped[datetime]
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class GradeEntry(Base):
+    """A recorded grade of one component (a key of ``course.grading``), out of 100."""
+
+    __tablename__ = "grade_entries"
+    __table_args__ = (UniqueConstraint("person_id", "component"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    component: Mapped[str] = mapped_column(String(64))
+    points: Mapped[float]
+    set_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime]
+
+
+class Announcement(Base):
+    """An announcement, posted now or at ``post_at``; ``sent_at`` records that it went
+    out (so a restart never sends it twice)."""
+
+    __tablename__ = "announcements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    post_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+
+
+class Critique(Base):
+    """A student's critique of a paper: the PDF (a file under the data directory) with one
+    discussion question and its answer; a resubmission replaces it. Late or on time is
+    computed from ``submitted_at`` and the paper's current deadline, so moving a class
+    date re-marks it. ``grade`` is ``pass``, ``fail`` or unset."""
+
+    __tablename__ = "critiques"
+    __table_args__ = (UniqueConstraint("paper_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    submitted_at: Mapped[datetime]
+    file: Mapped[str] = mapped_column(String(500))  # relative to the data directory
+    original_name: Mapped[str] = mapped_column(String(255), default="")
+    size: Mapped[int]
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    grade: Mapped[str | None] = mapped_column(String(8))
+    graded_at: Mapped[datetime | None]
+    graded_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+
+
+class GpuJob(Base):
+    """A demo job on the GPU queue: the single source of truth for its state.
+
+    ``state``: queued → running → succeeded | failed | cancelled | expired. The worker
+    claims a queued job, beats ``heartbeat_at`` while it runs, and writes the result;
+    the bot edits the progress message and posts the result (``posted``) once."""
+
+    __tablename__ = "gpu_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    demo: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    channel: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(100))
+    progress: Mapped[float] = mapped_column(default=0.0)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    shown_progress: Mapped[float] = mapped_column(default=-1.0)
+    result_text: Mapped[str | None] = mapped_column(Text)
+    result_files: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    posted: Mapped[bool] = mapped_column(Boolean, default=False)

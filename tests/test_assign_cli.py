@@ -17,6 +17,7 @@ def run(*args: str, tmp: Path, **env: str) -> subprocess.CompletedProcess[str]:
         **os.environ,
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/cb.db",
         "COURSEBOT_DATA_DIR": str(tmp / "data"),
+        "COURSEBOT_GPU_WORKER": "false",
         **env,
     }
     return subprocess.run(

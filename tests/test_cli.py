@@ -36,7 +36,13 @@ NO_CHANGE = "Course comp790-23f: updated.\n  added: nothing\n  changed: nothing\
 def _env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
     drop = ("DATABASE_URL", "DISCORD_", "SLACK_", "COURSEBOT_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env.update(DATABASE_URL=database_url, COURSEBOT_DATA_DIR=str(data_dir), **extra)
+    # The GPU worker process is tested in tests/test_gpu_queue.py; here it would only cost time.
+    env.update(
+        DATABASE_URL=database_url,
+        COURSEBOT_DATA_DIR=str(data_dir),
+        COURSEBOT_GPU_WORKER="false",
+        **extra,
+    )
     return env
 
 

@@ -1,0 +1,651 @@
+"""Critiques: a PDF with one discussion question and its answer, due at the course's
+critique deadline (1 PM) on the paper's class day; reminders to students still missing
+one; pass/fail grading by staff and a Canvas gradebook export.
+
+Only the owner and staff ever see a critique, its file or its grade.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commands.context import Attachment, Context
+from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
+from commands.outbox import Outgoing
+from commands.people import find_person
+from commands.registry import Access, Complete, LongText, registry
+from commands.replies import FileOut, Reply, Section, Table, Tone
+from commands.timefmt import fmt_instant, fmt_time, relative
+from db.models import Course, Critique, Notification, Paper, Person, Role
+
+#: The largest critique PDF accepted.
+MAX_BYTES = 20 * 1024 * 1024
+#: A critique submitted after the deadline is still accepted, and marked late. With
+#: False it is refused. (A module constant: the course file has no setting for it yet.)
+ACCEPT_LATE = True
+#: Private reminders to students still missing a critique: (days relative to the class
+#: day, local time). Default: 6 PM the evening before, and noon on the day.
+REMINDERS: tuple[tuple[int, time], ...] = ((-1, time(18, 0)), (0, time(12, 0)))
+#: A ping missed while the bot was down still goes out if at most this late.
+GRACE = timedelta(hours=2)
+#: Longest question / answer kept (a Discord/Slack modal holds 4000 characters).
+MAX_TEXT = 4000
+#: The longest download of a critique given as a URL (Discord attachments).
+FETCH_TIMEOUT_S = 30
+
+Grade = Literal["pass", "fail"]
+
+# ----------------------------------------------------------------------------- services
+
+
+def deadline_of(course: Course, paper: Paper) -> datetime | None:
+    """The critique deadline: the class day at ``course.critique_deadline`` in the
+    course's zone, as an aware instant (EDT or EST as that day has it)."""
+    if paper.class_date is None:
+        return None
+    return datetime.combine(
+        paper.class_date, course.critique_deadline or time(13, 0), tzinfo=ZoneInfo(course.timezone)
+    )
+
+
+def is_late(course: Course, paper: Paper, critique: Critique) -> bool:
+    due = deadline_of(course, paper)
+    return due is not None and critique.submitted_at > due
+
+
+def paper_label(paper: Paper) -> str:
+    return f"#{paper.number} {paper.title}"
+
+
+async def critique_papers(session: AsyncSession, course_id: int) -> list[Paper]:
+    return list(
+        await session.scalars(
+            select(Paper)
+            .where(Paper.course_id == course_id, Paper.critique.is_(True))
+            .order_by(Paper.class_date, Paper.number)
+        )
+    )
+
+
+async def critique_paper(session: AsyncSession, course_id: int, number: int) -> Paper:
+    """A paper that takes critiques, or an error that says which ones do."""
+    paper = await session.scalar(
+        select(Paper).where(Paper.course_id == course_id, Paper.number == number)
+    )
+    if paper is None:
+        raise NotFound(
+            f"There is no paper #{number}.",
+            hint="`papers critique` lists the papers that take critiques.",
+        )
+    if not paper.critique:
+        raise InvalidInput(
+            f"Paper {paper_label(paper)} takes no critique.",
+            hint="`papers critique` lists the papers that do.",
+        )
+    return paper
+
+
+async def course_students(session: AsyncSession, course_id: int) -> list[Person]:
+    return list(
+        await session.scalars(
+            select(Person)
+            .where(Person.course_id == course_id, Person.role == Role.STUDENT)
+            .order_by(Person.name)
+        )
+    )
+
+
+async def critiques_of_paper(session: AsyncSession, paper_id: int) -> dict[int, Critique]:
+    """The paper's critiques by person id."""
+    rows = await session.scalars(select(Critique).where(Critique.paper_id == paper_id))
+    return {c.person_id: c for c in rows}
+
+
+def storage_path(data_dir: Path, course: Course, paper: Paper, person: Person) -> Path:
+    return data_dir / "critiques" / course.key / f"{paper.number}-{person.id}.pdf"
+
+
+async def read_attachment(attachments: tuple[Attachment, ...]) -> tuple[str, bytes]:
+    """The one attached file's name and bytes, checked to be a PDF of at most MAX_BYTES."""
+    if not attachments:
+        raise InvalidInput(
+            "Attach your critique as a PDF.",
+            hint="In the terminal type `:attach FILE` first; on Discord use the file option; "
+            "on Slack share the PDF with the command.",
+        )
+    if len(attachments) > 1:
+        raise InvalidInput("Attach one PDF only: your critique.")
+    att = attachments[0]
+    limit = f"{MAX_BYTES // (1024 * 1024)} MB"
+    if att.size is not None and att.size > MAX_BYTES:
+        raise InvalidInput(f"`{att.name}` is larger than {limit}; make the PDF smaller.")
+    if att.path is not None:
+        try:
+            size = att.path.stat().st_size
+            if size > MAX_BYTES:
+                raise InvalidInput(f"`{att.name}` is larger than {limit}; make the PDF smaller.")
+            data = att.path.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"Could not read `{att.name}` ({exc.strerror}).") from None
+    elif att.url:
+        data = await _download(att.url, att.name)
+    else:
+        raise InvalidInput(f"Could not read `{att.name}`: the upload had no file.")
+    if len(data) > MAX_BYTES:
+        raise InvalidInput(f"`{att.name}` is larger than {limit}; make the PDF smaller.")
+    if not data.startswith(b"%PDF-"):
+        raise InvalidInput(
+            f"`{att.name}` is not a PDF.",
+            hint="Export or print your critique to PDF and attach that.",
+        )
+    return att.name, data
+
+
+async def _download(url: str, name: str) -> bytes:
+    """Fetch an uploaded file (Discord's CDN), stopping past MAX_BYTES."""
+    import aiohttp
+
+    try:
+        timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as resp:
+            resp.raise_for_status()
+            data = await resp.content.read(MAX_BYTES + 1)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise InvalidInput(
+            f"Could not fetch `{name}` from the chat platform ({type(exc).__name__}).",
+            hint="Try the upload again.",
+        ) from None
+    return data
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write atomically: a reader never sees half a PDF, a resubmission replaces it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".pdf.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+async def submit_critique(
+    ctx: Context, paper: Paper, name: str, data: bytes, question: str, answer: str
+) -> tuple[Critique, bool, bool]:
+    """Store (or replace) the caller's critique; return it, whether it replaced one and
+    whether it is late."""
+    me = ctx.me()
+    if me.role is not Role.STUDENT:
+        raise Forbidden("Only students submit critiques.")
+    due = deadline_of(ctx.course, paper)
+    late = due is not None and ctx.now > due
+    if late and not ACCEPT_LATE:
+        raise Conflict(f"Critiques for {paper_label(paper)} closed {fmt_instant(due, ctx.tz)}.")  # type: ignore[arg-type]
+    row = await ctx.session.scalar(
+        select(Critique).where(Critique.paper_id == paper.id, Critique.person_id == me.id)
+    )
+    if row is not None and row.grade is not None:
+        raise Conflict(
+            f"Your critique of {paper_label(paper)} is already graded, so it can no longer be "
+            "replaced.",
+            hint="Ask the instructor or TA if something is wrong with it.",
+        )
+    path = storage_path(ctx.data_dir, ctx.course, paper, me)
+    rel = path.relative_to(ctx.data_dir).as_posix()
+    replaced = row is not None
+    if row is None:
+        row = Critique(course_id=ctx.course.id, paper_id=paper.id, person_id=me.id)
+        ctx.session.add(row)
+    row.submitted_at = ctx.now
+    row.file = rel
+    row.original_name = name[:255]
+    row.size = len(data)
+    row.question = question
+    row.answer = answer
+    await ctx.session.flush()
+    _write(path, data)  # last: every check passed and the row is in place
+    return row, replaced, late
+
+
+def _clean(text: str, what: str) -> str:
+    text = text.strip()
+    if not text:
+        raise InvalidInput(f"Your {what} is empty; write one.")
+    if len(text) > MAX_TEXT:
+        raise InvalidInput(f"Your {what} has {len(text)} characters; keep it under {MAX_TEXT}.")
+    return text
+
+
+def _state(course: Course, paper: Paper, c: Critique | None, now: datetime) -> str:
+    tz = ZoneInfo(course.timezone)
+    due = deadline_of(course, paper)
+    if c is None:
+        if due is None:
+            return "missing (no class date yet)"
+        if now <= due:
+            return f"missing, due {fmt_instant(due, tz)} ({relative(due, now)})"
+        return f"missing (was due {fmt_instant(due, tz)})"
+    when = fmt_instant(c.submitted_at, tz)
+    timing = "late" if is_late(course, paper, c) else "on time"
+    grade = f", {c.grade.capitalize()}" if c.grade else ""
+    return f"submitted {when} ({timing}){grade}"
+
+
+def _short(instant: datetime, tz: ZoneInfo) -> str:
+    local = instant.astimezone(tz)
+    return f"{local:%b} {local.day} {fmt_time(local.time())} {local.tzname()}"
+
+
+def _short_state(course: Course, paper: Paper, c: Critique | None, now: datetime) -> str:
+    """One table cell: on time/late with when, the grade; or missing (overdue)."""
+    if c is None:
+        due = deadline_of(course, paper)
+        return "missing (overdue)" if due is not None and now > due else "missing"
+    timing = "late" if is_late(course, paper, c) else "on time"
+    grade = f" · {c.grade.capitalize()}" if c.grade else ""
+    return f"{timing}, {_short(c.submitted_at, ZoneInfo(course.timezone))}{grade}"
+
+
+# ------------------------------------------------------------------------ deadline pings
+
+
+@dataclass(frozen=True)
+class _Ping:
+    key: str
+    at: datetime
+
+
+def _ping_key(paper: Paper, due: datetime, what: str) -> str:
+    return f"critique:{paper.id}:{due.astimezone(UTC).isoformat()}:{what}"
+
+
+def critique_pings(course: Course, paper: Paper) -> list[_Ping]:
+    """The reminders and the closing post of a paper, keyed by its deadline instant (a
+    changed class date gives new keys, so the pings move with it)."""
+    due = deadline_of(course, paper)
+    if due is None:
+        return []
+    tz = ZoneInfo(course.timezone)
+    assert paper.class_date is not None
+    pings = [
+        _Ping(
+            _ping_key(paper, due, f"remind{days:+d}d{t:%H%M}"),
+            datetime.combine(paper.class_date + timedelta(days=days), t, tzinfo=tz),
+        )
+        for days, t in REMINDERS
+    ]
+    pings.append(_Ping(_ping_key(paper, due, "closed"), due))
+    return pings
+
+
+def _reminder(course: Course, paper: Paper, due: datetime, now: datetime) -> Reply:
+    tz = ZoneInfo(course.timezone)
+    return Reply(
+        title="Critique reminder",
+        text=f"⏰ Your critique of **{paper_label(paper)}** is due {fmt_instant(due, tz)} "
+        f"({relative(due, now)}): a PDF plus one discussion question and its answer.\n"
+        f"Submit it with `critique submit {paper.number}` and the PDF attached.",
+        tone=Tone.WARNING,
+    )
+
+
+async def due_critique_posts(
+    session: AsyncSession, now: datetime, *, course_ids: set[int] | None = None
+) -> list[tuple[int, Outgoing]]:
+    """Critique reminders (a DM to each student still missing one) and the "closed"
+    post in announcements that are due now, for every course. Each is recorded in
+    ``notifications`` so it goes out once; one missed while the bot was down goes out
+    if at most GRACE late (a reminder only while the deadline is still ahead)."""
+    out: list[tuple[int, Outgoing]] = []
+    cq = select(Course)
+    if course_ids is not None:
+        cq = cq.where(Course.id.in_(course_ids))
+    for course in list(await session.scalars(cq)):
+        papers = [p for p in await critique_papers(session, course.id) if p.class_date]
+        due_now: list[tuple[Paper, _Ping]] = []
+        for paper in papers:
+            due = deadline_of(course, paper)
+            assert due is not None
+            for ping in critique_pings(course, paper):
+                end = ping.at + GRACE
+                if not ping.key.endswith(":closed"):
+                    end = min(end, due)
+                if ping.at <= now < end:
+                    due_now.append((paper, ping))
+        if not due_now:
+            continue
+        sent = set(
+            await session.scalars(
+                select(Notification.key).where(
+                    Notification.course_id == course.id,
+                    Notification.key.in_([p.key for _, p in due_now]),
+                )
+            )
+        )
+        students: list[Person] | None = None
+        for paper, ping in due_now:
+            if ping.key in sent:
+                continue
+            session.add(Notification(course_id=course.id, key=ping.key, sent_at=now))
+            sent.add(ping.key)
+            due = deadline_of(course, paper)
+            assert due is not None
+            students = (
+                students if students is not None else await course_students(session, course.id)
+            )
+            done = await critiques_of_paper(session, paper.id)
+            if ping.key.endswith(":closed"):
+                on_time = sum(1 for c in done.values() if c.submitted_at <= due)
+                late = " Late critiques are still accepted and marked late." if ACCEPT_LATE else ""
+                text = (
+                    f"🔒 Critiques for **{paper_label(paper)}** are closed: {on_time} of "
+                    f"{len(students)} students submitted on time.{late}"
+                )
+                channel = course.channels.get("announcements", "announcements")
+                out.append((course.id, Outgoing(Reply(text=text), channel=channel)))
+            else:
+                reply = _reminder(course, paper, due, now)
+                out += [
+                    (course.id, Outgoing(reply, person_id=s.id))
+                    for s in students
+                    if s.id not in done
+                ]
+    await session.flush()
+    return out
+
+
+# ----------------------------------------------------------------------------- commands
+
+PaperId = Annotated[int, Complete("paper:critique")]
+
+
+class SubmitOptions(BaseModel):
+    paper: PaperId = Field(description="the paper id")
+    question: Annotated[str, LongText()] = Field(description="your discussion question")
+    answer: Annotated[str, LongText()] = Field(description="your answer to the question")
+
+
+@registry.command(
+    "critique submit",
+    "Submit your critique (PDF) with a discussion question and its answer",
+    ephemeral=True,
+    topic="critique",
+    form=("question", "answer"),
+    attachment="your critique (PDF)",
+    examples=(
+        'critique submit 5 "Why two pathways?" "Motion needs a fast rate, semantics do not."',
+    ),
+)
+async def critique_submit(ctx: Context, opts: SubmitOptions) -> Reply:
+    me = ctx.me()
+    if me.role is not Role.STUDENT:
+        raise Forbidden("Only students submit critiques.", hint="Staff use `critique list`.")
+    paper = await critique_paper(ctx.session, ctx.course.id, opts.paper)
+    question = _clean(opts.question, "question")
+    answer = _clean(opts.answer, "answer")
+    name, data = await read_attachment(ctx.request.attachments)
+    _, replaced, late = await submit_critique(ctx, paper, name, data, question, answer)
+    due = deadline_of(ctx.course, paper)
+    verb = "replaced" if replaced else "received"
+    text = f"Your critique of {paper_label(paper)} was {verb} ({len(data) // 1024 + 1} KB)."
+    if late and due is not None:
+        text += f" It is late: the deadline was {fmt_instant(due, ctx.tz)}."
+        tone = Tone.WARNING
+    else:
+        if due is not None:
+            text += f" You can replace it until {fmt_instant(due, ctx.tz)}."
+        tone = Tone.SUCCESS
+    return Reply(text=text, tone=tone)
+
+
+@registry.command(
+    "critique status",
+    "Your critiques: submitted, missing, and their grades",
+    ephemeral=True,
+    topic="critique",
+)
+async def critique_status(ctx: Context, _: BaseModel) -> Reply:
+    me = ctx.me()
+    if me.role is not Role.STUDENT:
+        raise Forbidden(
+            "Only students have critiques.", hint="`critique list <paper>` shows a paper's."
+        )
+    papers = await critique_papers(ctx.session, ctx.course.id)
+    mine = {
+        c.paper_id: c
+        for c in await ctx.session.scalars(select(Critique).where(Critique.person_id == me.id))
+    }
+    rows = []
+    for p in papers:
+        due = deadline_of(ctx.course, p)
+        rows.append(
+            [
+                f"#{p.number} {p.title}",
+                _short(due, ctx.tz) if due else "no date yet",
+                _short_state(ctx.course, p, mine.get(p.id), ctx.now),
+            ]
+        )
+    passed = sum(1 for c in mine.values() if c.grade == "pass")
+    return Reply(
+        title="Your critiques",
+        text=f"{len(mine)} of {len(papers)} submitted; {passed} passed so far.",
+        tables=[Table(["Paper", "Due", "Status"], rows)],
+    )
+
+
+class PaperOptions(BaseModel):
+    paper: PaperId = Field(description="the paper id")
+
+
+@registry.command(
+    "critique list",
+    "Who submitted a paper's critique (when, late, grade) and who is missing",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="critique",
+    examples=("critique list 5",),
+)
+async def critique_list(ctx: Context, opts: PaperOptions) -> Reply:
+    paper = await critique_paper(ctx.session, ctx.course.id, opts.paper)
+    students = await course_students(ctx.session, ctx.course.id)
+    done = await critiques_of_paper(ctx.session, paper.id)
+    rows = []
+    for s in students:
+        c = done.get(s.id)
+        if c is None:
+            continue
+        rows.append(
+            [
+                s.name,
+                fmt_instant(c.submitted_at, ctx.tz),
+                "late" if is_late(ctx.course, paper, c) else "on time",
+                c.grade.capitalize() if c.grade else "—",
+            ]
+        )
+    missing = [s.name for s in students if s.id not in done]
+    due = deadline_of(ctx.course, paper)
+    when = f" Due {fmt_instant(due, ctx.tz)}." if due else ""
+    return Reply(
+        title=f"Critiques: {paper_label(paper)}",
+        text=f"{len(rows)} of {len(students)} students submitted.{when}",
+        tables=[Table(["Student", "Submitted", "Timing", "Grade"], rows)] if rows else [],
+        sections=[Section("Missing", ", ".join(missing) or "nobody")],
+    )
+
+
+class GradeOptions(BaseModel):
+    paper: PaperId = Field(description="the paper id")
+    grade: Grade = Field(description="pass or fail")
+    students: list[str] = Field(
+        min_length=1, description="the students (email, onyen or name), one or more"
+    )
+
+
+async def _set_grades(ctx: Context, paper: Paper, people: list[Person], grade: str) -> None:
+    done = await critiques_of_paper(ctx.session, paper.id)
+    me = ctx.me()
+    for p in people:
+        c = done[p.id]
+        c.grade = grade
+        c.graded_at = ctx.now
+        c.graded_by_id = me.id
+
+
+@registry.command(
+    "critique grade",
+    "Grade critiques of a paper pass or fail, for one or more students",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="critique",
+    examples=("critique grade 5 pass achen bob.okafor@unc.edu", "critique grade 5 fail carol"),
+)
+async def critique_grade(ctx: Context, opts: GradeOptions) -> Reply:
+    paper = await critique_paper(ctx.session, ctx.course.id, opts.paper)
+    people: list[Person] = []
+    for who in opts.students:
+        p = await find_person(ctx.session, ctx.course.id, who)
+        if p.role is not Role.STUDENT:
+            raise InvalidInput(f"{p.name} is not a student; nothing was graded.")
+        if p not in people:
+            people.append(p)
+    done = await critiques_of_paper(ctx.session, paper.id)
+    missing = [p.name for p in people if p.id not in done]
+    if missing:
+        raise Conflict(
+            f"No critique of {paper_label(paper)} from {', '.join(missing)}; nothing was graded.",
+            hint=f"`critique list {paper.number}` shows who submitted.",
+        )
+    await _set_grades(ctx, paper, people, opts.grade)
+    names = ", ".join(p.name for p in people)
+    return Reply(
+        text=f"Graded {opts.grade.capitalize()} for {paper_label(paper)}: {names}.",
+        tone=Tone.SUCCESS,
+    )
+
+
+class GradeAllOptions(BaseModel):
+    paper: PaperId = Field(description="the paper id")
+    grade: Grade = Field(description="pass or fail")
+
+
+@registry.command(
+    "critique grade-all",
+    "Grade every on-time, ungraded critique of a paper pass or fail",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="critique",
+    examples=("critique grade-all 5 pass",),
+)
+async def critique_grade_all(ctx: Context, opts: GradeAllOptions) -> Reply:
+    paper = await critique_paper(ctx.session, ctx.course.id, opts.paper)
+    done = await critiques_of_paper(ctx.session, paper.id)
+    todo = [c for c in done.values() if c.grade is None and not is_late(ctx.course, paper, c)]
+    if not todo:
+        raise Conflict(
+            f"No on-time critique of {paper_label(paper)} is waiting for a grade.",
+            hint=f"Grade late ones one by one: `critique grade {paper.number} pass <student>`.",
+        )
+    people = [await ctx.session.get(Person, c.person_id) for c in todo]
+    await _set_grades(ctx, paper, [p for p in people if p is not None], opts.grade)
+    left = sum(1 for c in done.values() if c.grade is None)
+    note = f" {left} late critique(s) still need a grade." if left else ""
+    return Reply(
+        text=f"Graded {len(todo)} on-time critique(s) of {paper_label(paper)} "
+        f"{opts.grade.capitalize()}.{note}",
+        tone=Tone.SUCCESS,
+    )
+
+
+def last_first(name: str) -> str:
+    first, _, last = name.strip().rpartition(" ")
+    return f"{last}, {first}" if first else last
+
+
+def canvas_column(paper: Paper) -> str:
+    return f"Critique #{paper.number}: {paper.title}"
+
+
+@registry.command(
+    "critique export",
+    "Critique grades as a CSV for Canvas's gradebook import",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="critique",
+)
+async def critique_export(ctx: Context, _: BaseModel) -> Reply:
+    papers = await critique_papers(ctx.session, ctx.course.id)
+    students = await course_students(ctx.session, ctx.course.id)
+    grades = {
+        (c.person_id, c.paper_id): c.grade
+        for c in await ctx.session.scalars(
+            select(Critique).where(Critique.course_id == ctx.course.id)
+        )
+    }
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(
+        ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+        + [canvas_column(p) for p in papers]
+    )
+    value = {"pass": "1", "fail": "0"}
+    for s in sorted(students, key=lambda s: last_first(s.name).lower()):
+        w.writerow(
+            [last_first(s.name), s.canvas_id or "", s.sis_id or "", s.onyen or "", s.section or ""]
+            + [value.get(grades.get((s.id, p.id)) or "", "") for p in papers]
+        )
+    graded = sum(1 for g in grades.values() if g)
+    return Reply(
+        text=f"{len(students)} students × {len(papers)} critiques; {graded} graded "
+        "(1 = pass, 0 = fail, blank = not graded). Import it in Canvas: Grades → Import.",
+        files=[FileOut(f"{ctx.course.key}-critiques.csv", buf.getvalue().encode(), "text/csv")],
+    )
+
+
+class FileOptions(BaseModel):
+    paper: PaperId = Field(description="the paper id")
+    student: str | None = Field(None, description="whose critique (staff only; default: yours)")
+
+
+@registry.command(
+    "critique file",
+    "A critique's PDF, question and answer (yours, or any student's for staff)",
+    ephemeral=True,
+    topic="critique",
+    examples=("critique file 5", "critique file 5 achen"),
+)
+async def critique_file(ctx: Context, opts: FileOptions) -> Reply:
+    me = ctx.me()
+    paper = await critique_paper(ctx.session, ctx.course.id, opts.paper)
+    if opts.student is None:
+        whose = me
+    else:
+        whose = await find_person(ctx.session, ctx.course.id, opts.student)
+        if whose.id != me.id and not me.is_staff:
+            raise Forbidden("You can fetch only your own critiques.")
+    c = await ctx.session.scalar(
+        select(Critique).where(Critique.paper_id == paper.id, Critique.person_id == whose.id)
+    )
+    if c is None:
+        who = "You have" if whose.id == me.id else f"{whose.name} has"
+        raise NotFound(f"{who} no critique of {paper_label(paper)}.")
+    path = ctx.data_dir / c.file
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise NotFound(
+            f"The file of this critique is missing from the server ({c.file})."
+        ) from None
+    return Reply(
+        title=f"{whose.name}: critique of {paper_label(paper)}",
+        text=_state(ctx.course, paper, c, ctx.now),
+        sections=[Section("Question", c.question), Section("Answer", c.answer)],
+        files=[FileOut(c.original_name or path.name, data, "application/pdf", "critique")],
+    )

@@ -1,0 +1,273 @@
+"""GPU demo jobs from chat: the catalogue, submitting, following and cancelling jobs.
+The worker (gpu_queue/worker.py) runs them; the one-second tick turns their progress
+and results into messages (an edited progress message, then the result with images)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commands.context import Context
+from commands.errors import Forbidden, InvalidInput, NotFound
+from commands.outbox import Outgoing
+from commands.registry import Access, registry
+from commands.replies import FileOut, Reply, Table, Tone
+from db.models import GpuJob, Person
+from gpu_queue import queue
+from gpu_queue.demos import catalogue
+
+ICON = {
+    "queued": "⏳",
+    "running": "▶️",
+    "succeeded": "✅",
+    "failed": "❌",
+    "cancelled": "⏹",
+    "expired": "⌛",
+}
+
+
+def _key(job: GpuJob) -> str:
+    return f"gpu:{job.id}"
+
+
+def _progress_text(job: GpuJob, ahead: int | None = None) -> str:
+    head = f"{ICON.get(job.state, '')} GPU job #{job.id} ({job.demo}): {job.state}"
+    if job.state == "queued" and ahead is not None:
+        head += f", position {ahead + 1} in the queue"
+    if job.state == "running":
+        head += f" {job.progress * 100:.0f}%" + (f" ({job.note})" if job.note else "")
+    if job.state in ("failed", "expired") and job.error:
+        head += f" — {job.error}"
+    return head
+
+
+async def _estimate(session: AsyncSession, demo: str, ahead: int) -> int:
+    """Seconds until a new job starts: jobs ahead × the recent mean run time."""
+    rows = await session.execute(
+        select(GpuJob.started_at, GpuJob.finished_at)
+        .where(GpuJob.demo == demo, GpuJob.state == "succeeded")
+        .order_by(GpuJob.id.desc())
+        .limit(20)
+    )
+    times = [(f - s).total_seconds() for s, f in rows if s and f]
+    mean = sum(times) / len(times) if times else catalogue()[demo].timeout_s / 4
+    return int(mean * (ahead + 1))
+
+
+class DemosOptions(BaseModel):
+    pass
+
+
+@registry.command(
+    "gpu demos", "The GPU demos you can run and their parameters", access=Access.ANYONE, topic="gpu"
+)
+async def gpu_demos(ctx: Context, _: DemosOptions) -> Reply:
+    rows = []
+    for demo in catalogue().values():
+        params = ", ".join(
+            f"{name}={f.get_default(call_default_factory=True)!r}"
+            if not f.is_required()
+            else f"{name} (required)"
+            for name, f in demo.params.model_fields.items()
+        )
+        rows.append([demo.name, demo.description, params or "—", f"{demo.timeout_s:g} s"])
+    return Reply(
+        title="GPU demos",
+        text="Run one with `gpu run <demo> [name=value ...]`, e.g. `gpu run conv2d` or "
+        '`gpu run conv2d grid="1 2; 3 4" kernel="0 0; 0 1"`; attach an image to `gpu run cnn`.',
+        tables=[Table(["Demo", "What", "Parameters (defaults)", "Time limit"], rows)],
+    )
+
+
+class RunOptions(BaseModel):
+    demo: str = Field(description="which demo (see `gpu demos`)")
+    params: list[str] = Field(default_factory=list, description="name=value parameters")
+
+
+@registry.command(
+    "gpu run",
+    "Run a GPU demo job; the result is posted back here",
+    topic="gpu",
+    attachment="an image (for the cnn demo)",
+    examples=(
+        "gpu run conv2d",
+        'gpu run conv2d grid="1 2; 3 4" kernel="0 0; 0 1"',
+        "gpu run cnn classes=3",
+    ),
+)
+async def gpu_run(ctx: Context, opts: RunOptions) -> Reply:
+    me = ctx.me()
+    raw: dict[str, object] = {}
+    for item in opts.params:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidInput(f"`{item}` is not a parameter: write name=value (see `gpu demos`).")
+        raw[name.strip()] = value
+    if (
+        ctx.request.attachments
+        and "image" in getattr(catalogue().get(opts.demo), "params", BaseModel).model_fields
+    ):
+        att = ctx.request.attachments[0]
+        if att.path is None:
+            raise InvalidInput("The attached image could not be read here; send it as a file.")
+        raw["image"] = str(att.path)
+    channel = ctx.request.where.channel or ""
+    try:
+        job = await queue.submit(
+            ctx.session,
+            course_id=ctx.course.id,
+            person_id=me.id,
+            demo=opts.demo,
+            params=raw,
+            channel=channel,
+            now=ctx.now,
+        )
+    except queue.QueueError as exc:
+        raise InvalidInput(str(exc)) from None
+    ahead = await queue.position(ctx.session, job)
+    wait = await _estimate(ctx.session, job.demo, ahead)
+    progress = Reply(text=_progress_text(job, ahead))
+    if channel:
+        ctx.post_remembered(channel, _key(job), progress)
+    return Reply(
+        text=f"Job #{job.id} ({job.demo}) is queued at position {ahead + 1}; it should start in "
+        f"about {wait} s. The result will be posted {'here' if channel else 'to you'}; "
+        f"`gpu status {job.id}` follows it, `gpu cancel {job.id}` stops it.",
+        tone=Tone.SUCCESS,
+        ephemeral=True,
+    )
+
+
+class JobRef(BaseModel):
+    job: int | None = Field(None, ge=1, description="a job number (default: your recent jobs)")
+
+
+async def _job(ctx: Context, number: int) -> GpuJob:
+    job = await ctx.session.get(GpuJob, number)
+    if job is None or job.course_id != ctx.course.id:
+        raise NotFound(f"There is no GPU job #{number}.", hint="`gpu queue` lists yours.")
+    me = ctx.me()
+    if job.person_id != me.id and not me.is_staff:
+        raise Forbidden(f"Job #{number} is not yours.")
+    return job
+
+
+@registry.command(
+    "gpu status", "A GPU job's state, or your recent jobs", ephemeral=True, topic="gpu"
+)
+async def gpu_status(ctx: Context, opts: JobRef) -> Reply:
+    if opts.job is not None:
+        job = await _job(ctx, opts.job)
+        ahead = await queue.position(ctx.session, job) if job.state == "queued" else None
+        text = _progress_text(job, ahead)
+        if job.result_text:
+            text += "\n" + job.result_text
+        return Reply(text=text)
+    return await gpu_queue_cmd(ctx, QueueOptions())
+
+
+class CancelOptions(BaseModel):
+    job: int = Field(ge=1, description="the job number")
+
+
+@registry.command("gpu cancel", "Cancel a queued or running GPU job", ephemeral=True, topic="gpu")
+async def gpu_cancel(ctx: Context, opts: CancelOptions) -> Reply:
+    job = await _job(ctx, opts.job)
+    if job.state not in ("queued", "running"):
+        raise InvalidInput(f"Job #{job.id} is already {job.state}.")
+    was = job.state
+    job.state = "cancelled"
+    job.finished_at = ctx.now
+    return Reply(
+        text=f"Job #{job.id} is cancelled"
+        + (" (its run is being stopped)." if was == "running" else "."),
+        tone=Tone.SUCCESS,
+    )
+
+
+class QueueOptions(BaseModel):
+    pass
+
+
+@registry.command(
+    "gpu queue", "Your GPU jobs and their places (staff: everyone's)", ephemeral=True, topic="gpu"
+)
+async def gpu_queue_cmd(ctx: Context, _: QueueOptions) -> Reply:
+    me = ctx.me()
+    order = await queue.queue_order(ctx.session)
+    place = {j.id: i + 1 for i, j in enumerate(order)}
+    q = (
+        select(GpuJob, Person.name)
+        .join(Person, Person.id == GpuJob.person_id)
+        .where(
+            GpuJob.course_id == ctx.course.id,
+            GpuJob.created_at >= ctx.now - timedelta(days=7),
+        )
+    )
+    if not me.is_staff:
+        q = q.where(GpuJob.person_id == me.id)
+    rows = []
+    for job, name in await ctx.session.execute(q.order_by(GpuJob.id.desc()).limit(50)):
+        where = (
+            f"#{place[job.id]}" if job.id in place else ("now" if job.state == "running" else "—")
+        )
+        rows.append([str(job.id), name, job.demo, job.state, where])
+    return Reply(
+        title="GPU queue" if me.is_staff else "Your GPU jobs",
+        text=f"{len(order)} job(s) waiting; the queue takes turns between students.",
+        tables=[Table(["Job", "Owner", "Demo", "State", "Place"], rows)],
+    )
+
+
+# ------------------------------------------------------------------------- the tick
+
+
+async def due_gpu_posts(
+    session: AsyncSession, now: datetime, *, course_ids: set[int] | None = None
+) -> list[tuple[int, Outgoing]]:
+    """Progress edits and results that are due: each result is posted once."""
+    await queue.recover(session, now)
+    q = select(GpuJob).where(GpuJob.posted.is_(False), GpuJob.state != "queued")
+    if course_ids is not None:
+        q = q.where(GpuJob.course_id.in_(course_ids))
+    out: list[tuple[int, Outgoing]] = []
+    for job in await session.scalars(q):
+        finished = job.state in queue.FINISHED
+        if not finished and abs(job.progress - job.shown_progress) < 0.1:
+            continue
+        job.shown_progress = job.progress
+        if job.channel:
+            out.append(
+                (job.course_id, Outgoing(Reply(text=_progress_text(job)), edit_key=_key(job)))
+            )
+        if finished:
+            job.posted = True
+            result = _result(job)
+            target = (
+                Outgoing(result, channel=job.channel)
+                if job.channel
+                else Outgoing(result, person_id=job.person_id)
+            )
+            out.append((job.course_id, target))
+    await session.flush()
+    return out
+
+
+def _result(job: GpuJob) -> Reply:
+    if job.state == "succeeded":
+        files = []
+        for p in job.result_files:
+            path = Path(p)
+            if path.is_file():
+                files.append(FileOut(path.name, path.read_bytes(), "image/png"))
+        return Reply(
+            title=f"GPU job #{job.id} ({job.demo}) finished",
+            text=job.result_text or "",
+            files=files,
+            tone=Tone.SUCCESS,
+        )
+    return Reply(text=_progress_text(job), tone=Tone.WARNING)

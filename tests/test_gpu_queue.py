@@ -1,0 +1,169 @@
+"""The GPU queue on SQLite and Postgres: fair order, caps, a real worker process per job,
+cancellation, recovery after a dead worker, and results posted once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from commands.context import Caller, Request, Where
+from commands.gpu import due_gpu_posts
+from commands.replies import render_text
+from db.models import Course, GpuJob, Person, Platform
+from gpu_queue import queue
+from gpu_queue.worker import Worker
+
+NOW = datetime(2023, 9, 1, 15, 0, tzinfo=UTC)
+
+
+def req(user: str) -> Request:
+    return Request(
+        Platform.TERMINAL, "default", Caller(Platform.TERMINAL, user, user), Where("general")
+    )
+
+
+async def people(app) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    async with app.db.session() as s:
+        return {p.name.split()[0].lower(): p.id for p in await s.scalars(select(Person))}
+
+
+async def test_round_robin_and_caps(app) -> None:  # type: ignore[no-untyped-def]
+    ids = await people(app)
+    async with app.db.transaction() as s:
+        course = await s.scalar(select(Course))
+        for i in range(10):
+            await queue.submit(
+                s, course_id=course.id, person_id=ids["alice"], demo="conv2d", params={},
+                channel="general", now=NOW + timedelta(seconds=i), queued_cap=10,
+            )  # fmt: skip
+        b = await queue.submit(
+            s, course_id=course.id, person_id=ids["bob"], demo="conv2d", params={},
+            channel="general", now=NOW + timedelta(minutes=1),
+        )  # fmt: skip
+        order = await queue.queue_order(s)
+        assert [j.person_id for j in order[:3]] == [ids["alice"], ids["bob"], ids["alice"]]
+        job = await queue.claim(s, "w1", NOW + timedelta(minutes=2))
+        assert job is not None and job.person_id == ids["alice"]
+        order = await queue.queue_order(s)
+        assert order[0].id == b.id  # A has a job running: B's runs next
+    r = await app.core.handle_text(req("bob"), "gpu run conv2d")
+    assert not r.is_error
+    r = await app.core.handle_text(req("bob"), "gpu run conv2d")
+    assert r.is_error and "already have 2 jobs waiting" in r.text
+    r = await app.core.handle_text(req("carol"), "gpu run nope")
+    assert r.is_error and "There is no demo `nope`" in r.text
+    r = await app.core.handle_text(req("carol"), "gpu run cnn classes=99")
+    assert r.is_error and "`classes`" in r.text
+    r = await app.core.handle_text(req("carol"), "gpu run cnn oops")
+    assert r.is_error and "name=value" in r.text
+
+
+async def test_a_job_runs_in_a_worker_process_and_its_result_is_posted_once(
+    app, transcript, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("torch", reason="torch is installed by the `demos` extra (make test)")
+    await transcript.say(":as alice")
+    out = await transcript.say("gpu demos")
+    assert "conv2d" in out and "cnn" in out
+    out = await transcript.say("gpu run conv2d")
+    assert "is queued at position 1" in out and "GPU job #1 (conv2d): queued" in out
+    worker = Worker(app.db, tmp_path, name="test-worker", clock=app.clock)
+    assert await worker.run_once() == 1
+    async with app.db.session() as s:
+        job = await s.get(GpuJob, 1)
+        assert job is not None and job.state == "succeeded" and len(job.result_files) == 2
+    await transcript.say(":sweep")
+    text = transcript.text
+    assert "GPU job #1 (conv2d): succeeded" in text  # the progress message, edited
+    assert "18  56  80  88" in text and "conv2d-steps.png" in text
+    before = len(transcript.lines)
+    await transcript.say(":sweep")
+    assert "GPU job #1" not in "\n".join(transcript.lines[before:])
+    out = await transcript.say("gpu status 1")
+    assert "succeeded" in out and "matches the slides" in out
+    await transcript.say(":as bob")
+    out = await transcript.say("gpu status 1")
+    assert "not yours" in out
+
+
+async def test_cancel_kills_a_running_job(app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("torch", reason="torch is installed by the `demos` extra (make test)")
+    await app.core.handle_text(req("alice"), "gpu run cnn")
+    worker = Worker(app.db, tmp_path, name="w", clock=app.clock)
+    task = asyncio.create_task(worker.run_once())
+    for _ in range(100):
+        async with app.db.session() as s:
+            job = await s.get(GpuJob, 1)
+            if job is not None and job.state == "running":
+                break
+        await asyncio.sleep(0.05)
+    r = await app.core.handle_text(req("alice"), "gpu cancel 1")
+    assert "is cancelled (its run is being stopped)" in r.text
+    await asyncio.wait_for(task, 30)
+    async with app.db.session() as s:
+        job = await s.get(GpuJob, 1)
+        assert job is not None and job.state == "cancelled" and not job.result_text
+    r = await app.core.handle_text(req("alice"), "gpu cancel 1")
+    assert r.is_error and "already cancelled" in r.text
+
+
+async def test_a_dead_worker_requeues_young_jobs_once_and_expires_old_ones(app) -> None:  # type: ignore[no-untyped-def]
+    ids = await people(app)
+    async with app.db.transaction() as s:
+        course = await s.scalar(select(Course))
+        young = await queue.submit(
+            s,
+            course_id=course.id,
+            person_id=ids["alice"],
+            demo="conv2d",
+            params={},
+            channel="general",
+            now=NOW,
+        )
+        old = await queue.submit(
+            s,
+            course_id=course.id,
+            person_id=ids["bob"],
+            demo="conv2d",
+            params={},
+            channel="general",
+            now=NOW - timedelta(hours=1),
+        )
+        for job in (young, old):
+            job.state, job.attempts, job.heartbeat_at = "running", 1, NOW
+    async with app.db.transaction() as s:
+        posts = await due_gpu_posts(s, NOW + timedelta(minutes=1))
+    async with app.db.session() as s:
+        assert (await s.get(GpuJob, young.id)).state == "queued"  # type: ignore[union-attr]
+        assert (await s.get(GpuJob, old.id)).state == "expired"  # type: ignore[union-attr]
+    texts = [render_text(o.reply) for _, o in posts]
+    assert any("expired" in t and "was not run again" in t for t in texts)
+    async with app.db.transaction() as s:
+        assert await due_gpu_posts(s, NOW + timedelta(minutes=2)) == []  # posted once
+
+
+def test_the_shell_starts_a_worker_process_that_runs_jobs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`coursebot shell` starts the embedded worker (a spawned process) with the bot."""
+    pytest.importorskip("torch", reason="torch is installed by the `demos` extra (make test)")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "COURSEBOT_"))},
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cb.db",
+        "COURSEBOT_DATA_DIR": str(tmp_path),
+    }
+    script = "gpu run conv2d\n" + ":wait 1\n:sweep\n" * 30
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "coursebot"), "shell", "--as", "alice"],
+        input=script, cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "GPU job #1 (conv2d) finished" in out.stdout, out.stderr[-2000:]
+    assert "18  56  80  88" in out.stdout
+    assert (tmp_path / "gpu" / "1" / "conv2d-steps.png").is_file()

@@ -49,9 +49,16 @@ def _child(demo_name: str, params: dict[str, Any], conn: Any) -> None:
 
 class Worker:
     def __init__(
-        self, db: Database, data_dir: Path, *, name: str | None = None, clock: Clock | None = None
+        self,
+        db: Database,
+        data_dir: Path,
+        *,
+        name: str | None = None,
+        clock: Clock | None = None,
+        timeouts: dict[str, float] | None = None,
     ) -> None:
         self.db = db
+        self.timeouts = timeouts or {}  # per-demo overrides of the catalogue's limits
         self.data_dir = data_dir
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock or SystemClock()
@@ -77,7 +84,7 @@ class Worker:
     async def execute(self, job_id: int, demo_name: str, params: dict[str, Any]) -> None:
         from gpu_queue.demos import catalogue
 
-        timeout = catalogue()[demo_name].timeout_s
+        timeout = self.timeouts.get(demo_name, catalogue()[demo_name].timeout_s)
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(demo_name, params, child), daemon=True)

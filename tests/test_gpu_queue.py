@@ -167,3 +167,14 @@ def test_the_shell_starts_a_worker_process_that_runs_jobs(tmp_path) -> None:  # 
     assert "GPU job #1 (conv2d) finished" in out.stdout, out.stderr[-2000:]
     assert "18  56  80  88" in out.stdout
     assert (tmp_path / "gpu" / "1" / "conv2d-steps.png").is_file()
+
+
+async def test_a_job_over_its_time_limit_is_stopped(app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("torch", reason="torch is installed by the `demos` extra (make test)")
+    await app.core.handle_text(req("alice"), "gpu run cnn")
+    worker = Worker(app.db, tmp_path, name="w", clock=app.clock, timeouts={"cnn": 0.05})
+    assert await worker.run_once() == 1
+    async with app.db.session() as s:
+        job = await s.get(GpuJob, 1)
+        assert job is not None and job.state == "failed"
+        assert "longer than its limit of 0.05 s" in (job.error or "")

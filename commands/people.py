@@ -86,15 +86,27 @@ async def help_(ctx: Context, opts: HelpOptions) -> Reply:
         cmd, _ = ctx.registry.match(opts.command)
         lines = [cmd.description + ".", f"Usage: `{cmd.usage()}`"]
         lines += [f"  {s.name}: {describe_option(s)}" for s in cmd.specs]
+        if cmd.attachment:
+            lines.append(
+                f"Attach {cmd.attachment}: in the terminal `:attach FILE` first; on Discord "
+                "the file option; on Slack share the file with the command."
+            )
         if cmd.examples:
             lines.append("Examples: " + ", ".join(f"`{e}`" for e in cmd.examples))
         lines.append(f"Who may run it: {cmd.access.label}.")
         return Reply(title=f"help: {cmd.name}", text="\n".join(lines))
     sections = []
-    for group, cmds in ctx.registry.topics().items():
+    order = ["course", "rank", "critique", "discussion", "battle", "project", "grades", "gpu"]
+    topics = sorted(
+        ctx.registry.topics().items(),
+        key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]),
+    )
+    for group, cmds in topics:
         mine = [c for c in cmds if c in visible]
         if mine:
-            body = "\n".join(f"`{c.usage()}` — {c.description}" for c in mine)
+            body = "\n".join(
+                f"`{c.usage()}`{' + file' if c.attachment else ''} — {c.description}" for c in mine
+            )
             sections.append(Section(heading=group, body=body))
     who = (
         f"You are {ctx.person.name} ({ctx.person.role.value})."

@@ -24,10 +24,12 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 course_app = typer.Typer(help="Course files, rosters and platform bindings.", no_args_is_help=True)
 rankings_app = typer.Typer(help="Paper rankings collected outside the bot.", no_args_is_help=True)
 assign_app = typer.Typer(help="The presentation assignment solver.", no_args_is_help=True)
+calendar_app = typer.Typer(help="The course calendar (iCalendar).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(course_app, name="course")
 app.add_typer(rankings_app, name="rankings")
 app.add_typer(assign_app, name="assign")
+app.add_typer(calendar_app, name="calendar")
 
 DbOption = Annotated[
     str | None,
@@ -460,6 +462,41 @@ def assign_solve(
         if out:
             _write(out, csv_text)
             typer.echo(f"Wrote {out}.")
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+# -------------------------------------------------------------------------- calendar
+@calendar_app.command("export")
+def calendar_export(
+    database_url: DbOption = None,
+    course: CourseOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here (default: KEY.ics).")
+    ] = None,
+) -> None:
+    """The whole course's calendar (every deadline, class and presentation) as .ics."""
+    settings = _settings(database_url)
+
+    async def go() -> int:
+        from commands.grades import calendar_ics
+
+        db = await _open(settings)
+        try:
+            async with db.session() as session:
+                c = await _course(session, course)
+                data = await calendar_ics(session, c, None)
+        finally:
+            await db.dispose()
+        target = out or Path(f"{c.key}.ics")
+        try:
+            target.write_bytes(data)
+        except OSError as exc:
+            from commands.errors import InvalidInput
+
+            raise InvalidInput(f"Cannot write {target}: {exc.strerror}.") from None
+        typer.echo(f"Wrote {target}.")
         return 0
 
     raise typer.Exit(_run(go()))

@@ -10,7 +10,9 @@ interval, with coalescing so a slow sweep never piles up.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Select, select
@@ -19,6 +21,7 @@ from commands.battles import due_battle_posts
 from commands.clock import Clock
 from commands.critiques import due_critique_posts
 from commands.gpu import due_gpu_posts
+from commands.grades import due_announcements
 from commands.outbox import Outbox, send
 from commands.reminders import Post, due_reminders
 from db.models import Course, CourseBinding, Platform
@@ -43,6 +46,7 @@ class ReminderSweeper:
         self.hours_before = hours_before
         self.platform = platform
         self._scheduler: AsyncIOScheduler | None = None
+        self._running: set[asyncio.Task[object]] = set()
 
     def _courses(self) -> Select[tuple[Course]]:
         """The courses this adapter serves: those bound to its platform (all if none),
@@ -73,8 +77,8 @@ class ReminderSweeper:
         return posts
 
     async def tick(self) -> int:
-        """Battle timers, polls that close by themselves, critique pings, GPU job
-        progress and results that are due now; how many posts."""
+        """Battle timers, polls that close by themselves, critique pings, scheduled
+        announcements, GPU job progress and results that are due now; how many posts."""
         async with self.db.transaction() as session:
             mine = None
             if self.platform is not None:
@@ -82,15 +86,34 @@ class ReminderSweeper:
             now = self.clock.now()
             due = await due_battle_posts(session, now, course_ids=mine)
             due += await due_critique_posts(session, now, course_ids=mine)
+            due += await due_announcements(session, now, course_ids=mine)
             due += await due_gpu_posts(session, now, course_ids=mine)
         for course_id, item in due:
             await send(self.db, self.outbox, course_id, [item])
         return len(due)
 
+    async def _run_job(self, job: Callable[[], Awaitable[object]]) -> None:
+        """Run one scheduled job, tracked so that ``aclose`` can wait for it: a job left
+        running past shutdown would touch a disposed engine and never finish."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            await job()
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def _sweep_job(self) -> None:
+        await self._run_job(self.sweep)
+
+    async def _tick_job(self) -> None:
+        await self._run_job(self.tick)
+
     def start(self, interval_seconds: float, tick_seconds: float = 1.0) -> None:
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(
-            self.tick,
+            self._tick_job,
             "interval",
             seconds=tick_seconds,
             coalesce=True,
@@ -99,7 +122,7 @@ class ReminderSweeper:
             id="battle-tick",
         )
         self._scheduler.add_job(
-            self.sweep,
+            self._sweep_job,
             "interval",
             seconds=interval_seconds,
             coalesce=True,
@@ -110,6 +133,15 @@ class ReminderSweeper:
         self._scheduler.start()
 
     def stop(self) -> None:
+        """Stop scheduling; jobs already running finish (``aclose`` waits for them)."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+
+    async def aclose(self) -> None:
+        """Stop, and wait for the jobs in flight (cancelled) before the engine goes."""
+        self.stop()
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

@@ -438,7 +438,7 @@ async def run_interactive(shell: Shell, history: Path) -> int:
                 except EOFError:
                     break
     finally:
-        shell.sweeper.stop()
+        await shell.sweeper.aclose()
     return 0
 
 

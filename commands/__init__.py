@@ -15,8 +15,10 @@ def load_registry() -> Registry:
         battles,
         critiques,
         gpu,
+        grades,
         logistics,
         people,
+        projects,
         rankings,
     )
     from commands.registry import registry

@@ -88,3 +88,18 @@ def test_rankings_import_into_the_database(tmp_path: Path) -> None:
         timeout=120,
     )
     assert "25 of 25 students have submitted both rankings" in shell.stdout
+
+
+def test_calendar_export_writes_the_whole_course(tmp_path: Path) -> None:
+    from icalendar import Calendar
+
+    assert run("course", "import", "examples/comp790-23f.yaml", tmp=tmp_path).returncode == 0
+    r = run("calendar", "export", "-o", str(tmp_path / "c.ics"), tmp=tmp_path)
+    assert r.returncode == 0, r.stderr
+    cal = Calendar.from_ical((tmp_path / "c.ics").read_bytes())
+    events = [e for e in cal.walk("VEVENT")]
+    summaries = [str(e["SUMMARY"]) for e in events]
+    assert "Due: Paper rankings" in summaries and len(events) > 30
+    rankings = next(e for e in events if str(e["SUMMARY"]) == "Due: Paper rankings")
+    start = rankings["DTSTART"].dt
+    assert (start.hour, start.minute, str(start.tzinfo)) == (23, 59, "America/New_York")

@@ -106,7 +106,7 @@ async def test_the_shell_shows_scheduled_posts_as_they_fire(app, tmp_path) -> No
             if lines:
                 break
     finally:
-        shell.sweeper.stop()
+        await shell.sweeper.aclose()
     text = "\n".join(lines)
     assert "#announcements · coursebot (posted)" in text
     assert "Reminder: **Paper rankings** is due Sun Aug 27, 2023, 11:59 PM EDT" in text

@@ -757,3 +757,40 @@ async def test_posts_are_paced_per_channel() -> None:
     await asyncio.gather(*(post(c) for c in ("C1", "C1", "C1", "C2")))
     assert times["C1"][2] >= 0.39  # three posts in one channel: ~0.2 s apart
     assert times["C2"][0] < 0.1  # another channel does not wait
+
+
+async def test_a_battle_poll_on_slack_takes_justified_votes(slack: Harness, app: App) -> None:
+    """The real battle poll: reactions become pending votes (the justification is asked
+    privately), the typed vote with a reason counts, and only the count is shown."""
+    from sqlalchemy import select
+
+    from db.models import BattleVote
+
+    await slack.command("battle open 1", user="gedas")
+    poll = await slack.fake.wait_for(
+        "chat.postMessage", lambda a: "which paper should be accepted" in texts(a.get("blocks", []))
+    )
+    assert poll["metadata"]["event_payload"]["action"] == "battle.react"
+    await slack.fake.wait_for("reactions.add", lambda a: a["name"] == "b")
+
+    assert await slack.event(reaction("reaction_added", "a", poll), "EvB1") == 200
+    note = await slack.fake.wait_for(
+        "chat.postEphemeral", lambda a: "counts once you say why" in texts(a["blocks"])
+    )
+    assert note["user"] == "UALICE"
+    async with app.db.session() as s:
+        vote = await s.scalar(select(BattleVote))
+    assert vote is not None and vote.side == "A" and vote.justification is None  # pending
+
+    ids = await slack.command('battle vote 1 A "Temporal shift is free at inference time."')
+    assert "counts. You can change" in texts((await slack.reply_to(ids))["blocks"])
+    await slack.fake.wait_for(
+        "chat.update", lambda a: "Votes so far: 1." in texts(a.get("blocks", []))
+    )
+    # The retry of the reaction event changes nothing.
+    assert await slack.event(reaction("reaction_added", "a", poll), "EvB1", retry=1) == 200
+    async with app.db.session() as s:
+        votes = list(await s.scalars(select(BattleVote)))
+    assert [(v.side, v.justification) for v in votes] == [
+        ("A", "Temporal shift is free at inference time.")
+    ]

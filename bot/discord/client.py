@@ -118,7 +118,7 @@ class CourseBot(discord.Client):
             self.sweeper.start(self.app.settings.sweep_seconds)
 
     async def close(self) -> None:
-        self.sweeper.stop()
+        await self.sweeper.aclose()
         await super().close()
 
     async def _only_binding(self) -> str | None:

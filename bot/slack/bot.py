@@ -242,7 +242,7 @@ class SlackBot:
         log.info("Slack Socket Mode: connected")
 
     async def stop(self) -> None:
-        self.sweeper.stop()
+        await self.sweeper.aclose()
         if self._socket is not None:
             with suppress(Exception):
                 await self._socket.close_async()

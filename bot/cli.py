@@ -490,12 +490,7 @@ def calendar_export(
         finally:
             await db.dispose()
         target = out or Path(f"{c.key}.ics")
-        try:
-            target.write_bytes(data)
-        except OSError as exc:
-            from commands.errors import InvalidInput
-
-            raise InvalidInput(f"Cannot write {target}: {exc.strerror}.") from None
+        _write(target, data)
         typer.echo(f"Wrote {target}.")
         return 0
 
@@ -511,11 +506,14 @@ def _read(path: Path) -> str:
         raise InvalidInput(f"Cannot read {path}: {exc.strerror}.") from None
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, content: str | bytes) -> None:
     from commands.errors import InvalidInput
 
     try:
-        path.write_text(text, encoding="utf-8")
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
     except OSError as exc:
         raise InvalidInput(f"Cannot write {path}: {exc.strerror}.") from None
 

@@ -125,9 +125,17 @@ async def gpu_run(ctx: Context, opts: RunOptions) -> Reply:
             params=raw,
             channel=channel,
             now=ctx.now,
+            queued_cap=queue.queued_cap_for(ctx.course.gpu_rules or {}, me.id),
         )
     except queue.QueueError as exc:
         raise InvalidInput(str(exc)) from None
+    if (ctx.course.gpu_rules or {}).get("paused"):
+        return Reply(
+            text=f"Job #{job.id} ({job.demo}) is queued, but the instructor has paused the GPU "
+            "queue; it runs when the queue resumes.",
+            tone=Tone.WARNING,
+            ephemeral=True,
+        )
     ahead = await queue.position(ctx.session, job)
     wait = await _estimate(ctx.session, job.demo, ahead)
     progress = Reply(text=_progress_text(job, ahead))
@@ -271,3 +279,70 @@ def _result(job: GpuJob) -> Reply:
             tone=Tone.SUCCESS,
         )
     return Reply(text=_progress_text(job), tone=Tone.WARNING)
+
+
+# ------------------------------------------------------------------ instructor controls
+
+
+def _set_rules(ctx: Context, **changes: object) -> dict[str, object]:
+    rules = dict(ctx.course.gpu_rules or {})
+    rules.update(changes)
+    ctx.course.gpu_rules = rules  # a new dict, so the JSON column is saved
+    return rules
+
+
+@registry.command(
+    "gpu pause",
+    "Pause the GPU queue (jobs wait; running ones finish)",
+    access=Access.INSTRUCTOR,
+    ephemeral=True,
+    topic="gpu",
+)
+async def gpu_pause(ctx: Context, _: QueueOptions) -> Reply:
+    _set_rules(ctx, paused=True)
+    ctx.post(
+        "announcements",
+        Reply(text="⏸ The GPU queue is paused; queued jobs will run when it resumes."),
+    )
+    return Reply(text="The GPU queue is paused.", tone=Tone.SUCCESS)
+
+
+@registry.command(
+    "gpu resume", "Resume the GPU queue", access=Access.INSTRUCTOR, ephemeral=True, topic="gpu"
+)
+async def gpu_resume(ctx: Context, _: QueueOptions) -> Reply:
+    _set_rules(ctx, paused=False)
+    ctx.post("announcements", Reply(text="▶️ The GPU queue is running again."))
+    return Reply(text="The GPU queue is running again.", tone=Tone.SUCCESS)
+
+
+class LimitOptions(BaseModel):
+    queued: int = Field(
+        ge=0, le=50, description="how many waiting jobs a student may have (0: none)"
+    )
+    student: str | None = Field(None, description="only this student (email, onyen or name)")
+
+
+@registry.command(
+    "gpu limit",
+    "Set how many waiting jobs students (or one student) may have",
+    access=Access.INSTRUCTOR,
+    ephemeral=True,
+    topic="gpu",
+    examples=("gpu limit 3", "gpu limit 0 bob"),
+)
+async def gpu_limit(ctx: Context, opts: LimitOptions) -> Reply:
+    from commands.people import find_person
+
+    if opts.student is None:
+        _set_rules(ctx, queued_cap=opts.queued)
+        return Reply(
+            text=f"Every student may now have {opts.queued} job(s) waiting.", tone=Tone.SUCCESS
+        )
+    person = await find_person(ctx.session, ctx.course.id, opts.student)
+    limits = dict((ctx.course.gpu_rules or {}).get("limits") or {})
+    limits[str(person.id)] = opts.queued
+    _set_rules(ctx, limits=limits)
+    return Reply(
+        text=f"{person.name} may now have {opts.queued} job(s) waiting.", tone=Tone.SUCCESS
+    )

@@ -116,6 +116,8 @@ class Course(Base):
     battle_group_max: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
     #: Paper-battle rules: phase minutes, warnings, justification length (see coursefile).
     battle_rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: GPU queue rules set by the instructor: paused, queued_cap, per-student limits.
+    gpu_rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
     website: Mapped[str | None] = mapped_column(String(500))
     office_hours_url: Mapped[str | None] = mapped_column(String(500))
     office_hours_note: Mapped[str | None] = mapped_column(Text)

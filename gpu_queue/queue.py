@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import GpuJob
+from db.models import Course, GpuJob
 
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, FAILED, CANCELLED, EXPIRED = "succeeded", "failed", "cancelled", "expired"
@@ -56,6 +56,12 @@ def validate_params(demo_name: str, raw: dict[str, Any]) -> dict[str, Any]:
         raise QueueError(f"Bad parameters for `{demo_name}`: {problems}.") from None
 
 
+def queued_cap_for(rules: dict[str, Any], person_id: int) -> int:
+    """A student's queued-job limit: their own, else the course's, else QUEUED_CAP."""
+    limits = rules.get("limits") or {}
+    return int(limits.get(str(person_id), rules.get("queued_cap", QUEUED_CAP)))
+
+
 async def submit(
     session: AsyncSession,
     *,
@@ -68,6 +74,8 @@ async def submit(
     queued_cap: int = QUEUED_CAP,
 ) -> GpuJob:
     clean = validate_params(demo, params)
+    if queued_cap <= 0:
+        raise QueueError("The instructor has not allowed you GPU jobs; ask them if you need one.")
     queued = await session.scalar(
         select(func.count()).where(GpuJob.person_id == person_id, GpuJob.state == QUEUED)
     )
@@ -91,12 +99,17 @@ async def submit(
 
 
 async def queue_order(session: AsyncSession) -> list[GpuJob]:
-    """Queued jobs in the order they will run: round-robin across owners."""
-    jobs = list(
-        await session.scalars(
-            select(GpuJob).where(GpuJob.state == QUEUED).order_by(GpuJob.created_at, GpuJob.id)
-        )
-    )
+    """Queued jobs in the order they will run: round-robin across owners (jobs of a
+    course whose queue the instructor paused are left out until it resumes)."""
+    paused = [
+        cid
+        for cid, rules in await session.execute(select(Course.id, Course.gpu_rules))
+        if (rules or {}).get("paused")
+    ]
+    q = select(GpuJob).where(GpuJob.state == QUEUED).order_by(GpuJob.created_at, GpuJob.id)
+    if paused:  # a paused course's jobs wait, in place, until it resumes
+        q = q.where(GpuJob.course_id.not_in(paused))
+    jobs = list(await session.scalars(q))
     running = {
         pid
         for pid in await session.scalars(select(GpuJob.person_id).where(GpuJob.state == RUNNING))

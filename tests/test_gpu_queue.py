@@ -178,3 +178,29 @@ async def test_a_job_over_its_time_limit_is_stopped(app, tmp_path) -> None:  # t
         job = await s.get(GpuJob, 1)
         assert job is not None and job.state == "failed"
         assert "longer than its limit of 0.05 s" in (job.error or "")
+
+
+async def test_instructor_pauses_resumes_and_limits_the_queue(app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = await app.core.handle_text(req("alice"), "gpu pause")
+    assert r.is_error and "only for instructors" in r.text
+    assert not (await app.core.handle_text(req("gedas"), "gpu pause")).is_error
+    r = await app.core.handle_text(req("alice"), "gpu run conv2d")
+    assert "paused the GPU queue" in r.text
+    worker = Worker(app.db, tmp_path, name="w", clock=app.clock)
+    async with app.db.transaction() as s:
+        assert await queue.queue_order(s) == []
+        assert await queue.claim(s, "w", NOW) is None  # nothing runs while paused
+    await app.core.handle_text(req("gedas"), "gpu resume")
+    async with app.db.session() as s:
+        assert [j.id for j in await queue.queue_order(s)] == [1]
+
+    r = await app.core.handle_text(req("gedas"), "gpu limit 0 bob")
+    assert "Bob Okafor may now have 0 job(s) waiting" in r.text
+    r = await app.core.handle_text(req("bob"), "gpu run conv2d")
+    assert r.is_error and "not allowed you GPU jobs" in r.text
+    await app.core.handle_text(req("gedas"), "gpu limit 3")
+    for _ in range(2):  # Alice already has one waiting
+        assert not (await app.core.handle_text(req("alice"), "gpu run conv2d")).is_error
+    r = await app.core.handle_text(req("alice"), "gpu run conv2d")
+    assert r.is_error and "the limit is 3" in r.text
+    del worker

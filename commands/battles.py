@@ -663,6 +663,18 @@ async def battle_close(ctx: Context, opts: BattleRef) -> Reply:
     )
 
 
+async def _opened(ctx: Context, number: int) -> tuple[BattleView, BattlePoll]:
+    """A battle and its poll, or a clear refusal if the poll was never opened."""
+    view = await load_battle(ctx.session, ctx.course, number)
+    poll = await poll_of(ctx.session, view.battle)
+    if poll is None:
+        raise Conflict(
+            f"The poll for battle {number} was never opened.",
+            hint=f"Open it with `battle open {number}`.",
+        )
+    return view, poll
+
+
 @registry.command(
     "battle status",
     "Voting progress of a battle (counts only, no sides)",
@@ -673,10 +685,7 @@ async def battle_close(ctx: Context, opts: BattleRef) -> Reply:
 async def battle_status(ctx: Context, opts: BattleRef) -> Reply:
     from db.models import BattleVote
 
-    view = await load_battle(ctx.session, ctx.course, opts.battle)
-    poll = await poll_of(ctx.session, view.battle)
-    if poll is None:
-        raise Conflict(f"The poll for battle {view.battle.number} is not open.")
+    view, poll = await _opened(ctx, opts.battle)
     voters = {
         v.person_id: v
         for v in await ctx.session.scalars(select(BattleVote).where(BattleVote.poll_id == poll.id))
@@ -705,10 +714,7 @@ async def battle_status(ctx: Context, opts: BattleRef) -> Reply:
 async def battle_export(ctx: Context, opts: BattleRef) -> Reply:
     from db.models import BattleVote
 
-    view = await load_battle(ctx.session, ctx.course, opts.battle)
-    poll = await poll_of(ctx.session, view.battle)
-    if poll is None:
-        raise Conflict(f"The poll for battle {view.battle.number} was never opened.")
+    view, poll = await _opened(ctx, opts.battle)
     rows = await ctx.session.execute(
         select(
             Person.name,

@@ -173,3 +173,26 @@ def render_table(table: Table, *, width: int = 100) -> str:
     if not rows:
         lines.append("(none)")
     return "\n".join(lines)
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """``text`` in pieces of at most ``limit`` characters, cut at line ends when possible
+    (a line longer than ``limit`` is cut hard). Adapters use it for their size limits."""
+    out: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:  # one very long line: cut it hard
+            if current:
+                out.append(current)
+                current = ""
+            out.append(line[:limit])
+            line = line[limit:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            out.append(current)
+            current = line
+        else:
+            current = candidate
+    if current:
+        out.append(current)
+    return out

@@ -21,6 +21,7 @@ from typing import Any
 
 import discord
 
+from commands import replies
 from commands.replies import Button, FileOut, Reactions, Reply, Table, Tone, render_table
 
 log = logging.getLogger("coursebot.discord")
@@ -236,27 +237,8 @@ def _group_messages(embeds: list[discord.Embed]) -> list[list[discord.Embed]]:
 
 
 def split_text(text: str, limit: int) -> list[str]:
-    """``text`` in pieces of at most ``limit`` characters, cut at line ends when possible."""
-    if len(text) <= limit:
-        return [text]
-    chunks: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:  # one very long line: cut it hard
-            if current:
-                chunks.append(current)
-                current = ""
-            chunks.append(line[:limit])
-            line = line[limit:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
-            chunks.append(current)
-            current = line
-        else:
-            current = candidate
-    if current:
-        chunks.append(current)
-    return chunks
+    """``text`` in pieces of at most ``limit`` characters (an empty text stays one piece)."""
+    return [text] if len(text) <= limit else replies.split_text(text, limit)
 
 
 def table_blocks(table: Table, *, limit: int = DESCRIPTION_LIMIT) -> list[str]:

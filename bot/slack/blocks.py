@@ -15,7 +15,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from commands.replies import Button, Form, Reactions, Reply, Tone, render_table, render_text
+from commands.replies import (
+    Button,
+    Form,
+    Reactions,
+    Reply,
+    Tone,
+    render_table,
+    render_text,
+    split_text,
+)
 
 Block = dict[str, Any]
 
@@ -122,28 +131,6 @@ def mrkdwn(text: str) -> str:
     return _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", out)
 
 
-def chunks(text: str, limit: int) -> list[str]:
-    """Split text into pieces of at most ``limit`` characters, at line breaks if possible."""
-    out: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:  # one enormous line: hard-wrap it
-            if current:
-                out.append(current)
-                current = ""
-            out.append(line[:limit])
-            line = line[limit:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
-            out.append(current)
-            current = line
-        else:
-            current = candidate
-    if current:
-        out.append(current)
-    return out
-
-
 def section_block(text: str) -> Block:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
@@ -156,13 +143,13 @@ def _plain(text: str, limit: int) -> dict[str, Any]:
 
 
 def _text_blocks(text: str) -> list[Block]:
-    return [section_block(piece) for piece in chunks(text, MAX_TEXT) if piece.strip()]
+    return [section_block(piece) for piece in split_text(text, MAX_TEXT) if piece.strip()]
 
 
 def _table_blocks(table_text: str) -> list[Block]:
     """A table as monospace: code fences around pieces of at most 3000 characters."""
     inner = MAX_TEXT - 8
-    return [section_block(f"```\n{piece}\n```") for piece in chunks(escape(table_text), inner)]
+    return [section_block(f"```\n{piece}\n```") for piece in split_text(escape(table_text), inner)]
 
 
 def _field(name: str, value: str) -> dict[str, str]:

@@ -6,14 +6,17 @@ import asyncio
 import logging
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.settings import Settings
+from db.models import Course
 
 app = typer.Typer(
     help="coursebot: runs a graduate seminar on Discord, Slack or in the terminal.",
@@ -275,13 +278,8 @@ def course_export(
     async def go() -> int:
         from commands.coursefile import dump_course, export_course
 
-        db = await _open(settings)
-        try:
-            async with db.session() as session:
-                c = await _course(session, course)
-                text = dump_course(await export_course(session, c))
-        finally:
-            await db.dispose()
+        async with _in_course(settings, course) as (session, c):
+            text = dump_course(await export_course(session, c))
         if out:
             _write(out, text)
             typer.echo(f"Wrote {out}.", err=True)
@@ -306,18 +304,12 @@ def course_roster(
     settings = _settings(database_url)
 
     async def go() -> int:
+        from commands.clock import SystemClock
         from commands.coursefile import import_roster, parse_canvas_roster
 
         people = parse_canvas_roster(_read(file), source=str(file), email_domain=email_domain)
-        db = await _open(settings)
-        try:
-            from commands.clock import SystemClock
-
-            async with db.transaction() as session:
-                c = await _course(session, course)
-                report = await import_roster(session, c, people, now=SystemClock().now())
-        finally:
-            await db.dispose()
+        async with _in_course(settings, course, write=True) as (session, c):
+            report = await import_roster(session, c, people, now=SystemClock().now())
         typer.echo(report.summary())
         return 0
 
@@ -346,23 +338,16 @@ def course_bind(
             raise InvalidInput(
                 f"Unknown platform {platform!r}: use terminal, discord or slack."
             ) from None
-        db = await _open(settings)
-        try:
-            async with db.transaction() as session:
-                c = await _course(session, course)
-                existing = await session.scalar(
-                    select(CourseBinding).where(
-                        CourseBinding.platform == plat, CourseBinding.external_id == external_id
-                    )
+        async with _in_course(settings, course, write=True) as (session, c):
+            existing = await session.scalar(
+                select(CourseBinding).where(
+                    CourseBinding.platform == plat, CourseBinding.external_id == external_id
                 )
-                if existing is not None and existing.course_id != c.id:
-                    raise Conflict(f"{platform} {external_id} is already bound to another course.")
-                if existing is None:
-                    session.add(
-                        CourseBinding(course_id=c.id, platform=plat, external_id=external_id)
-                    )
-        finally:
-            await db.dispose()
+            )
+            if existing is not None and existing.course_id != c.id:
+                raise Conflict(f"{platform} {external_id} is already bound to another course.")
+            if existing is None:
+                session.add(CourseBinding(course_id=c.id, platform=plat, external_id=external_id))
         typer.echo(f"Course {course} is bound to {platform} {external_id}.")
         return 0
 
@@ -414,13 +399,8 @@ def rankings_import(
         from commands.rankings import import_rankings, parse_rankings_csv
 
         rows = parse_rankings_csv(_read(file), source=str(file))
-        db = await _open(settings)
-        try:
-            async with db.transaction() as session:
-                c = await _course(session, course)
-                saved = await import_rankings(session, c, rows, now=SystemClock().now())
-        finally:
-            await db.dispose()
+        async with _in_course(settings, course, write=True) as (session, c):
+            saved = await import_rankings(session, c, rows, now=SystemClock().now())
         typer.echo(f"Imported {saved} ranked lists for {len(rows.lists)} students into {c.key}.")
         return 0
 
@@ -482,13 +462,8 @@ def calendar_export(
     async def go() -> int:
         from commands.grades import calendar_ics
 
-        db = await _open(settings)
-        try:
-            async with db.session() as session:
-                c = await _course(session, course)
-                data = await calendar_ics(session, c, None)
-        finally:
-            await db.dispose()
+        async with _in_course(settings, course) as (session, c):
+            data = await calendar_ics(session, c, None)
         target = out or Path(f"{c.key}.ics")
         _write(target, data)
         typer.echo(f"Wrote {target}.")
@@ -516,6 +491,19 @@ def _write(path: Path, content: str | bytes) -> None:
             path.write_text(content, encoding="utf-8")
     except OSError as exc:
         raise InvalidInput(f"Cannot write {path}: {exc.strerror}.") from None
+
+
+@asynccontextmanager
+async def _in_course(
+    settings: Settings, key: str | None, *, write: bool = False
+) -> AsyncIterator[tuple[AsyncSession, Course]]:
+    """A session (a transaction when ``write``) on the migrated database, with the course."""
+    db = await _open(settings)
+    try:
+        async with db.transaction() if write else db.session() as session:
+            yield session, await _course(session, key)
+    finally:
+        await db.dispose()
 
 
 async def _open(settings: Settings):  # type: ignore[no-untyped-def]

@@ -58,7 +58,13 @@ async def start_app(
             report = await import_course_file(db, settings.course_file, clock)
             log.info("loaded %s into an empty database", settings.course_file)
             log.debug(report.summary())
-    core = CommandCore(db, load_registry(), clock=clock, data_dir=settings.data_dir)
+    core = CommandCore(
+        db,
+        load_registry(),
+        clock=clock,
+        data_dir=settings.data_dir,
+        config={"question_embeddings": settings.question_embeddings},
+    )
     return App(settings=settings, db=db, core=core, clock=clock)
 
 

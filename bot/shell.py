@@ -22,7 +22,7 @@ import asyncio
 import re
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -99,6 +99,24 @@ class Shell:
         if changed:  # show only what changed, as a chat client would
             body = "\n    ".join(changed)
             self.out(f"[{msg.number}] #{msg.channel} · coursebot (edited)\n    {body}")
+
+    async def thread(
+        self,
+        course_id: int,
+        channel: str,
+        name: str,
+        reply: Reply,
+        person_ids: Sequence[int] = (),
+    ) -> str:
+        """A thread in the terminal: a channel named ``#channel › name``."""
+        async with self.app.db.session() as session:
+            people = [await session.get(Person, pid) for pid in person_ids]
+        where = f"{channel} › {name}"
+        msg = self._record(where, reply)
+        members = ", ".join(p.name for p in people if p is not None)
+        header = f"#{where} · coursebot (thread opened" + (f" for {members})" if members else ")")
+        self.out(self._render(msg, header=header))
+        return where
 
     async def dm(self, course_id: int, person_id: int, reply: Reply) -> str:
         async with self.app.db.session() as session:

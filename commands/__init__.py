@@ -14,6 +14,7 @@ def load_registry() -> Registry:
         assignment,
         battles,
         critiques,
+        discussions,
         gpu,
         grades,
         logistics,

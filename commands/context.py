@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,6 +71,7 @@ class Context:
     registry: Registry
     data_dir: Path
     outgoing: list[Outgoing] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)  # deployment options (settings)
 
     @property
     def caller(self) -> Caller:

@@ -62,8 +62,11 @@ class CommandCore:
         *,
         clock: Clock | None = None,
         data_dir: Path = Path("data"),
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         self.db = db
+        #: Deployment options handlers read (``question_embeddings``), from the settings.
+        self.config: dict[str, Any] = dict(config or {})
         self.registry = registry
         self.clock = clock or SystemClock()
         self.data_dir = data_dir
@@ -198,6 +201,7 @@ class CommandCore:
             now=self.clock.now(),
             registry=self.registry,
             data_dir=self.data_dir,
+            config=self.config,
         )
 
     @staticmethod

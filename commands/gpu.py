@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.context import Context
@@ -92,7 +92,7 @@ class RunOptions(BaseModel):
     "gpu run",
     "Run a GPU demo job; the result is posted back here",
     topic="gpu",
-    attachment="an image (for the cnn demo)",
+    attachment="an image (cnn, classify) or a video clip (classify)",
     examples=(
         "gpu run conv2d",
         'gpu run conv2d grid="1 2; 3 4" kernel="0 0; 0 1"',
@@ -234,14 +234,41 @@ async def gpu_queue_cmd(ctx: Context, _: QueueOptions) -> Reply:
 # ------------------------------------------------------------------------- the tick
 
 
-async def due_gpu_posts(
-    session: AsyncSession, now: datetime, *, course_ids: set[int] | None = None
-) -> list[tuple[int, Outgoing]]:
-    """Progress edits and results that are due: each result is posted once."""
-    await queue.recover(session, now)
+def _unposted(course_ids: set[int] | None) -> Select[tuple[GpuJob]]:
     q = select(GpuJob).where(GpuJob.posted.is_(False), GpuJob.state != "queued")
     if course_ids is not None:
         q = q.where(GpuJob.course_id.in_(course_ids))
+    return q
+
+
+async def gpu_posts_pending(session: AsyncSession, *, course_ids: set[int] | None = None) -> bool:
+    """Whether a result or a progress step waits to be posted: a cheap read, polled
+    often (every 50 ms) so that a result is posted within tens of milliseconds."""
+    q = _unposted(course_ids).where(
+        GpuJob.state.in_(queue.FINISHED)
+        | (func.abs(GpuJob.progress - GpuJob.shown_progress) >= 0.1)
+    )
+    return await session.scalar(q.with_only_columns(GpuJob.id).limit(1)) is not None
+
+
+async def recover_gpu_jobs(session: AsyncSession, now: datetime) -> None:
+    """Jobs of workers that died (no heartbeat): queued again once if young, otherwise
+    expired; either way the next GPU tick tells their owners."""
+    await queue.recover(session, now)
+
+
+async def due_gpu_posts(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    course_ids: set[int] | None = None,
+    recover: bool = True,
+) -> list[tuple[int, Outgoing]]:
+    """Progress edits and results that are due: each result is posted once. With
+    ``recover``, jobs of dead workers are first queued again or expired."""
+    if recover:
+        await queue.recover(session, now)
+    q = _unposted(course_ids)
     out: list[tuple[int, Outgoing]] = []
     for job in await session.scalars(q):
         finished = job.state in queue.FINISHED

@@ -583,3 +583,69 @@ class GpuJob(Base):
     result_files: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
     posted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Discussion(Base):
+    """The in-class discussion of a paper: the instructor's compiled questions
+    (``draft`` until accepted), then one breakout session (``running`` → ``ended``).
+    Its timer posts are computed from ``started_at`` + ``minutes``, so a restart
+    resumes them; the groups it made are the pair history later sessions mix against."""
+
+    __tablename__ = "discussions"
+    __table_args__ = (UniqueConstraint("course_id", "paper_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="draft")  # draft|accepted|running|ended
+    accepted_at: Mapped[datetime | None]
+    channel: Mapped[str | None] = mapped_column(String(100))
+    started_at: Mapped[datetime | None]
+    minutes: Mapped[int] = mapped_column(Integer, default=30)
+    ended_at: Mapped[datetime | None]
+
+
+class DiscussionQuestion(Base):
+    """One question of a discussion's compiled list: proposed from a group of similar
+    submitted questions (``sources``: their critique ids) or written by the staff."""
+
+    __tablename__ = "discussion_questions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    discussion_id: Mapped[int] = mapped_column(
+        ForeignKey("discussions.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int]
+    text: Mapped[str] = mapped_column(Text)
+    sources: Mapped[list[Any]] = mapped_column(default=list)
+    edited: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DiscussionGroup(Base):
+    """A breakout group of a running or ended discussion: its members and question. Its
+    thread's reference is remembered as the message ref ``discussion:<id>:g<number>``."""
+
+    __tablename__ = "discussion_groups"
+    __table_args__ = (UniqueConstraint("discussion_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    discussion_id: Mapped[int] = mapped_column(
+        ForeignKey("discussions.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int]
+    question: Mapped[str] = mapped_column(Text)
+    members: Mapped[list[Any]] = mapped_column(default=list)  # person ids
+
+
+class DiscussionCheckin(Base):
+    """A student who said "I'm here" before a discussion started (attendance)."""
+
+    __tablename__ = "discussion_checkins"
+    __table_args__ = (UniqueConstraint("discussion_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    discussion_id: Mapped[int] = mapped_column(
+        ForeignKey("discussions.id", ondelete="CASCADE"), index=True
+    )
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    at: Mapped[datetime]

@@ -587,13 +587,20 @@ async def test_outbox_posts_reminders_dms_edits_and_threads(world: World) -> Non
     zoe = await person_id(w.app, "zoe.williams@unc.edu")
     assert await w.bot.outbox.dm(cid, zoe, Reply(text="unlinked")) == ""
 
-    await w.bot.outbox.thread(cid, "general", "Group 1: SlowFast", Reply(text="Discuss!"), [alice])
+    where = await w.bot.outbox.thread(
+        cid, "general", "Group 1: SlowFast", Reply(text="Discuss!"), [alice]
+    )
     (thread,) = w.general.threads
     assert thread.name == "Group 1: SlowFast" and "Discuss!" in message_text(thread.last_message)
     added = [
         r.path for r in w.env.http_requests if r.method == "PUT" and "thread-members" in r.path
     ]
     assert added == [f"/channels/{thread.id}/thread-members/{w.alice.id}"]
+    # What thread() returns is where later posts go: into the thread (the timer's warning).
+    assert where == str(thread.id)
+    await w.bot.outbox.post(cid, where, Reply(text="5 minutes left"))
+    assert "5 minutes left" in message_text(thread.last_message)
+    assert "5 minutes left" not in message_text(w.general.last_message)
 
 
 async def test_buttons_and_reactions_keep_working_after_a_restart(

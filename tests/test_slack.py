@@ -35,7 +35,7 @@ from commands.replies import (
     Table,
     Tone,
 )
-from db.models import Course, CourseBinding, Identity, Platform, Ranking, RankKind
+from db.models import Course, CourseBinding, Identity, Person, Platform, Ranking, RankKind
 from tests.slack_fakes import (
     FORM,
     JSON,
@@ -500,6 +500,21 @@ async def test_outbox_posts_edits_threads_and_dms(slack: Harness) -> None:
     reply_ref = await bot.post(course_id, ref, Reply(text="Group 1: alice, bob"))  # a thread
     in_thread = await fake.wait_for("chat.postMessage", lambda a: a.get("thread_ts"))
     assert in_thread["thread_ts"] == posted["ts"] and reply_ref.endswith(f":{posted['ts']}")
+
+    # A breakout group: a message that mentions its members opens the thread, and what
+    # thread() returns posts into it (the timer's warning).
+    async with bot.app.db.session() as s:
+        alice = await s.scalar(select(Person.id).where(Person.email == "alice.chen@unc.edu"))
+    assert alice is not None
+    where = await bot.thread(course_id, "general", "Group 1 · paper #5", Reply(text="Q?"), [alice])
+    opened = await fake.wait_for(
+        "chat.postMessage", lambda a: "Group 1 · paper" in texts(a["blocks"])
+    )
+    assert opened["channel"] == "CGENERAL" and "<@UALICE>" in texts(opened["blocks"])
+    assert where == f"CGENERAL:{opened['ts']}"
+    await bot.post(course_id, where, Reply(text="5 minutes left"))
+    warn = await fake.wait_for("chat.postMessage", lambda a: "5 minutes left" in texts(a["blocks"]))
+    assert warn["thread_ts"] == opened["ts"]
 
     # `rankings remind` DMs every student still missing: the linked Slack ones get it.
     ids = await slack.command("rankings remind", user="gedas")

@@ -85,7 +85,8 @@ class DiscordOutbox:
         person_ids: Sequence[int] = (),
     ) -> str:
         """Open a thread in a course channel (a discussion group), post ``reply`` in it
-        and add the people's linked accounts; return the thread's message reference."""
+        and add the people's linked accounts; return the thread's id (a channel that
+        :meth:`post` takes)."""
         parent = await self.channel(course_id, channel)
         if not isinstance(parent, discord.TextChannel):
             raise OutboxError(f"#{channel} cannot hold threads")
@@ -109,7 +110,8 @@ class DiscordOutbox:
                     await thread.add_user(discord.Object(int(user_id)))
                 except discord.HTTPException:
                     log.info("could not add user %s to thread %s", user_id, thread.id)
-        return ref(sent[-1])
+        log.debug("opened thread %s (%d messages)", thread.id, len(sent))
+        return str(thread.id)
 
     # ------------------------------------------------------------------ lookups
     async def channel(self, course_id: int, channel: str) -> discord.TextChannel | discord.Thread:
@@ -119,6 +121,13 @@ class DiscordOutbox:
         found: discord.abc.GuildChannel | discord.Thread | None = None
         if key.isdigit():
             found = guild.get_channel_or_thread(int(key))
+            if found is None:  # a thread opened before a restart is not in the cache
+                try:
+                    fetched = await self.bot.fetch_channel(int(key))
+                except discord.HTTPException:
+                    fetched = None
+                if isinstance(fetched, discord.TextChannel | discord.Thread):
+                    found = fetched
         if found is None:
             found = discord.utils.get(guild.text_channels, name=key) or discord.utils.get(
                 guild.threads, name=key

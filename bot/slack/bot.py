@@ -24,7 +24,7 @@ import re
 import shlex
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -1049,6 +1049,39 @@ class SlackBot:
             return ""
         self._remember_forms(reply)
         return await self._post(reply, await self._dm_channel(user), None)
+
+    async def thread(
+        self,
+        course_id: int,
+        channel: str,
+        name: str,
+        reply: Reply,
+        person_ids: Sequence[int] = (),
+    ) -> str:
+        """A breakout group on Slack: a message in the channel that opens a thread, with
+        its members mentioned (so Slack notifies them); returns ``CHANNEL:TS``, which
+        :meth:`post` takes to answer in that thread."""
+        mentions = ""
+        if person_ids:
+            async with self.app.db.session() as session:
+                users = list(
+                    await session.scalars(
+                        select(Identity.user_id).where(
+                            Identity.course_id == course_id,
+                            Identity.person_id.in_(person_ids),
+                            Identity.platform == Platform.SLACK,
+                        )
+                    )
+                )
+            mentions = " ".join(f"<@{u}>" for u in users)  # Slack's mention syntax, raw
+        head = f"🧵 *{bk.escape(name)}*" + (f" · {mentions}" if mentions else "")
+        blocks = [bk.section_block(head), *bk.reply_blocks(reply)][: bk.MAX_BLOCKS]
+        channel_id, _ = await self.resolve_channel(channel)
+        self._remember_forms(reply)
+        resp = await self._post_message(
+            {"channel": channel_id, "text": f"{name}: {bk.fallback_text(reply)}", "blocks": blocks}
+        )
+        return f"{resp.get('channel') or channel_id}:{resp['ts']}"
 
     async def resolve_channel(self, channel: str) -> tuple[str, str | None]:
         """A channel name, id or message ref → (channel id, thread ts or None)."""

@@ -135,7 +135,12 @@ def shell(
 
 
 def _embedded_worker(settings: Settings) -> None:
-    """The GPU worker in its own spawned process next to the bot (COURSEBOT_GPU_WORKER)."""
+    """The GPU side of the bot: the queue engine for its submissions
+    (COURSEBOT_GPU_QUEUE), and the GPU worker in its own spawned process next to the bot
+    (COURSEBOT_GPU_WORKER)."""
+    from gpu_queue import procrastinate_app
+
+    procrastinate_app.configure(settings.gpu_queue)
     if not settings.gpu_worker:
         return
     import atexit
@@ -143,18 +148,71 @@ def _embedded_worker(settings: Settings) -> None:
     from db.migrate import upgrade
     from gpu_queue.worker import start_embedded_worker
 
+    _check_engine(settings)
+    _worker_env(settings)
     _sync_db(lambda: upgrade(settings.database_url))  # the worker needs the tables
-    proc = start_embedded_worker(settings.database_url, settings.data_dir)
+    proc = start_embedded_worker(settings.database_url, settings.data_dir, settings.gpu_queue)
     atexit.register(proc.terminate)
 
 
+def _worker_env(settings: Settings) -> None:
+    """Settings the worker's processes read from the environment (gpu_queue never imports
+    bot): a value from .env reaches them this way."""
+    import os
+
+    if settings.classify_weights is not None:
+        os.environ.setdefault("COURSEBOT_CLASSIFY_WEIGHTS", str(settings.classify_weights))
+
+
+def _check_engine(settings: Settings) -> str:
+    """The GPU queue engine for this database, or a clear refusal (procrastinate on SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    from db.session import normalise_url
+    from gpu_queue import procrastinate_app
+
+    backend = make_url(normalise_url(settings.database_url)).get_backend_name()
+    try:
+        return procrastinate_app.engine_for(backend, settings.gpu_queue, strict=True)
+    except ValueError as exc:
+        _fail(str(exc))
+    return "db"
+
+
 @app.command()
-def worker(database_url: DbOption = None) -> None:
-    """Run a GPU worker here (e.g. on a GPU host, against the course's Postgres)."""
-    from gpu_queue.worker import worker_main
+def worker(
+    database_url: DbOption = None,
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            "--gpu",
+            help="Which GPU(s): an index (sets CUDA_VISIBLE_DEVICES), a list such as 0,1,2,3 "
+            "(one worker per GPU) or cpu. Default: as CUDA_VISIBLE_DEVICES and "
+            "COURSEBOT_GPU_DEVICE say, one worker.",
+        ),
+    ] = None,
+) -> None:
+    """Run a GPU worker here (e.g. on a GPU host, against the course's Postgres): one job
+    at a time per GPU; procrastinate on Postgres (COURSEBOT_GPU_QUEUE), rows on SQLite."""
+    from gpu_queue.worker import run_workers, worker_main
 
     settings = _settings(database_url)
-    worker_main(settings.database_url, str(settings.data_dir))
+    engine = _check_engine(settings)  # the schema is the bot's: `coursebot db upgrade`
+    _worker_env(settings)
+    typer.echo(
+        f"GPU worker on {_safe_url(settings.database_url)} ({engine}); Ctrl-C stops it.", err=True
+    )
+    gpus = [g.strip() for g in gpu.split(",") if g.strip()] if gpu else []
+    if len(gpus) > 1:
+        raise typer.Exit(
+            run_workers(settings.database_url, str(settings.data_dir), gpus, settings.gpu_queue)
+        )
+    worker_main(
+        settings.database_url,
+        str(settings.data_dir),
+        engine=settings.gpu_queue,
+        gpu=gpus[0] if gpus else None,
+    )
 
 
 async def _shell(

@@ -4,21 +4,29 @@ Fairness: each student may have ``RUNNING_CAP`` running and ``QUEUED_CAP`` queue
 and the queue is served round-robin across students: a job's turn is its position
 among its owner's queued jobs, so when A has 10 jobs queued and B submits one, B's
 runs next. A worker claims a job in the same transaction that marks it running
-(``FOR UPDATE SKIP LOCKED`` on Postgres; SQLite has one writer), so a job never runs
-twice at once. No torch here: this module is used by the bot.
+(a row lock, ``FOR UPDATE SKIP LOCKED`` when scanning, and a per-owner advisory lock
+for the running cap on Postgres; SQLite has one writer), so a job never runs twice at
+once, however often it is delivered.
+
+Two engines hand jobs to workers (``gpu_queue/procrastinate_app.py``): on SQLite (or
+``COURSEBOT_GPU_QUEUE=db``) workers scan the rows (:func:`claim`); on Postgres
+procrastinate carries "run job <id>" (deferred in the transaction that inserts the
+row, with the round-robin turn as its priority) and the worker claims that row
+(:func:`claim_job`). No torch here: this module is used by the bot.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Course, GpuJob
+from gpu_queue import procrastinate_app
 
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, FAILED, CANCELLED, EXPIRED = "succeeded", "failed", "cancelled", "expired"
@@ -29,6 +37,10 @@ QUEUED_CAP = 2
 STALE = timedelta(seconds=30)
 #: A presumed-dead job younger than this is queued again (once); older ones expire.
 YOUNG = timedelta(minutes=10)
+#: A job that may not start yet (its owner has one running, the queue is paused) is
+#: offered to the workers again this much later (the procrastinate engine).
+RETRY_WAIT = timedelta(seconds=2)
+PAUSED_WAIT = timedelta(seconds=5)
 
 
 class QueueError(Exception):
@@ -95,12 +107,40 @@ async def submit(
     )
     session.add(job)
     await session.flush()
+    if procrastinate_app.uses_procrastinate(session):
+        # In this transaction: the row and its procrastinate job commit together.
+        await procrastinate_app.defer(session, job.id, priority=-await turn(session, job))
     return job
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
+async def turn(session: AsyncSession, job: GpuJob) -> int:
+    """The job's round-robin turn: its owner's queued jobs ahead of it, plus one while
+    one of theirs runs (0 = among the next to run)."""
+    ahead = await session.scalar(
+        select(func.count()).where(
+            GpuJob.person_id == job.person_id,
+            GpuJob.state == QUEUED,
+            GpuJob.id < job.id,
+        )
+    )
+    running = await session.scalar(
+        select(func.count()).where(GpuJob.person_id == job.person_id, GpuJob.state == RUNNING)
+    )
+    return int(ahead or 0) + (1 if running else 0)
 
 
 async def queue_order(session: AsyncSession) -> list[GpuJob]:
     """Queued jobs in the order they will run: round-robin across owners (jobs of a
-    course whose queue the instructor paused are left out until it resumes)."""
+    course whose queue the instructor paused are left out until it resumes).
+
+    A job's turn is its place among its owner's queued jobs (plus one while one of
+    theirs runs); among equal turns, the owner served longest ago goes first, so when A
+    has 10 queued and B submits one, B's runs as soon as the GPU is free, even if A's
+    next job is older."""
     paused = [
         cid
         for cid, rules in await session.execute(select(Course.id, Course.gpu_rules))
@@ -110,23 +150,63 @@ async def queue_order(session: AsyncSession) -> list[GpuJob]:
     if paused:  # a paused course's jobs wait, in place, until it resumes
         q = q.where(GpuJob.course_id.not_in(paused))
     jobs = list(await session.scalars(q))
+    if not jobs:
+        return []
     running = {
         pid
         for pid in await session.scalars(select(GpuJob.person_id).where(GpuJob.state == RUNNING))
     }
+    owners = {job.person_id for job in jobs}
+    served: dict[int, datetime] = {
+        pid: at
+        for pid, at in await session.execute(
+            select(GpuJob.person_id, func.max(GpuJob.started_at))
+            .where(GpuJob.person_id.in_(owners), GpuJob.started_at.is_not(None))
+            .group_by(GpuJob.person_id)
+        )
+    }
+    never = datetime.min.replace(tzinfo=UTC)
     turn: dict[int, int] = {}
     keyed = []
     for job in jobs:
         n = turn.get(job.person_id, 0)
         turn[job.person_id] = n + 1
         # An owner with a job running waits a turn (the per-user running cap).
-        keyed.append(((n + (1 if job.person_id in running else 0)), job.created_at, job.id, job))
-    return [k[-1] for k in sorted(keyed, key=lambda k: k[:3])]
+        n += 1 if job.person_id in running else 0
+        keyed.append((n, served.get(job.person_id) or never, job.created_at, job.id, job))
+    return [k[-1] for k in sorted(keyed, key=lambda k: k[:4])]
 
 
 async def position(session: AsyncSession, job: GpuJob) -> int:
     order = await queue_order(session)
     return next((i for i, j in enumerate(order) if j.id == job.id), -1)
+
+
+async def _lock_owner(session: AsyncSession, person_id: int, *, wait: bool = True) -> bool:
+    """Serialise claims of one owner's jobs until commit (the running cap), on Postgres;
+    SQLite's write lock (``BEGIN IMMEDIATE``) already does. ``wait=False``: False at
+    once if another worker is claiming one of theirs."""
+    if not _is_postgres(session):
+        return True
+    fn = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+    got = await session.scalar(text(f"SELECT {fn}(790, :pid)"), {"pid": person_id})
+    return got is not False
+
+
+async def _owner_running(session: AsyncSession, person_id: int) -> int:
+    n = await session.scalar(
+        select(func.count()).where(GpuJob.person_id == person_id, GpuJob.state == RUNNING)
+    )
+    return int(n or 0)
+
+
+def _start(job: GpuJob, worker: str, now: datetime) -> None:
+    job.state = RUNNING
+    job.worker = worker
+    job.started_at = now
+    job.heartbeat_at = now
+    job.attempts += 1
+    job.progress = 0.0
 
 
 async def claim(session: AsyncSession, worker: str, now: datetime) -> GpuJob | None:
@@ -136,38 +216,100 @@ async def claim(session: AsyncSession, worker: str, now: datetime) -> GpuJob | N
         if candidate.person_id in running and RUNNING_CAP <= 1:
             continue
         q = select(GpuJob).where(GpuJob.id == candidate.id, GpuJob.state == QUEUED)
-        if session.bind is not None and session.bind.dialect.name == "postgresql":
+        if _is_postgres(session):
             q = q.with_for_update(skip_locked=True)
         job = await session.scalar(q)
         if job is None:
             continue
-        job.state = RUNNING
-        job.worker = worker
-        job.started_at = now
-        job.heartbeat_at = now
-        job.attempts += 1
-        job.progress = 0.0
+        # Not waiting for the owner's lock: scanning workers never wait on each other.
+        if not await _lock_owner(session, job.person_id, wait=False):
+            continue  # another worker is claiming one of theirs right now
+        if await _owner_running(session, job.person_id) >= RUNNING_CAP:
+            continue  # another worker just started one of theirs
+        _start(job, worker, now)
         await session.flush()
         return job
     return None
+
+
+Claim = Literal["claimed", "gone", "wait"]
+
+
+async def claim_job(
+    session: AsyncSession, job_id: int, worker: str, now: datetime
+) -> tuple[Claim, GpuJob | None]:
+    """Claim one given job (a procrastinate delivery), in the caller's transaction.
+
+    ``claimed``: it is now running for ``worker``. ``gone``: it is no longer queued
+    (cancelled, already claimed by an earlier delivery, finished): nothing to do.
+    ``wait``: it may not start yet (its owner has a job running, or the instructor
+    paused the queue); with procrastinate it has been offered again a little later."""
+    q = select(GpuJob).where(GpuJob.id == job_id, GpuJob.state == QUEUED)
+    if _is_postgres(session):
+        q = q.with_for_update()  # a concurrent claim waits here, then finds it running
+    job = await session.scalar(q)
+    if job is None:
+        return "gone", None
+    rules = await session.scalar(select(Course.gpu_rules).where(Course.id == job.course_id))
+    wait: timedelta | None = PAUSED_WAIT if (rules or {}).get("paused") else None
+    if wait is None:
+        await _lock_owner(session, job.person_id)
+        if await _owner_running(session, job.person_id) >= RUNNING_CAP:
+            wait = RETRY_WAIT
+    if wait is not None:
+        if procrastinate_app.uses_procrastinate(session):
+            await procrastinate_app.defer(
+                session, job.id, priority=-await turn(session, job), at=now + wait
+            )
+        return "wait", job
+    _start(job, worker, now)
+    await session.flush()
+    return "claimed", job
+
+
+async def release(session: AsyncSession, job_id: int, worker: str, now: datetime) -> bool:
+    """Give a running job back to the queue (its worker is stopping): queued again at
+    once, without counting the attempt. False if it was not running for ``worker``."""
+    q = select(GpuJob).where(GpuJob.id == job_id)
+    if _is_postgres(session):
+        q = q.with_for_update()
+    job = await session.scalar(q)
+    if job is None or job.state != RUNNING or job.worker != worker:
+        return False
+    job.state = QUEUED
+    job.worker = None
+    job.attempts = max(0, job.attempts - 1)
+    job.progress = 0.0
+    job.note = "its worker stopped; queued again"
+    await session.flush()
+    if procrastinate_app.uses_procrastinate(session):
+        await procrastinate_app.defer(session, job.id, priority=-await turn(session, job))
+    return True
 
 
 async def recover(session: AsyncSession, now: datetime) -> list[GpuJob]:
     """Running jobs whose worker died (no heartbeat): queued again once if young,
     otherwise expired. Returns the expired ones (their owners are told)."""
     expired = []
-    stale = await session.scalars(
-        select(GpuJob).where(GpuJob.state == RUNNING, GpuJob.heartbeat_at < now - STALE)
-    )
-    for job in stale:
+    q = select(GpuJob).where(GpuJob.state == RUNNING, GpuJob.heartbeat_at < now - STALE)
+    if _is_postgres(session):
+        # Rows another transaction holds (a heartbeat, a claim, another recovery) are
+        # skipped: their worker is alive, or someone else is recovering them.
+        q = q.with_for_update(skip_locked=True)
+    requeued = []
+    for job in await session.scalars(q):
         if job.attempts < 2 and now - job.created_at < YOUNG:
             job.state = QUEUED
             job.worker = None
             job.note = "the worker stopped; queued again"
+            requeued.append(job)
         else:
             job.state = EXPIRED
             job.finished_at = now
             job.error = "The worker stopped while running this job; it was not run again."
             expired.append(job)
     await session.flush()
+    if requeued and procrastinate_app.uses_procrastinate(session):
+        for job in requeued:
+            await procrastinate_app.defer(session, job.id, priority=-await turn(session, job))
     return expired

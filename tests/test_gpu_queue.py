@@ -49,6 +49,8 @@ async def test_round_robin_and_caps(app) -> None:  # type: ignore[no-untyped-def
         assert job is not None and job.person_id == ids["alice"]
         order = await queue.queue_order(s)
         assert order[0].id == b.id  # A has a job running: B's runs next
+        job.state = "succeeded"  # ... and still when A's has finished: B waited longer
+        assert [j.id for j in (await queue.queue_order(s))[:1]] == [b.id]
     r = await app.core.handle_text(req("bob"), "gpu run conv2d")
     assert not r.is_error
     r = await app.core.handle_text(req("bob"), "gpu run conv2d")
@@ -178,6 +180,7 @@ async def test_a_job_over_its_time_limit_is_stopped(app, tmp_path) -> None:  # t
         job = await s.get(GpuJob, 1)
         assert job is not None and job.state == "failed"
         assert "longer than its limit of 0.05 s" in (job.error or "")
+    assert worker.child_pid is None  # the child was killed with the job
 
 
 async def test_instructor_pauses_resumes_and_limits_the_queue(app, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -35,9 +35,9 @@ class Demo:
 
 
 def catalogue() -> dict[str, Demo]:
-    from gpu_queue.demos import cnn, conv2d
+    from gpu_queue.demos import classify, cnn, conv2d, train, video
 
-    return {d.name: d for d in (conv2d.DEMO, cnn.DEMO)}
+    return {d.name: d for d in (conv2d.DEMO, cnn.DEMO, train.DEMO, video.DEMO, classify.DEMO)}
 
 
 def pick_device(prefer: str = "auto") -> str:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.battles import due_battle_posts
 from commands.clock import Clock
+from commands.core import prune_events
 from commands.critiques import due_critique_posts
 from commands.discussions import due_discussion_posts
 from commands.gpu import due_gpu_posts, gpu_posts_pending, recover_gpu_jobs
@@ -70,6 +71,7 @@ class ReminderSweeper:
         async with self.db.transaction() as session:
             for course in await session.scalars(self._courses()):
                 posts += await due_reminders(session, course, self.clock.now(), self.hours_before)
+            await prune_events(session, self.clock.now())  # retries of old events are over
         for post in posts:
             try:
                 if post.person_id is not None:

@@ -12,11 +12,12 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import and_, select
+from sqlalchemy import and_, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -246,3 +247,16 @@ class CommandCore:
         return Forbidden(
             f"{what} is only for {access.label}; you are registered as a {person.role.value}."
         )
+
+
+#: How long a handled event id is kept: platforms retry within minutes (Slack) and an
+#: interaction lives 15 minutes (Discord), so a day is ample.
+EVENT_MEMORY = timedelta(days=1)
+
+
+async def prune_events(session: AsyncSession, now: datetime) -> int:
+    """Forget event ids handled more than EVENT_MEMORY ago; how many were removed."""
+    result = await session.execute(
+        delete(ProcessedEvent).where(ProcessedEvent.created_at < now - EVENT_MEMORY)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -4,13 +4,13 @@ actions, course resolution, and concurrent writes."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
 from commands.context import Caller, Request, Where
 from commands.replies import render_text
-from db.models import Identity, Notification, Platform
+from db.models import Identity, Notification, Platform, ProcessedEvent
 
 
 def req(user: str, workspace: str = "default") -> Request:
@@ -106,3 +106,21 @@ async def test_a_retried_event_acts_once(app) -> None:  # type: ignore[no-untype
     bad = replace(req("nobody"), event_id="Ev124")
     assert (await app.core.handle_text(bad, "register no@x.edu")).is_error
     assert (await app.core.handle_text(bad, "register no@x.edu")).is_error
+
+
+async def test_handled_event_ids_are_forgotten_after_a_day(app) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from commands.core import prune_events
+
+    await app.core.handle_text(replace(req("zoe-id"), event_id="EvOld"), "whoami")
+    app.clock.advance(timedelta(hours=23))
+    await app.core.handle_text(replace(req("zoe-id"), event_id="EvNew"), "whoami")
+    async with app.db.transaction() as s:
+        assert await prune_events(s, app.clock.now()) == 0  # both younger than a day
+    app.clock.advance(timedelta(hours=2))
+    async with app.db.transaction() as s:
+        assert await prune_events(s, app.clock.now()) == 1
+    async with app.db.session() as s:
+        kept = list(await s.scalars(select(ProcessedEvent.event_id)))
+    assert kept == ["EvNew"]

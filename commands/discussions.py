@@ -146,6 +146,19 @@ async def pair_history(
     return history
 
 
+async def earlier_discussions(session: AsyncSession, course_id: int, exclude: int) -> list[int]:
+    """The ids of the course's discussions held (or running) before this one."""
+    return list(
+        await session.scalars(
+            select(Discussion.id).where(
+                Discussion.course_id == course_id,
+                Discussion.state.in_(("running", "ended")),
+                Discussion.id != exclude,
+            )
+        )
+    )
+
+
 async def remaining_sessions(session: AsyncSession, course_id: int) -> int:
     """Discussions still to hold in the course (this one included), at least 1."""
     papers = await session.scalars(
@@ -237,11 +250,14 @@ def _list_reply(
         if discussion.state == "draft" and qs:
             buttons.append(Button("Accept these", "discussion.accept", (str(n),), "success"))
         buttons.append(Button("Propose again", "discussion.propose", (str(n),)))
-    hint = (
-        f'`discussion accept {n}`, `discussion edit {n} <number> "text"`, '
-        f'`discussion add {n} "text"`, `discussion remove {n} <number>`, then '
-        f"`discussion start {n}`."
+    edits = (
+        f'`discussion edit {n} <number> "text"`, `discussion add {n} "text"`, '
+        f"`discussion remove {n} <number>`"
     )
+    if discussion.state == "draft":
+        hint = f"Change it with {edits}; then `discussion accept {n}` and `discussion start {n}`."
+    else:
+        hint = f"Start with `discussion start {n}` (still editable: {edits})."
     return Reply(
         title=f"Discussion questions: {paper_label(paper)} ({state})",
         text=(note + "\n" if note else "") + ("\n".join(lines) or "No questions yet."),
@@ -660,6 +676,7 @@ async def discussion_start(ctx: Context, opts: StartOptions) -> Reply:
 
     history = await pair_history(ctx.session, ctx.course.id, exclude=d.id)
     remaining = await remaining_sessions(ctx.session, ctx.course.id)
+    held = len(await earlier_discussions(ctx.session, ctx.course.id, d.id))
     try:
         planned = await asyncio.to_thread(
             grouping.next_groups,
@@ -714,7 +731,7 @@ async def discussion_start(ctx: Context, opts: StartOptions) -> Reply:
         text=f"{len(present)} students ({source}) in {len(planned)} groups of {size_text}, "
         f"each in its own thread in #{d.channel}. Time: {opts.minutes} minutes, until "
         f"{fmt_instant(end, ctx.tz)}. {met_before} pair(s) met in an earlier group; "
-        f"groups are planned over the {remaining} remaining discussion(s).{note}",
+        f"groups are mixed by the history of {held} earlier discussion(s).{note}",
         tables=[Table(["Group", "Members", "Question"], rows)],
         tone=Tone.SUCCESS,
     )

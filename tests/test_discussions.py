@@ -272,7 +272,7 @@ async def test_groups_threads_timer_restart_and_summary(settings, clock, tmp_pat
 
 async def test_later_groups_mix_people_who_met_least(app) -> None:  # type: ignore[no-untyped-def]
     """Over the course's discussions, pairs repeat as little as the plan allows: the
-    remaining discussions are planned together from the pair history."""
+    groups are made from the pair history of the earlier discussions."""
     async with app.db.transaction() as s:
         papers = [
             p.number
@@ -301,6 +301,7 @@ async def test_later_groups_mix_people_who_met_least(app) -> None:  # type: igno
         r = await say(app, "gedas", f"discussion start {number} groups=5 minutes=20")
         assert not r.is_error, r.text
         assert "There are more groups than questions" in r.text
+        assert f"groups are mixed by the history of {i} earlier discussion(s)" in r.text
         app.clock.at += timedelta(minutes=20)
         assert not (await say(app, "gedas", f"discussion end {number}")).is_error
     pairs: Counter[tuple[int, int]] = Counter()

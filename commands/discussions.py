@@ -12,6 +12,7 @@ Timer posts are computed from ``started_at`` and recorded once (as battle timers
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -42,6 +43,8 @@ from db.models import (
     Person,
     Role,
 )
+
+log = logging.getLogger("coursebot.discussions")
 
 #: The timer's warning, minutes before the end.
 WARN_MINUTES = 5
@@ -309,9 +312,14 @@ async def due_discussion_posts(
                 continue
             session.add(Notification(course_id=d.course_id, key=key, sent_at=now))
             late = now - at
-            if what == "warn" and late > timedelta(seconds=30):
-                continue  # stale: the bot was down
-            if what == "end" and late > GRACE:
+            if late > (timedelta(seconds=30) if what == "warn" else GRACE):
+                log.warning(
+                    "discussion %s: the %s due %s was missed by %s (the bot was down); skipped",
+                    d.id,
+                    "warning" if what == "warn" else "call-back",
+                    at.isoformat(),
+                    late,
+                )
                 continue
             groups = await groups_of(session, d)
             if what == "warn":

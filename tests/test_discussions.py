@@ -317,12 +317,14 @@ async def test_later_groups_mix_people_who_met_least(app) -> None:  # type: igno
     assert max(pairs.values()) <= 2 and repeats <= 6, (repeats, max(pairs.values()))
 
 
-async def test_timer_skips_a_stale_warning_and_a_call_back_past_grace(app) -> None:  # type: ignore[no-untyped-def]
+async def test_timer_skips_a_stale_warning_and_a_call_back_past_grace(app, caplog) -> None:  # type: ignore[no-untyped-def]
     app.clock.at = START
     for line in ('discussion add 5 "Q?"', "discussion accept 5", "discussion start 5 groups=2"):
         assert not (await say(app, "gedas", line)).is_error
     async with app.db.transaction() as s:  # the bot was down from the start until 2 h later
         due = await due_discussion_posts(s, START + timedelta(hours=2))
     assert due == []
+    skipped = [r.getMessage() for r in caplog.records if "missed by" in r.getMessage()]
+    assert len(skipped) == 2 and "warning" in skipped[0] and "call-back" in skipped[1]
     async with app.db.transaction() as s:
         assert await due_discussion_posts(s, START + timedelta(hours=3)) == []

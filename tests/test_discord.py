@@ -603,6 +603,38 @@ async def test_outbox_posts_reminders_dms_edits_and_threads(world: World) -> Non
     assert "5 minutes left" not in message_text(w.general.last_message)
 
 
+async def test_a_discussion_opens_a_thread_per_group_with_its_members(world: World) -> None:
+    """`discussion start` on Discord: one thread per breakout group in #discussions with
+    its question, its linked members added; the timer's warning lands in each thread."""
+    w = world
+    assert isinstance(w.app.clock, FixedClock)
+    discussions = w.guild.create_text_channel("discussions")
+    for line, opts in [
+        ("admin discussion add", {"paper": 5, "text": "Why so few channels in the fast path?"}),
+        ("admin discussion accept", {"paper": 5}),
+        ("admin discussion start", {"paper": 5, "groups": 2, "minutes": 10}),
+    ]:
+        done = await w.gedas.slash(w.general, line, **opts)
+        assert "error" not in message_text(answer(done)).lower(), message_text(answer(done))
+    assert "2 groups" in message_text(answer(done))
+    threads = sorted(discussions.threads, key=lambda t: t.name)
+    assert [t.name for t in threads] == ["Group 1 · paper #5", "Group 2 · paper #5"]
+    for thread in threads:
+        assert "Why so few channels in the fast path?" in message_text(thread.last_message)
+    added = {
+        r.path.rsplit("/", 1)[-1]
+        for r in w.env.http_requests
+        if r.method == "PUT" and "thread-members" in r.path
+    }
+    linked = {str(w.alice.id), str(w.bob.id)}  # the linked students (maya and gedas are staff)
+    assert added == linked
+
+    w.app.clock.advance(timedelta(minutes=5))
+    await w.bot.sweeper.tick()
+    for thread in threads:
+        assert "5 minutes left" in message_text(thread.last_message)
+
+
 async def test_buttons_and_reactions_keep_working_after_a_restart(
     world: World, settings: Settings, clock: FixedClock, calls: Calls
 ) -> None:

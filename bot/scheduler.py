@@ -23,7 +23,12 @@ from commands.clock import Clock
 from commands.core import prune_events
 from commands.critiques import due_critique_posts
 from commands.discussions import due_discussion_posts
-from commands.gpu import due_gpu_posts, gpu_posts_pending, recover_gpu_jobs
+from commands.gpu import (
+    due_gpu_posts,
+    gpu_posts_pending,
+    prune_job_files,
+    recover_gpu_jobs,
+)
 from commands.grades import due_announcements
 from commands.outbox import Outbox, send
 from commands.reminders import Post, due_reminders
@@ -72,6 +77,7 @@ class ReminderSweeper:
             for course in await session.scalars(self._courses()):
                 posts += await due_reminders(session, course, self.clock.now(), self.hours_before)
             await prune_events(session, self.clock.now())  # retries of old events are over
+            await prune_job_files(session, self.clock.now())  # results long since posted
         for post in posts:
             try:
                 if post.person_id is not None:

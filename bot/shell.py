@@ -13,6 +13,7 @@ Lines starting with ``:`` control the shell itself::
     :attach FILE         attach a file to the next command
     :sweep               deliver due scheduled posts now
     :wait 5              wait 5 seconds (scheduled posts show as they fire)
+    :wait 60 jobs        wait (at most 60 s) until every GPU job is done and posted
     :who                 who and where you are          :quit
 """
 
@@ -33,7 +34,7 @@ from bot.app import App
 from bot.scheduler import ReminderSweeper
 from commands.context import Attachment, Caller, Request, Where
 from commands.replies import Form, Reply, Tone, render_text
-from db.models import Course, CourseBinding, Identity, Person, Platform, Role
+from db.models import Course, CourseBinding, GpuJob, Identity, Person, Platform, Role
 
 META_HELP = __doc__.split("::", 1)[1].rstrip() if __doc__ else ""
 
@@ -125,6 +126,23 @@ class Shell:
         name = person.name if person else f"person {person_id}"
         self.out(self._render(msg, header=f"DM to {name} · coursebot"))
         return str(msg.number)
+
+    async def _wait_for_jobs(self, limit: float) -> None:
+        """Deliver GPU progress and results until no job is waiting to run or to be
+        posted (a script's way to wait for its jobs), or ``limit`` seconds pass."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit
+        while True:
+            await self.sweeper.tick()
+            async with self.app.db.session() as session:
+                pending = await session.scalar(
+                    select(GpuJob.id).where(GpuJob.posted.is_(False)).limit(1)
+                )
+            if pending is None:
+                return
+            if loop.time() >= end:
+                raise ShellError(f"GPU jobs still running after {limit:g} s")
+            await asyncio.sleep(0.1)
 
     # ------------------------------------------------------------------ requests
     @property
@@ -246,12 +264,15 @@ class Shell:
             if not posts:
                 self.out("(nothing scheduled is due)")
         elif cmd == "wait":
-            self._need(args, 1, ":wait SECONDS")
+            self._need(args, 1, ":wait SECONDS [jobs]")
             try:
                 seconds = float(args[0])
             except ValueError:
                 raise ShellError(f"`{args[0]}` is not a number of seconds") from None
-            await asyncio.sleep(seconds)
+            if args[1:2] == ["jobs"]:
+                await self._wait_for_jobs(seconds)
+            else:
+                await asyncio.sleep(seconds)
         elif cmd == "advance":
             self._need(args, 1, ":advance DURATION (e.g. 90s, 15m, 2h)")
             advance = getattr(self.app.clock, "advance", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands.attachments import megabytes, read_bytes
 from commands.context import Attachment, Context
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
 from commands.outbox import Outgoing
@@ -37,12 +39,15 @@ ACCEPT_LATE = True
 #: Private reminders to students still missing a critique: (days relative to the class
 #: day, local time). Default: 6 PM the evening before, and noon on the day.
 REMINDERS: tuple[tuple[int, time], ...] = ((-1, time(18, 0)), (0, time(12, 0)))
+log = logging.getLogger("coursebot.critiques")
+
 #: A ping missed while the bot was down still goes out if at most this late.
 GRACE = timedelta(hours=2)
+#: A ping missed for good within this long is logged (and recorded) as skipped; older
+#: ones are history (a course imported mid-term), not an outage.
+MISSED_LOOKBACK = timedelta(days=2)
 #: Longest question / answer kept (a Discord/Slack modal holds 4000 characters).
 MAX_TEXT = 4000
-#: The longest download of a critique given as a URL (Discord attachments).
-FETCH_TIMEOUT_S = 30
 
 Grade = Literal["pass", "fail"]
 
@@ -127,46 +132,14 @@ async def read_attachment(attachments: tuple[Attachment, ...]) -> tuple[str, byt
     if len(attachments) > 1:
         raise InvalidInput("Attach one PDF only: your critique.")
     att = attachments[0]
-    limit = f"{MAX_BYTES // (1024 * 1024)} MB"
-    if att.size is not None and att.size > MAX_BYTES:
-        raise InvalidInput(f"`{att.name}` is larger than {limit}; make the PDF smaller.")
-    if att.path is not None:
-        try:
-            size = att.path.stat().st_size
-            if size > MAX_BYTES:
-                raise InvalidInput(f"`{att.name}` is larger than {limit}; make the PDF smaller.")
-            data = att.path.read_bytes()
-        except OSError as exc:
-            raise InvalidInput(f"Could not read `{att.name}` ({exc.strerror}).") from None
-    elif att.url:
-        data = await _download(att.url, att.name)
-    else:
-        raise InvalidInput(f"Could not read `{att.name}`: the upload had no file.")
-    if len(data) > MAX_BYTES:
-        raise InvalidInput(f"`{att.name}` is larger than {limit}; make the PDF smaller.")
+    too_large = f"`{att.name}` is larger than {megabytes(MAX_BYTES)}; make the PDF smaller."
+    data = await read_bytes(att, MAX_BYTES, too_large=too_large)
     if not data.startswith(b"%PDF-"):
         raise InvalidInput(
             f"`{att.name}` is not a PDF.",
             hint="Export or print your critique to PDF and attach that.",
         )
     return att.name, data
-
-
-async def _download(url: str, name: str) -> bytes:
-    """Fetch an uploaded file (Discord's CDN), stopping past MAX_BYTES."""
-    import aiohttp
-
-    try:
-        timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as resp:
-            resp.raise_for_status()
-            data = await resp.content.read(MAX_BYTES + 1)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise InvalidInput(
-            f"Could not fetch `{name}` from the chat platform ({type(exc).__name__}).",
-            hint="Try the upload again.",
-        ) from None
-    return data
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -311,6 +284,7 @@ async def due_critique_posts(
     for course in list(await session.scalars(cq)):
         papers = [p for p in await critique_papers(session, course.id) if p.class_date]
         due_now: list[tuple[Paper, _Ping]] = []
+        missed: list[_Ping] = []
         for paper in papers:
             due = deadline_of(course, paper)
             assert due is not None
@@ -320,16 +294,28 @@ async def due_critique_posts(
                     end = min(end, due)
                 if ping.at <= now < end:
                     due_now.append((paper, ping))
-        if not due_now:
+                elif end <= now < end + MISSED_LOOKBACK:
+                    missed.append(ping)
+        if not due_now and not missed:
             continue
         sent = set(
             await session.scalars(
                 select(Notification.key).where(
                     Notification.course_id == course.id,
-                    Notification.key.in_([p.key for _, p in due_now]),
+                    Notification.key.in_([p.key for _, p in due_now] + [p.key for p in missed]),
                 )
             )
         )
+        for ping in missed:  # never sent and now too late: say so once, then forget it
+            if ping.key not in sent:
+                log.warning(
+                    "critique ping %s (at %s) was missed while the bot was down; skipped",
+                    ping.key,
+                    ping.at.isoformat(),
+                )
+                session.add(Notification(course_id=course.id, key=ping.key, sent_at=now))
+        if not due_now:
+            continue
         students: list[Person] | None = None
         for paper, ping in due_now:
             if ping.key in sent:

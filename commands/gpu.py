@@ -5,18 +5,18 @@ and results into messages (an edited progress message, then the result with imag
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands.attachments import megabytes, read_bytes
 from commands.context import Context
 from commands.errors import Forbidden, InvalidInput, NotFound
 from commands.outbox import Outgoing
 from commands.registry import Access, registry
 from commands.replies import FileOut, Reply, Table, Tone
-from db.models import GpuJob, Person
+from db.models import GpuJob, GpuJobFile, Person
 from gpu_queue import queue
 from gpu_queue.demos import catalogue
 
@@ -107,14 +107,22 @@ async def gpu_run(ctx: Context, opts: RunOptions) -> Reply:
         if not sep:
             raise InvalidInput(f"`{item}` is not a parameter: write name=value (see `gpu demos`).")
         raw[name.strip()] = value
+    inputs: dict[str, queue.JobInput] = {}
     if (
         ctx.request.attachments
         and "image" in getattr(catalogue().get(opts.demo), "params", BaseModel).model_fields
     ):
+        # A local path (terminal, Slack) or a URL (Discord): read here, stored with the
+        # job in the database, so a worker on any host can run it.
         att = ctx.request.attachments[0]
-        if att.path is None:
-            raise InvalidInput("The attached image could not be read here; send it as a file.")
-        raw["image"] = str(att.path)
+        limit = queue.input_limit(opts.demo)
+        data = await read_bytes(
+            att,
+            limit,
+            too_large=f"`{att.name}` is larger than {megabytes(limit)}; "
+            "send a smaller image or a shorter clip.",
+        )
+        inputs["image"] = queue.JobInput(att.name, data, att.content_type)
     channel = ctx.request.where.channel or ""
     try:
         job = await queue.submit(
@@ -126,6 +134,7 @@ async def gpu_run(ctx: Context, opts: RunOptions) -> Reply:
             channel=channel,
             now=ctx.now,
             queued_cap=queue.queued_cap_for(ctx.course.gpu_rules or {}, me.id),
+            inputs=inputs,
         )
     except queue.QueueError as exc:
         raise InvalidInput(str(exc)) from None
@@ -251,6 +260,22 @@ async def gpu_posts_pending(session: AsyncSession, *, course_ids: set[int] | Non
     return await session.scalar(q.with_only_columns(GpuJob.id).limit(1)) is not None
 
 
+#: How long a finished job's files (its input and result images) stay in the database:
+#: the result is posted in chat, and `gpu status` still describes the job afterwards.
+FILES_KEPT = timedelta(days=7)
+
+
+async def prune_job_files(session: AsyncSession, now: datetime) -> int:
+    """Delete the files of jobs finished and posted more than FILES_KEPT ago; how many."""
+    old = select(GpuJob.id).where(
+        GpuJob.posted.is_(True),
+        GpuJob.state.in_(queue.FINISHED),
+        GpuJob.finished_at < now - FILES_KEPT,
+    )
+    result = await session.execute(delete(GpuJobFile).where(GpuJobFile.job_id.in_(old)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def recover_gpu_jobs(session: AsyncSession, now: datetime) -> None:
     """Jobs of workers that died (no heartbeat): queued again once if young, otherwise
     expired; either way the next GPU tick tells their owners."""
@@ -281,7 +306,7 @@ async def due_gpu_posts(
             )
         if finished:
             job.posted = True
-            result = _result(job)
+            result = await _result(session, job)
             target = (
                 Outgoing(result, channel=job.channel)
                 if job.channel
@@ -292,13 +317,17 @@ async def due_gpu_posts(
     return out
 
 
-def _result(job: GpuJob) -> Reply:
+async def _result(session: AsyncSession, job: GpuJob) -> Reply:
+    """The result message: the text and the images the worker stored in the database."""
     if job.state == "succeeded":
-        files = []
-        for p in job.result_files:
-            path = Path(p)
-            if path.is_file():
-                files.append(FileOut(path.name, path.read_bytes(), "image/png"))
+        files = [
+            FileOut(f.name, f.data, f.content_type)
+            for f in await session.scalars(
+                select(GpuJobFile)
+                .where(GpuJobFile.job_id == job.id, GpuJobFile.role == queue.OUTPUT)
+                .order_by(GpuJobFile.id)
+            )
+        ]
         return Reply(
             title=f"GPU job #{job.id} ({job.demo}) finished",
             text=job.result_text or "",

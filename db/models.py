@@ -22,6 +22,7 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -649,3 +650,20 @@ class DiscussionCheckin(Base):
     )
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     at: Mapped[datetime]
+
+
+class GpuJobFile(Base):
+    """A GPU job's file, kept in the database so that a worker on another host reads its
+    input and returns its result images without a shared folder: ``input`` (the
+    student's attachment, referred to from the job's params as ``db:<id>``) or
+    ``output`` (a result image the bot posts)."""
+
+    __tablename__ = "gpu_job_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("gpu_jobs.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(8))  # input | output
+    name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]

@@ -13,19 +13,33 @@ Two engines hand jobs to workers (``gpu_queue/procrastinate_app.py``): on SQLite
 procrastinate carries "run job <id>" (deferred in the transaction that inserts the
 row, with the round-robin turn as its priority) and the worker claims that row
 (:func:`claim_job`). No torch here: this module is used by the bot.
+
+**Files travel through the database**, so a worker on another host needs no shared
+folder. An attachment (a parameter named in ``FILE_PARAMS``, e.g. ``image``) is checked
+at submission from a temporary copy (the demo's own validator, plus :data:`CHECKS`),
+then stored as a ``GpuJobFile`` row (role ``input``) in the same transaction as the job;
+the job's params refer to it as ``image = "db:<file id>"`` (:func:`file_ref`). Before a
+job runs, its worker writes those rows to a private temporary folder on its own host and
+hands the demo that path (the file keeps the student's file name); it stores the result
+images as ``output`` rows, which the bot posts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Course, GpuJob
+from db.models import Course, GpuJob, GpuJobFile
 from gpu_queue import procrastinate_app
 
 QUEUED, RUNNING = "queued", "running"
@@ -41,6 +55,13 @@ YOUNG = timedelta(minutes=10)
 #: offered to the workers again this much later (the procrastinate engine).
 RETRY_WAIT = timedelta(seconds=2)
 PAUSED_WAIT = timedelta(seconds=5)
+#: Parameters that name a file: only ever an attachment, stored as a ``GpuJobFile``.
+FILE_PARAMS = ("image",)
+#: How a stored job's params refer to its input file: ``db:<GpuJobFile id>``.
+FILE_REF = "db:"
+#: The largest attachment any demo takes (a demo may take less: :func:`input_limit`).
+MAX_INPUT_BYTES = 50 * 1024 * 1024
+INPUT, OUTPUT = "input", "output"
 
 
 class QueueError(Exception):
@@ -68,6 +89,81 @@ def validate_params(demo_name: str, raw: dict[str, Any]) -> dict[str, Any]:
         raise QueueError(f"Bad parameters for `{demo_name}`: {problems}.") from None
 
 
+@dataclass(frozen=True)
+class JobInput:
+    """An attached file for a job's parameter: its original name and bytes."""
+
+    name: str
+    data: bytes
+    content_type: str | None = None
+
+
+def file_ref(file_id: int) -> str:
+    """The value of a file parameter in a stored job: ``db:<id>``."""
+    return f"{FILE_REF}{file_id}"
+
+
+def ref_id(value: Any) -> int | None:
+    """The ``GpuJobFile`` id a parameter value refers to, or None."""
+    if isinstance(value, str) and value.startswith(FILE_REF) and value[len(FILE_REF) :].isdigit():
+        return int(value[len(FILE_REF) :])
+    return None
+
+
+def safe_name(name: str) -> str:
+    """A file name safe to write anywhere (no folders, no odd characters)."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name.replace("\\", "/")).name).lstrip(".")
+    if len(base) > 100:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[: 100 - len(ext) - 1] + dot + ext) if dot and len(ext) <= 10 else base[:100]
+    return base or "file"
+
+
+def input_limit(demo_name: str) -> int:
+    """The largest attachment ``demo_name`` takes (no torch import)."""
+    from gpu_queue.demos import classify, cnn
+
+    limits = {"cnn": cnn.MAX_IMAGE_BYTES, "classify": classify.MAX_BYTES}
+    return min(limits.get(demo_name, MAX_INPUT_BYTES), MAX_INPUT_BYTES)
+
+
+def _check_cnn_image(path: str) -> None:
+    from gpu_queue.demos.cnn import load_image
+
+    load_image(path)  # Pillow only: reads and resizes the image (no torch)
+
+
+#: Checks of an attached file at submission, beyond the demo's own parameter validator
+#: (``classify`` inspects its file there); they raise ``DemoError`` with the message.
+CHECKS: dict[str, Callable[[str], None]] = {"cnn": _check_cnn_image}
+
+
+def _validate_with_files(
+    demo: str, params: dict[str, Any], inputs: Mapping[str, JobInput]
+) -> dict[str, Any]:
+    """Validate ``params`` with each input written to a temporary file, as the demo will
+    see it on the worker; the clean params with those file params left out."""
+    from gpu_queue.demos import DemoError
+
+    with tempfile.TemporaryDirectory(prefix="coursebot-gpu-check-") as tmp:
+        staged = dict(params)
+        for key, item in inputs.items():
+            path = Path(tmp) / key / safe_name(item.name)
+            path.parent.mkdir()
+            path.write_bytes(item.data)
+            staged[key] = str(path)
+        clean = validate_params(demo, staged)
+        check = CHECKS.get(demo)
+        for key in inputs:
+            if check is not None and clean.get(key):
+                try:
+                    check(str(clean[key]))
+                except DemoError as exc:
+                    raise QueueError(str(exc)) from None
+            clean.pop(key, None)
+    return clean
+
+
 def queued_cap_for(rules: dict[str, Any], person_id: int) -> int:
     """A student's queued-job limit: their own, else the course's, else QUEUED_CAP."""
     limits = rules.get("limits") or {}
@@ -84,8 +180,28 @@ async def submit(
     channel: str,
     now: datetime,
     queued_cap: int = QUEUED_CAP,
+    inputs: Mapping[str, JobInput] | None = None,
 ) -> GpuJob:
-    clean = validate_params(demo, params)
+    """Queue a job; ``inputs``: attached files for file parameters (``image``), checked
+    here and stored with the job (the params then say ``image = "db:<file id>"``)."""
+    inputs = dict(inputs or {})
+    for key in FILE_PARAMS:
+        if key in params:
+            raise QueueError(f"`{key}` is a file: attach it to the command instead of naming it.")
+    for key, item in inputs.items():
+        if key not in FILE_PARAMS:
+            raise QueueError(f"`{key}` does not take a file.")
+        limit = input_limit(demo)
+        if len(item.data) > limit:
+            raise QueueError(
+                f"`{item.name}` is larger than {limit // (1024 * 1024)} MB; send a smaller file."
+            )
+        if not item.data:
+            raise QueueError(f"`{item.name}` is empty.")
+    if inputs:
+        clean = await asyncio.to_thread(_validate_with_files, demo, params, inputs)
+    else:
+        clean = validate_params(demo, params)
     if queued_cap <= 0:
         raise QueueError("The instructor has not allowed you GPU jobs; ask them if you need one.")
     queued = await session.scalar(
@@ -107,6 +223,22 @@ async def submit(
     )
     session.add(job)
     await session.flush()
+    if inputs:  # the files, in this transaction too
+        refs: dict[str, str] = {}
+        for key, item in inputs.items():
+            row = GpuJobFile(
+                job_id=job.id,
+                role=INPUT,
+                name=safe_name(item.name),
+                content_type=item.content_type or "application/octet-stream",
+                data=item.data,
+                created_at=now,
+            )
+            session.add(row)
+            await session.flush()
+            refs[key] = file_ref(row.id)
+        job.params = {**clean, **refs}  # a new dict, so the JSON column is saved
+        await session.flush()
     if procrastinate_app.uses_procrastinate(session):
         # In this transaction: the row and its procrastinate job commit together.
         await procrastinate_app.defer(session, job.id, priority=-await turn(session, job))

@@ -18,6 +18,10 @@ the bot exiting) kills its child and gives the running job back to the queue.
 of a commit: SQLite's ``data_version``, or a cheap look every 50 ms on Postgres); on
 Postgres :meth:`Worker.serve_procrastinate` runs a procrastinate worker (concurrency 1,
 woken by LISTEN/NOTIFY) whose task is :meth:`Worker.run_job`.
+**Files** travel through the database (``GpuJobFile``), so a worker on another host
+needs no shared folder: before a job runs, its input files are written to a private
+temporary folder on this host (removed afterwards) and the demo is given that path;
+the result images are stored as ``output`` rows, which the bot posts.
 Torch is imported only in the child.
 """
 
@@ -28,9 +32,11 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import socket
 import sqlite3
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -40,16 +46,18 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import make_url
 
 from commands.clock import Clock, SystemClock
-from db.models import GpuJob
+from db.models import GpuJob, GpuJobFile
 from db.session import Database
 from gpu_queue import procrastinate_app
 from gpu_queue.queue import (
     CANCELLED,
     FAILED,
+    INPUT,
+    OUTPUT,
     QUEUED,
     RUNNING,
     STALE,
@@ -57,7 +65,9 @@ from gpu_queue.queue import (
     claim,
     claim_job,
     recover,
+    ref_id,
     release,
+    safe_name,
     turn,
 )
 
@@ -160,6 +170,21 @@ def _child_main(conn: Connection, parent_pid: int) -> None:
 # ------------------------------------------------------------------ in the worker
 
 
+class MissingInput(Exception):
+    """A job's input file is not in the database (``str()``: the student's message)."""
+
+
+def _write_inputs(folder: Path, files: dict[str, tuple[str, bytes]]) -> dict[str, str]:
+    """Write each parameter's file (name, bytes) under ``folder``; the paths."""
+    paths = {}
+    for key, (name, data) in files.items():
+        path = folder / key / safe_name(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        paths[key] = str(path)
+    return paths
+
+
 @dataclass
 class _Child:
     proc: BaseProcess
@@ -189,6 +214,8 @@ class Worker:
     ) -> None:
         self.db = db
         self.timeouts = timeouts or {}  # per-demo overrides of the catalogue's limits
+        # This host's data folder; job files travel through the database instead, and
+        # inputs are staged in a private temporary folder per job.
         self.data_dir = data_dir
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock or SystemClock()
@@ -276,14 +303,23 @@ class Worker:
         from gpu_queue.demos import catalogue
 
         limit_s = self.timeouts.get(demo_name, catalogue()[demo_name].timeout_s)
+        folder: Path | None = None
         try:
-            outcome = await self._drive(job_id, demo_name, params, limit_s)
+            try:
+                params, folder = await self._stage_inputs(job_id, params)
+            except MissingInput as exc:
+                outcome: Outcome = ("error", str(exc), None)
+            else:
+                outcome = await self._drive(job_id, demo_name, params, limit_s)
         except asyncio.CancelledError:  # the worker is being stopped (procrastinate abort)
             self._discard_child()
             await asyncio.shield(self._release(job_id))
             raise
         except (EOFError, OSError):  # the child died mid-message
             outcome = ("fail", "The demo stopped without a result.", None)
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
         kind = outcome[0]
         if kind not in ("ok", "error") or not self.warm:
             self._discard_child()  # a child that was killed, failed or is not kept warm
@@ -293,6 +329,39 @@ class Worker:
             await self._release(job_id)
         elif kind != "lost":
             await self._finish(job_id, outcome)
+
+    async def _stage_inputs(
+        self, job_id: int, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], Path | None]:
+        """Write the job's input files (params ``db:<id>``) from the database to a
+        private temporary folder on this host; the params with their paths instead, and
+        the folder (None when the job has no files)."""
+        refs = {k: i for k, v in params.items() if (i := ref_id(v)) is not None}
+        if not refs:
+            return params, None
+        async with self.db.session() as session:
+            rows = {
+                f.id: (f.name, f.data)
+                for f in await session.scalars(
+                    select(GpuJobFile).where(
+                        GpuJobFile.job_id == job_id,
+                        GpuJobFile.role == INPUT,
+                        GpuJobFile.id.in_(list(refs.values())),
+                    )
+                )
+            }
+        missing = [k for k, i in refs.items() if i not in rows]
+        if missing:
+            raise MissingInput(f"The job's attached file ({missing[0]}) is gone; run it again.")
+        folder = Path(tempfile.mkdtemp(prefix=f"coursebot-gpu-{job_id}-"))  # mode 0700
+        try:
+            paths = await asyncio.to_thread(
+                _write_inputs, folder, {k: rows[i] for k, i in refs.items()}
+            )
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return {**params, **paths}, folder
 
     async def _drive(
         self, job_id: int, demo_name: str, params: dict[str, Any], limit_s: float
@@ -371,17 +440,27 @@ class Worker:
                 return  # cancelled while finishing, or no longer ours: keep that
             job.finished_at = self.now()
             if kind == "ok":
-                folder = self.data_dir / "gpu" / str(job_id)
-                folder.mkdir(parents=True, exist_ok=True)
-                paths = []
+                # The result images go to the database (the bot may be on another host).
+                await session.execute(
+                    delete(GpuJobFile).where(GpuJobFile.job_id == job_id, GpuJobFile.role == OUTPUT)
+                )
+                names = []
                 for name, data in images or []:
-                    path = folder / Path(name).name
-                    path.write_bytes(data)
-                    paths.append(str(path))
+                    names.append(safe_name(name))
+                    session.add(
+                        GpuJobFile(
+                            job_id=job_id,
+                            role=OUTPUT,
+                            name=names[-1],
+                            content_type="image/png",
+                            data=data,
+                            created_at=self.now(),
+                        )
+                    )
                 job.state, job.result_text, job.result_files, job.progress = (
                     SUCCEEDED,
                     first,
-                    paths,
+                    names,
                     1.0,
                 )
             elif kind == "cancelled":

@@ -9,6 +9,7 @@ import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select, update
 
 import commands.critiques  # noqa: F401  (declares the critique commands)
@@ -19,6 +20,7 @@ from commands.context import Attachment, Caller, Request, Where
 from commands.critiques import MAX_BYTES, critique_pings, due_critique_posts
 from commands.replies import Reply, render_text
 from db.models import Course, Critique, Paper, Person, Platform
+from tests.http_fakes import file_server
 
 #: Paper #5 (SlowFast) is on Wed 2023-08-30: critiques due 1 PM EDT = 17:00 UTC.
 DUE_5 = datetime(2023, 8, 30, 17, 0, tzinfo=UTC)
@@ -210,7 +212,9 @@ async def test_list_grade_export_and_privacy(app, settings, tmp_path) -> None:  
     assert names == sorted(names, key=str.lower) and "Bertasius, Gedas" not in names
 
 
-async def test_pings_dst_restart_and_moved_date(settings: Settings, tmp_path: Path) -> None:
+async def test_pings_dst_restart_and_moved_date(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = FixedClock(datetime(2023, 11, 5, 22, 59, tzinfo=UTC))
     app = await start_app(settings, clock=clock)
     posts: list[tuple[str, str]] = []
@@ -261,8 +265,13 @@ async def test_pings_dst_restart_and_moved_date(settings: Settings, tmp_path: Pa
     clock.at = datetime(2023, 11, 6, 18, 30, tzinfo=UTC)
     app = await start_app(settings, clock=clock)
     try:
+        caplog.clear()
         await tick()
         await tick()
+        skipped = [
+            r.getMessage() for r in caplog.records if "missed while the bot" in r.getMessage()
+        ]
+        assert len(skipped) == 1 and "remind+0d1200" in skipped[0], skipped  # noon EST
         assert posts == [
             (
                 "announcements",
@@ -274,8 +283,12 @@ async def test_pings_dst_restart_and_moved_date(settings: Settings, tmp_path: Pa
         # Long after, a missed closing post of another paper is skipped, not sent late.
         posts.clear()
         clock.at = datetime(2023, 11, 15, 21, 0, tzinfo=UTC)  # #29 MERLOT closed at 18:00
+        caplog.clear()
         await tick()
         assert not any("MERLOT" in t for _, t in posts)
+        assert any(
+            "closed" in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records
+        )
 
         # The instructor moves #28 to a later date: the pings move with the deadline.
         async with app.db.transaction() as s:
@@ -297,25 +310,11 @@ async def test_pings_dst_restart_and_moved_date(settings: Settings, tmp_path: Pa
 async def test_upload_by_url(app, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """An attachment given as a URL (as Discord hands it over) is fetched (with the size cap); a failed
     download is a clear error and stores nothing."""
-    from aiohttp import web
-
-    async def serve(request: web.Request) -> web.Response:
-        if request.path == "/ok.pdf":
-            return web.Response(body=PDF + b"via url", content_type="application/pdf")
-        return web.Response(status=404)
-
-    server = web.Application()
-    server.router.add_get("/{name}", serve)
-    runner = web.AppRunner(server)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with file_server({"ok.pdf": PDF + b"via url"}) as base:
         app.clock.at = BEFORE_5
 
         def by_url(name: str) -> Request:
-            att = Attachment(name, url=f"http://127.0.0.1:{port}/{name}")
+            att = Attachment(name, url=f"{base}/{name}")
             return Request(
                 Platform.TERMINAL,
                 "default",
@@ -332,5 +331,3 @@ async def test_upload_by_url(app, tmp_path) -> None:  # type: ignore[no-untyped-
         assert not r.is_error, r.text
         mine = await say(app, "alice", "critique file 5")
         assert mine.files[0].data == PDF + b"via url"
-    finally:
-        await runner.cleanup()

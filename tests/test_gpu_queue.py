@@ -1,20 +1,24 @@
 """The GPU queue on SQLite and Postgres: fair order, caps, a real worker process per job,
-cancellation, recovery after a dead worker, and results posted once."""
+cancellation, recovery after a dead worker, results posted once, and attachments (a
+path or, as Discord gives them, a URL) that travel to the worker through the database."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from commands.context import Caller, Request, Where
+from commands.context import Attachment, Caller, Request, Where
 from commands.gpu import due_gpu_posts
 from commands.replies import render_text
-from db.models import Course, GpuJob, Person, Platform
+from db.models import Course, GpuJob, GpuJobFile, Person, Platform
 from gpu_queue import queue
 from gpu_queue.worker import Worker
+from tests.http_fakes import file_server
 
 NOW = datetime(2023, 9, 1, 15, 0, tzinfo=UTC)
 
@@ -90,6 +94,17 @@ async def test_a_job_runs_in_a_worker_process_and_its_result_is_posted_once(
     out = await transcript.say("gpu status 1")
     assert "not yours" in out
 
+    # A week after, the job's files are pruned; the job itself (and `gpu status`) stays.
+    from commands.gpu import prune_job_files
+
+    async with app.db.transaction() as s:
+        assert await prune_job_files(s, app.clock.now() + timedelta(days=6)) == 0
+        assert await prune_job_files(s, app.clock.now() + timedelta(days=8)) == 2
+    async with app.db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(GpuJobFile)) == 0
+    await transcript.say(":as alice")
+    assert "succeeded" in await transcript.say("gpu status 1")
+
 
 async def test_cancel_kills_a_running_job(app, tmp_path) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("torch", reason="torch is installed by the `demos` extra (make test)")
@@ -161,14 +176,19 @@ def test_the_shell_starts_a_worker_process_that_runs_jobs(tmp_path) -> None:  # 
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cb.db",
         "COURSEBOT_DATA_DIR": str(tmp_path),
     }
-    script = "gpu run conv2d\n" + ":wait 1\n:sweep\n" * 30
+    script = "gpu run conv2d\n:wait 90 jobs\n"
     out = subprocess.run(
         [str(Path(sys.executable).parent / "coursebot"), "shell", "--as", "alice"],
         input=script, cwd=root, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert "GPU job #1 (conv2d) finished" in out.stdout, out.stderr[-2000:]
-    assert "18  56  80  88" in out.stdout
-    assert (tmp_path / "gpu" / "1" / "conv2d-steps.png").is_file()
+    assert "18  56  80  88" in out.stdout and "conv2d-steps.png" in out.stdout
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "cb.db") as db:  # the images are in the database
+        names = [n for (n,) in db.execute("SELECT name FROM gpu_job_files WHERE role = 'output'")]
+    assert "conv2d-steps.png" in names
+    assert not (tmp_path / "gpu").exists()  # ... not files in the data folder
 
 
 async def test_a_job_over_its_time_limit_is_stopped(app, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -207,3 +227,116 @@ async def test_instructor_pauses_resumes_and_limits_the_queue(app, tmp_path) -> 
     r = await app.core.handle_text(req("alice"), "gpu run conv2d")
     assert r.is_error and "the limit is 3" in r.text
     del worker
+
+
+# ------------------------------------------------------- attachments, files in the DB
+
+
+def png(shade: int = 0) -> bytes:
+    """A small grayscale PNG: a bright square on a dark ground."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    im = Image.new("L", (120, 80), shade)
+    ImageDraw.Draw(im).rectangle((70, 10, 110, 60), fill=255)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def with_files(user: str, *attachments: Attachment) -> Request:
+    return Request(
+        Platform.TERMINAL,
+        "default",
+        Caller(Platform.TERMINAL, user, user),
+        Where("general"),
+        attachments=attachments,
+    )
+
+
+async def stored_files(app) -> list[tuple[int, str, str, bytes]]:  # type: ignore[no-untyped-def]
+    async with app.db.session() as s:
+        rows = await s.scalars(select(GpuJobFile).order_by(GpuJobFile.id))
+        return [(f.job_id, f.role, f.name, f.data) for f in rows]
+
+
+async def test_a_discord_attachment_url_runs_cnn_on_a_worker_on_another_host(
+    app, settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Discord hands over a URL only: the bot fetches it, stores it with the job; a worker
+    whose data folder is elsewhere (another host) runs it from the database and stores
+    the result images there; the bot posts them once."""
+    pytest.importorskip("torch", reason="torch is installed by the `demos` extra (make test)")
+    image = png()
+    async with file_server({"frame.png": image}) as base:
+        att = Attachment("frame.png", url=f"{base}/frame.png", content_type="image/png")
+        r = await app.core.handle_text(with_files("alice", att), "gpu run cnn classes=3")
+        assert not r.is_error, r.text
+    [(job_id, role, name, data)] = await stored_files(app)
+    assert (role, name, data) == ("input", "frame.png", image)
+    async with app.db.session() as s:
+        job = await s.get(GpuJob, job_id)
+        assert job is not None and job.params["image"] == queue.file_ref(1)  # "db:1"
+    r = await app.core.handle_text(req("alice"), "gpu run cnn classes=3")  # the sample
+    assert not r.is_error, r.text
+
+    host = tmp_path / "gpu-host"  # not the bot's data folder: nothing is shared
+    worker = Worker(app.db, host, name="gpu-host:gpu0", clock=app.clock)
+    before = set(Path(tempfile.gettempdir()).glob("coursebot-gpu-*"))
+    try:
+        assert await worker.run_once() == job_id
+        assert await worker.run_once() == job_id + 1
+    finally:
+        worker.close()
+    assert set(Path(tempfile.gettempdir()).glob("coursebot-gpu-*")) <= before  # cleaned up
+    assert not (settings.data_dir / "gpu").exists() and not host.exists()
+    outputs = [(j, n) for j, r_, n, _ in await stored_files(app) if r_ == "output"]
+    assert [n for j, n in outputs if j == job_id] == [
+        "cnn-input.png", "cnn-conv1.png", "cnn-pool.png", "cnn-conv2.png"
+    ]  # fmt: skip
+
+    async with app.db.transaction() as s:
+        posts = await due_gpu_posts(s, NOW)
+    results = {o.reply.title: o.reply for _, o in posts if o.edit_key is None}
+    mine = results[f"GPU job #{job_id} (cnn) finished"]
+    sample = results[f"GPU job #{job_id + 1} (cnn) finished"]
+    assert [f.name for f in mine.files] == [n for j, n in outputs if j == job_id]
+    assert all(f.data.startswith(b"\x89PNG") and f.mime == "image/png" for f in mine.files)
+    assert mine.text != sample.text  # the network saw the attached image, not the sample
+    assert mine.files[0].data != sample.files[0].data
+    async with app.db.transaction() as s:
+        assert [o for _, o in await due_gpu_posts(s, NOW) if o.edit_key is None] == []  # once
+
+
+async def test_bad_attachments_are_refused_at_submission_and_nothing_is_stored(
+    app, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image at all")
+    huge = tmp_path / "huge.mp4"
+    with huge.open("wb") as f:  # sparse: 50 MB + 1 byte
+        f.truncate(50 * 1024 * 1024 + 1)
+    big_png = png() + b"\0" * (10 * 1024 * 1024)  # over cnn's 10 MB
+    async with file_server({"big.png": big_png, "notes.png": notes.read_bytes()}) as base:
+        cases = [
+            ("gpu run cnn", Attachment("notes.png", path=notes), "not an image Pillow can read"),
+            ("gpu run cnn", Attachment("notes.png", url=f"{base}/notes.png"), "not an image"),
+            ("gpu run cnn", Attachment("big.png", url=f"{base}/big.png"), "larger than 10 MB"),
+            ("gpu run cnn", Attachment("gone.png", url=f"{base}/gone.png"), "Could not fetch"),
+            ("gpu run classify", Attachment("notes.png", path=notes), "neither an image nor"),
+            ("gpu run classify", Attachment("huge.mp4", path=huge), "larger than 50 MB"),
+            (
+                "gpu run classify",
+                Attachment("clip.mp4", url=f"{base}/clip.mp4", size=60 * 1024 * 1024),
+                "larger than 50 MB",
+            ),
+        ]
+        for line, att, message in cases:
+            r = await app.core.handle_text(with_files("alice", att), line)
+            assert r.is_error and message in r.text, (line, att.name, r.text)
+    r = await app.core.handle_text(req("alice"), f"gpu run cnn image={notes}")
+    assert r.is_error and "attach it" in r.text  # never a path on the bot's host
+    async with app.db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(GpuJob)) == 0
+    assert await stored_files(app) == []

@@ -20,7 +20,7 @@ from sqlalchemy import select, text
 
 from commands.gpu import due_gpu_posts
 from commands.replies import render_text
-from db.models import Course, GpuJob, Person
+from db.models import Course, GpuJob, GpuJobFile, Person
 from gpu_queue import procrastinate_app, queue
 from gpu_queue.worker import OOM_MESSAGE, Worker, run_demo, worker_main
 
@@ -145,6 +145,52 @@ async def test_a_procrastinate_worker_runs_a_committed_job_once(app, tmp_path) -
         posts = await due_gpu_posts(s, datetime.now(UTC))
     results = [o for _, o in posts if o.edit_key is None]
     assert len(results) == 1 and "finished" in render_text(results[0].reply)
+
+
+@torch_needed
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_a_gpu_host_worker_reads_the_input_and_returns_images_through_the_database(
+    app, settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """A procrastinate worker on "another host" (its own data folder, nothing shared):
+    the attached image reaches it from the database, the result images go back there,
+    and the bot posts them once."""
+    import io
+
+    from PIL import Image
+
+    await clear_procrastinate(app)
+    people, course = await ids_and_course(app)
+    buf = io.BytesIO()
+    Image.new("L", (64, 48), 200).save(buf, format="PNG")
+    async with app.db.transaction() as s:
+        job = await queue.submit(
+            s, course_id=course, person_id=people["alice"], demo="cnn", params={"classes": 3},
+            channel="general", now=datetime.now(UTC),
+            inputs={"image": queue.JobInput("my photo.png", buf.getvalue(), "image/png")},
+        )  # fmt: skip
+        job_id = job.id
+        [ref] = [v for k, v in job.params.items() if k == "image"]
+    host = tmp_path / "gpu-host-2"
+    worker = Worker(app.db, host, name="gpu-host-2:gpu0")
+    serving = asyncio.create_task(worker.serve_procrastinate(app.db.url))
+    try:
+        done = await until(app, job_id, ("succeeded", "failed"))
+    finally:
+        worker.stop.set()
+        await asyncio.wait_for(serving, 30)
+    assert done.state == "succeeded", done.error
+    assert done.params["image"] == ref and queue.ref_id(ref) is not None
+    assert not host.exists() and not (settings.data_dir / "gpu").exists()
+    async with app.db.session() as s:
+        files = [(f.role, f.name) for f in await s.scalars(select(GpuJobFile).order_by("id"))]
+    assert files[0] == ("input", "my_photo.png") and len(files) == 5
+    async with app.db.transaction() as s:
+        posts = await due_gpu_posts(s, datetime.now(UTC))
+    [result] = [o.reply for _, o in posts if o.edit_key is None]
+    assert [f.name for f in result.files] == [n for r, n in files if r == "output"]
+    async with app.db.transaction() as s:
+        assert [o for _, o in await due_gpu_posts(s, datetime.now(UTC)) if not o.edit_key] == []
 
 
 @pytest.mark.parametrize("backend", ["postgres"])

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated, Any
 
 import aiohttp
@@ -23,6 +24,7 @@ from bot.slack import SlackBot, run_slack, slack_mode
 from bot.slack import blocks as bk
 from bot.slack.bot import ChannelPacer, missing_form_options, unescape
 from commands import load_registry
+from commands.clock import FixedClock
 from commands.context import Context
 from commands.core import CommandCore
 from commands.registry import Access, LongText, Registry
@@ -528,6 +530,43 @@ async def test_outbox_posts_edits_threads_and_dms(slack: Harness) -> None:
     fake.fail_once["chat.postMessage"] = "not_in_channel"
     await bot.post(course_id, "general", Reply(text="hello"))
     assert fake.of("conversations.join") == [{"channel": "CGENERAL"}]
+
+
+async def test_a_discussion_opens_a_thread_per_group_on_slack(slack: Harness) -> None:
+    """`discussion start` on Slack: one message per breakout group in #discussions that
+    mentions its linked members; its thread gets the question and the timer's warning."""
+    bot, fake = slack.bot, slack.fake
+    fake.channels["discussions"] = "CDISCUSS"
+    assert isinstance(bot.app.clock, FixedClock)
+    for line in ('discussion add 5 "Why so few channels?"', "discussion accept 5"):
+        await slack.reply_to(await slack.command(line, user="gedas"))
+    await slack.command("discussion start 5 groups=2 minutes=10", user="gedas")
+    started = await fake.wait_for("chat.postMessage", lambda a: "2 groups" in texts(a["blocks"]))
+    assert started["channel"] == "CGENERAL"  # the summary where the command was typed
+    opened = [
+        await fake.wait_for(
+            "chat.postMessage",
+            lambda a, n=n: (
+                a["channel"] == "CDISCUSS" and f"Group {n} · paper #5" in texts(a["blocks"])
+            ),
+        )
+        for n in (1, 2)
+    ]
+    assert all("Why so few channels?" in texts(o["blocks"]) for o in opened)
+    mentioned = " ".join(texts(o["blocks"]) for o in opened)
+    assert "<@UALICE>" in mentioned and "<@UBOB>" in mentioned  # the linked students
+    assert "<@UGEDAS>" not in mentioned  # staff are not in groups
+
+    bot.app.clock.advance(timedelta(minutes=5))
+    await bot.sweeper.tick()
+    for o in opened:
+        warn = await fake.wait_for(
+            "chat.postMessage",
+            lambda a, ts=o["ts"]: (
+                a.get("thread_ts") == ts and "5 minutes left" in texts(a["blocks"])
+            ),
+        )
+        assert warn["channel"] == "CDISCUSS"
 
 
 async def test_direct_message_with_a_file_attaches_it(slack: Harness) -> None:

@@ -211,6 +211,14 @@ async def propose_questions(
     return made
 
 
+async def _for_edit(ctx: Context, number: int) -> tuple[Paper, Discussion]:
+    """The paper and its discussion, if its questions may still change."""
+    paper = await discussion_paper(ctx.session, ctx.course.id, number)
+    d = await discussion_of(ctx.session, ctx.course, paper)
+    _editable(d, paper)
+    return paper, d
+
+
 def _editable(discussion: Discussion, paper: Paper) -> None:
     if discussion.state in ("running", "ended"):
         raise Conflict(
@@ -417,9 +425,7 @@ class ProposeOptions(BaseModel):
     examples=("discussion propose 5", "discussion propose 5 count=7"),
 )
 async def discussion_propose(ctx: Context, opts: ProposeOptions) -> Reply:
-    paper = await discussion_paper(ctx.session, ctx.course.id, opts.paper)
-    d = await discussion_of(ctx.session, ctx.course, paper)
-    _editable(d, paper)
+    paper, d = await _for_edit(ctx, opts.paper)
     submitted = await submitted_questions(ctx.session, paper)
     if not submitted:
         raise Conflict(
@@ -448,9 +454,7 @@ async def discussion_propose_button(
     examples=("discussion accept 5",),
 )
 async def discussion_accept(ctx: Context, opts: PaperRef) -> Reply:
-    paper = await discussion_paper(ctx.session, ctx.course.id, opts.paper)
-    d = await discussion_of(ctx.session, ctx.course, paper)
-    _editable(d, paper)
+    paper, d = await _for_edit(ctx, opts.paper)
     qs = await compiled(ctx.session, d)
     if not qs:
         raise Conflict(
@@ -477,9 +481,7 @@ class EditOptions(BaseModel):
 async def _question(
     ctx: Context, paper_no: int, number: int
 ) -> tuple[Paper, Discussion, DiscussionQuestion]:
-    paper = await discussion_paper(ctx.session, ctx.course.id, paper_no)
-    d = await discussion_of(ctx.session, ctx.course, paper)
-    _editable(d, paper)
+    paper, d = await _for_edit(ctx, paper_no)
     qs = await compiled(ctx.session, d)
     found = next((q for q in qs if q.position == number), None)
     if found is None:
@@ -521,9 +523,7 @@ class AddOptions(BaseModel):
     examples=('discussion add 5 "Would SlowFast work on audio?"',),
 )
 async def discussion_add(ctx: Context, opts: AddOptions) -> Reply:
-    paper = await discussion_paper(ctx.session, ctx.course.id, opts.paper)
-    d = await discussion_of(ctx.session, ctx.course, paper)
-    _editable(d, paper)
+    paper, d = await _for_edit(ctx, opts.paper)
     text = _clean_question(opts.text)
     qs = await compiled(ctx.session, d)
     ctx.session.add(
@@ -566,9 +566,7 @@ async def discussion_remove(ctx: Context, opts: RemoveOptions) -> Reply:
     examples=("discussion checkin 5",),
 )
 async def discussion_checkin(ctx: Context, opts: PaperRef) -> Reply:
-    paper = await discussion_paper(ctx.session, ctx.course.id, opts.paper)
-    d = await discussion_of(ctx.session, ctx.course, paper)
-    _editable(d, paper)
+    paper, _ = await _for_edit(ctx, opts.paper)
     return Reply(
         title=f"Discussion of {paper_label(paper)}",
         text="Breakout groups are made from the students who are here: press the button.",

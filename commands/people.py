@@ -10,7 +10,7 @@ from commands.context import Context
 from commands.coursefile import link_identity
 from commands.errors import Conflict, InvalidInput, NotFound
 from commands.parsing import describe_option
-from commands.registry import Access, registry
+from commands.registry import Access, Command, registry
 from commands.replies import Reply, Section, Table, Tone
 from db.models import Identity, Person, Platform
 
@@ -72,6 +72,13 @@ class HelpOptions(BaseModel):
     command: list[str] = Field(default_factory=list, description="a command to explain")
 
 
+def _listing(cmds: list[Command]) -> str:
+    """One line per command: its usage and what it does."""
+    return "\n".join(
+        f"`{c.usage()}`{' + file' if c.attachment else ''} — {c.description}" for c in cmds
+    )
+
+
 @registry.command(
     "help",
     "What you can run here, or how to use one command",
@@ -82,6 +89,19 @@ class HelpOptions(BaseModel):
 )
 async def help_(ctx: Context, opts: HelpOptions) -> Reply:
     visible = ctx.registry.visible_to(ctx.person)
+    group = list(opts.command)
+    if len(group) == 1 and not any(c.path == tuple(group) for c in ctx.registry):
+        family = [c for c in ctx.registry if c.path[0] == group[0]]
+        mine = [c for c in family if c in visible]
+        if mine:  # `help discussion`: that family's commands this caller may run
+            body = _listing(mine)
+            hidden = len(family) - len(mine)
+            more = f" ({hidden} more are for staff.)" if hidden else ""
+            return Reply(
+                title=f"help: {group[0]}",
+                text=f"Type `help {mine[0].name}` for one command's details.{more}",
+                sections=[Section(heading=group[0], body=body)],
+            )
     if opts.command:
         cmd, _ = ctx.registry.match(opts.command)
         lines = [cmd.description + ".", f"Usage: `{cmd.usage()}`"]
@@ -104,10 +124,7 @@ async def help_(ctx: Context, opts: HelpOptions) -> Reply:
     for group, cmds in topics:
         mine = [c for c in cmds if c in visible]
         if mine:
-            body = "\n".join(
-                f"`{c.usage()}`{' + file' if c.attachment else ''} — {c.description}" for c in mine
-            )
-            sections.append(Section(heading=group, body=body))
+            sections.append(Section(heading=group, body=_listing(mine)))
     who = (
         f"You are {ctx.person.name} ({ctx.person.role.value})."
         if ctx.person

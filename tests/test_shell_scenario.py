@@ -23,6 +23,9 @@ async def test_walk_the_sample_course_as_several_users(transcript: Transcript) -
     out = await t.say("help")
     assert "You are Alice Chen (student)" in out
     assert "register list" not in out  # students do not
+    out = await t.say("help discussion")  # a family of commands: the ones she may run
+    assert "discussion group" in out and "discussion start" not in out
+    assert "are for staff" in out and "✗" not in out
 
     out = await t.say("papers critique")
     assert "10 critique papers" in out

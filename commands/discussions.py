@@ -5,8 +5,8 @@ everyone back; ``discussion end`` posts a summary.
 
 A discussion moves ``draft`` (questions proposed) → ``accepted`` → ``running`` →
 ``ended``. The groups mix people who have been together least: the groups of every
-earlier discussion in the course are the pair history, and the remaining sessions are
-planned together (commands/grouping.py), re-planned from who is present each time.
+earlier discussion in the course are the pair history, and each session's groups are
+planned from it and from who is actually present (commands/grouping.py).
 Timer posts are computed from ``started_at`` and recorded once (as battle timers)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.context import Context
-from commands.critiques import paper_label
+from commands.critiques import course_students, paper_label
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
 from commands.outbox import Outgoing
 from commands.people import find_person
@@ -132,51 +132,25 @@ async def submitted_questions(session: AsyncSession, paper: Paper) -> list[tuple
 
 
 async def pair_history(
-    session: AsyncSession, course_id: int, *, exclude: int | None = None
-) -> Counter[tuple[int, int]]:
-    """How often each pair of people shared a breakout group in the course so far."""
-    q = (
-        select(DiscussionGroup.members)
-        .join(Discussion, Discussion.id == DiscussionGroup.discussion_id)
-        .where(Discussion.course_id == course_id, Discussion.state.in_(("running", "ended")))
-    )
-    if exclude is not None:
-        q = q.where(Discussion.id != exclude)
-    history: Counter[tuple[int, int]] = Counter()
-    for members in await session.scalars(q):
-        for a, b in combinations(sorted(int(m) for m in members), 2):
-            history[(a, b)] += 1
-    return history
+    session: AsyncSession, course_id: int, *, exclude: int
+) -> tuple[Counter[frozenset[int]], int]:
+    """How often each pair of people shared a breakout group in the course's other
+    discussions (held or running), and how many discussions that is."""
+    from commands import grouping
 
-
-async def earlier_discussions(session: AsyncSession, course_id: int, exclude: int) -> list[int]:
-    """The ids of the course's discussions held (or running) before this one."""
-    return list(
-        await session.scalars(
-            select(Discussion.id).where(
+    rows = (
+        await session.execute(
+            select(DiscussionGroup.discussion_id, DiscussionGroup.members)
+            .join(Discussion, Discussion.id == DiscussionGroup.discussion_id)
+            .where(
                 Discussion.course_id == course_id,
                 Discussion.state.in_(("running", "ended")),
                 Discussion.id != exclude,
             )
         )
-    )
-
-
-async def remaining_sessions(session: AsyncSession, course_id: int) -> int:
-    """Discussions still to hold in the course (this one included), at least 1."""
-    papers = await session.scalars(
-        select(Paper.id).where(
-            Paper.course_id == course_id, Paper.discussion.is_(True) | Paper.critique.is_(True)
-        )
-    )
-    held = set(
-        await session.scalars(
-            select(Discussion.paper_id).where(
-                Discussion.course_id == course_id, Discussion.state.in_(("running", "ended"))
-            )
-        )
-    )
-    return max(1, len([p for p in papers if p not in held]))
+    ).all()
+    history = grouping.pair_counts([[[int(m) for m in members]] for _, members in rows])
+    return history, len({discussion for discussion, _ in rows})
 
 
 async def propose_questions(
@@ -302,21 +276,23 @@ async def due_discussion_posts(
     out: list[tuple[int, Outgoing]] = []
     for d in list(await session.scalars(q)):
         end = _ends_at(d)
-        paper = await session.get(Paper, d.paper_id)
-        assert paper is not None
         ticks = []
         if d.minutes > WARN_MINUTES:
             ticks.append(("warn", end - timedelta(minutes=WARN_MINUTES)))
         ticks.append(("end", end))
-        for what, at in ticks:
-            key = f"discussion:{d.id}:{what}"
-            if at > now:
-                continue
-            if await session.scalar(
-                select(Notification.id).where(
-                    Notification.course_id == d.course_id, Notification.key == key
+        keys = {what: f"discussion:{d.id}:{what}" for what, at in ticks if at <= now}
+        if not keys:
+            continue
+        sent = set(
+            await session.scalars(
+                select(Notification.key).where(
+                    Notification.course_id == d.course_id, Notification.key.in_(keys.values())
                 )
-            ):
+            )
+        )
+        for what, at in ticks:
+            key = keys.get(what)
+            if key is None or key in sent:
                 continue
             session.add(Notification(course_id=d.course_id, key=key, sent_at=now))
             late = now - at
@@ -346,6 +322,8 @@ async def due_discussion_posts(
                     )
                 )
             if what == "end":
+                paper = await session.get(Paper, d.paper_id)
+                assert paper is not None
                 out.append(
                     (
                         d.course_id,
@@ -608,36 +586,23 @@ class StartOptions(BaseModel):
     )
 
 
-async def _present(
-    ctx: Context, d: Discussion, absent: Sequence[str]
-) -> tuple[list[Person], str, list[int]]:
-    """The students to put in groups, where that list came from, and the whole roster
-    (expected at the later sessions)."""
-    students = list(
-        await ctx.session.scalars(
-            select(Person)
-            .where(Person.course_id == ctx.course.id, Person.role == Role.STUDENT)
-            .order_by(Person.name)
-        )
-    )
+async def _present(ctx: Context, d: Discussion, absent: Sequence[str]) -> tuple[list[Person], str]:
+    """The students to put in groups, and where that list came from."""
+    students = await course_students(ctx.session, ctx.course.id)
     checked = set(
         await ctx.session.scalars(
             select(DiscussionCheckin.person_id).where(DiscussionCheckin.discussion_id == d.id)
         )
     )
-    roster = [s.id for s in students]
     source = "everyone on the roster"
     if checked:
         students = [s for s in students if s.id in checked]
         source = "the students who checked in"
-    gone = set()
-    for who in absent:
-        p = await find_person(ctx.session, ctx.course.id, who)
-        gone.add(p.id)
+    gone = {(await find_person(ctx.session, ctx.course.id, who)).id for who in absent}
     if gone:
         students = [s for s in students if s.id not in gone]
         source += f", less {len(gone)} absent"
-    return students, source, roster
+    return students, source
 
 
 @registry.command(
@@ -674,24 +639,16 @@ async def discussion_start(ctx: Context, opts: StartOptions) -> Reply:
             f"The questions for {paper_label(paper)} are proposed but not accepted.",
             hint=f"Review them with `discussion questions {n}`, then `discussion accept {n}`.",
         )
-    present, source, roster = await _present(ctx, d, opts.absent)
+    present, source = await _present(ctx, d, opts.absent)
     n_groups = opts.groups or min(len(qs), max(1, len(present) // 3))
     if not present:
         raise Conflict("No students are present to put in groups.")
     from commands import grouping
 
-    history = await pair_history(ctx.session, ctx.course.id, exclude=d.id)
-    remaining = await remaining_sessions(ctx.session, ctx.course.id)
-    held = len(await earlier_discussions(ctx.session, ctx.course.id, d.id))
+    history, held = await pair_history(ctx.session, ctx.course.id, exclude=d.id)
     try:
         planned = await asyncio.to_thread(
-            grouping.next_groups,
-            [p.id for p in present],
-            n_groups,
-            history,
-            remaining,
-            seed=d.id,
-            roster=roster,
+            grouping.next_groups, [p.id for p in present], n_groups, history, seed=d.id
         )
     except grouping.GroupingError as exc:
         raise InvalidInput(str(exc), hint="Use fewer groups (`groups=N`).") from None
@@ -723,7 +680,7 @@ async def discussion_start(ctx: Context, opts: StartOptions) -> Reply:
         rows.append([str(i), who, question])
     await ctx.session.flush()
     met_before = sum(
-        1 for g in planned for a, b in combinations(sorted(g), 2) if history.get((a, b), 0) > 0
+        1 for g in planned for a, b in combinations(sorted(g), 2) if history[frozenset((a, b))] > 0
     )
     sizes = sorted({len(g) for g in planned})
     size_text = "–".join(str(s) for s in (sizes[0], sizes[-1])) if len(sizes) > 1 else str(sizes[0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,6 +58,21 @@ async def find_person(session: AsyncSession, course_id: int, who: str) -> Person
         f"Nobody on the roster matches `{who}`.",
         hint="Use an email, onyen or part of the name; `register list` shows the roster.",
     )
+
+
+async def linked_accounts(
+    session: AsyncSession, course_id: int, person_ids: Sequence[int], platform: Platform
+) -> dict[int, str]:
+    """The people's linked account ids on ``platform`` (person id → user id); people
+    without one are left out. How an adapter reaches someone (a DM, a mention)."""
+    rows = await session.execute(
+        select(Identity.person_id, Identity.user_id).where(
+            Identity.course_id == course_id,
+            Identity.person_id.in_(person_ids),
+            Identity.platform == platform,
+        )
+    )
+    return {person: user for person, user in rows}
 
 
 async def identities_by_person(session: AsyncSession, course_id: int) -> dict[int, list[Identity]]:

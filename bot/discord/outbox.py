@@ -17,8 +17,9 @@ import discord
 from sqlalchemy import select
 
 from bot.discord.render import render
+from commands.people import linked_accounts
 from commands.replies import Reply
-from db.models import CourseBinding, Identity, Platform
+from db.models import CourseBinding, Platform
 
 if TYPE_CHECKING:
     from bot.discord.client import CourseBot
@@ -62,13 +63,8 @@ class DiscordOutbox:
         A person with no linked Discord account is skipped (logged), as is one who
         does not accept DMs: either way ``""`` is returned."""
         async with self.bot.app.db.session() as session:
-            user_id = await session.scalar(
-                select(Identity.user_id).where(
-                    Identity.course_id == course_id,
-                    Identity.person_id == person_id,
-                    Identity.platform == Platform.DISCORD,
-                )
-            )
+            linked = await linked_accounts(session, course_id, [person_id], Platform.DISCORD)
+        user_id = linked.get(person_id)
         if user_id is None:
             log.info("person %s has no linked Discord account; DM skipped", person_id)
             return ""
@@ -96,16 +92,8 @@ class DiscordOutbox:
         sent = await self.bot.router.send_to(thread, reply)
         if person_ids:
             async with self.bot.app.db.session() as session:
-                user_ids = list(
-                    await session.scalars(
-                        select(Identity.user_id).where(
-                            Identity.course_id == course_id,
-                            Identity.person_id.in_(person_ids),
-                            Identity.platform == Platform.DISCORD,
-                        )
-                    )
-                )
-            for user_id in user_ids:
+                linked = await linked_accounts(session, course_id, person_ids, Platform.DISCORD)
+            for user_id in linked.values():
                 try:
                     await thread.add_user(discord.Object(int(user_id)))
                 except discord.HTTPException:

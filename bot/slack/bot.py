@@ -47,9 +47,10 @@ from commands.context import Attachment, Caller, Request, Where
 from commands.core import CommandCore, new_error_id
 from commands.errors import CourseBotError, UsageError
 from commands.parsing import split_line
+from commands.people import linked_accounts
 from commands.registry import Command
 from commands.replies import Form, Reactions, Reply
-from db.models import CourseBinding, Identity, Platform, RankKind, Role
+from db.models import CourseBinding, Platform, RankKind, Role
 
 log = logging.getLogger("coursebot.slack")
 
@@ -1037,13 +1038,8 @@ class SlackBot:
     async def dm(self, course_id: int, person_id: int, reply: Reply) -> str:
         """A private message to a person through their linked Slack account ("" if none)."""
         async with self.app.db.session() as session:
-            user = await session.scalar(
-                select(Identity.user_id).where(
-                    Identity.course_id == course_id,
-                    Identity.person_id == person_id,
-                    Identity.platform == Platform.SLACK,
-                )
-            )
+            linked = await linked_accounts(session, course_id, [person_id], Platform.SLACK)
+        user = linked.get(person_id)
         if user is None:
             log.debug("person %s has no linked Slack account; DM not sent", person_id)
             return ""
@@ -1064,16 +1060,8 @@ class SlackBot:
         mentions = ""
         if person_ids:
             async with self.app.db.session() as session:
-                users = list(
-                    await session.scalars(
-                        select(Identity.user_id).where(
-                            Identity.course_id == course_id,
-                            Identity.person_id.in_(person_ids),
-                            Identity.platform == Platform.SLACK,
-                        )
-                    )
-                )
-            mentions = " ".join(f"<@{u}>" for u in users)  # Slack's mention syntax, raw
+                linked = await linked_accounts(session, course_id, person_ids, Platform.SLACK)
+            mentions = " ".join(f"<@{u}>" for u in linked.values())  # Slack's mention syntax, raw
         head = f"🧵 *{bk.escape(name)}*" + (f" · {mentions}" if mentions else "")
         blocks = [bk.section_block(head), *bk.reply_blocks(reply)][: bk.MAX_BLOCKS]
         channel_id, _ = await self.resolve_channel(channel)

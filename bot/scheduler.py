@@ -154,33 +154,26 @@ class ReminderSweeper:
         self, interval_seconds: float, tick_seconds: float = 1.0, gpu_seconds: float = 0.05
     ) -> None:
         self._scheduler = AsyncIOScheduler()
-        self._scheduler.add_job(
-            self._gpu_job,
-            "interval",
-            seconds=gpu_seconds,
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=60,
-            id="gpu-posts",
-        )
-        self._scheduler.add_job(
-            self._tick_job,
-            "interval",
-            seconds=tick_seconds,
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=60,
-            id="battle-tick",
-        )
-        self._scheduler.add_job(
-            self._sweep_job,
-            "interval",
-            seconds=interval_seconds,
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=int(max(interval_seconds * 4, 60)),
-            id="reminder-sweep",
-        )
+        jobs = [
+            (self._gpu_job, gpu_seconds, 60, "gpu-posts"),
+            (self._tick_job, tick_seconds, 60, "battle-tick"),
+            (
+                self._sweep_job,
+                interval_seconds,
+                int(max(interval_seconds * 4, 60)),
+                "reminder-sweep",
+            ),
+        ]
+        for job, seconds, grace, name in jobs:
+            self._scheduler.add_job(
+                job,
+                "interval",
+                seconds=seconds,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=grace,
+                id=name,
+            )
         self._scheduler.start()
 
     def stop(self) -> None:

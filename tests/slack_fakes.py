@@ -297,32 +297,10 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
 
-def command_body(
-    text: str,
-    *,
-    command: str = "/course",
-    team: str = "T1",
-    user: str = "UALICE",
-    user_name: str = "alice",
-    channel: str = "CGENERAL",
-    channel_name: str = "general",
-    response_url: str = "",
-    trigger_id: str = "",
-) -> str:
-    """A slash command as Slack posts it (form-encoded)."""
-    return urllib.parse.urlencode(
-        command_payload(
-            text,
-            command=command,
-            team=team,
-            user=user,
-            user_name=user_name,
-            channel=channel,
-            channel_name=channel_name,
-            response_url=response_url,
-            trigger_id=trigger_id,
-        )
-    )
+def command_body(text: str, **fields: str) -> str:
+    """A slash command as Slack posts it (form-encoded); ``fields`` as for
+    :func:`command_payload`."""
+    return urllib.parse.urlencode(command_payload(text, **fields))
 
 
 def command_payload(

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from bench.report import NotRun, error_report, footer, main_table, per_command_table
 from bench.workload import (
+    PG_ADMIN_URL,
     RunResult,
     pg_admin,
     postgres_database,
@@ -42,7 +43,6 @@ from bench.workload import (
     sqlite_database,
 )
 
-PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgres")
 
 

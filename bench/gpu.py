@@ -51,7 +51,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from bench.report import percentile
-from bench.workload import pg_admin, postgres_database
+from bench.workload import PG_ADMIN_URL, pg_admin, postgres_database
 from bot.app import App, start_app
 from bot.settings import SAMPLE_COURSE, Settings
 from commands.gpu import due_gpu_posts, gpu_posts_pending
@@ -59,7 +59,6 @@ from commands.replies import Table, render_table, render_text
 from db.models import Course, GpuJob, Person, Role
 from gpu_queue import procrastinate_app, queue
 
-PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 TRIVIAL = {"grid": "1", "kernel": "1"}  # conv2d on a 1×1 grid: ~50 ms in a warm child
 TARGET_MS = 50.0
 

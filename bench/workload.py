@@ -127,6 +127,10 @@ async def sqlite_database(tmp: Path) -> AsyncIterator[str]:
     yield f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
 
 
+#: The local Postgres (trust auth) the benchmarks make their throwaway databases next to.
+PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
 async def pg_admin(admin_url: str, sql: str) -> None:
     import asyncpg
 

@@ -4,6 +4,7 @@ per test session; tables are emptied after each test."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -59,19 +60,29 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    name = f"coursebot_test_{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def throwaway_pg_database(prefix: str) -> Iterator[str]:
+    """A new, empty Postgres database next to PG_ADMIN_URL (its name), dropped
+    afterwards; the test is skipped, with the reason, if no server answers (not in CI)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     try:
         pg_exec(PG_ADMIN_URL, f'CREATE DATABASE "{name}"')
     except Exception as exc:  # pragma: no cover - depends on the machine
         if os.environ.get("CI"):
             raise
         pytest.skip(f"Postgres at {PG_ADMIN_URL} is not reachable ({exc}); .ci/run starts it")
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
-    upgrade(url)
-    yield url
-    pg_exec(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield name
+    finally:
+        pg_exec(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    with throwaway_pg_database("coursebot_test") as name:
+        url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

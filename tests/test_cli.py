@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from db.models import Base
-from tests.conftest import PG_ADMIN_URL, pg_exec
+from tests.conftest import PG_ADMIN_URL, throwaway_pg_database
 
 REPO = Path(__file__).resolve().parent.parent
 COURSEBOT = Path(sys.executable).with_name("coursebot")
@@ -170,17 +169,8 @@ def _pg_fetch(url: str, sql: str) -> list[tuple[object, ...]]:
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """A throwaway, empty Postgres database (its name); dropped afterwards."""
-    name = f"coursebot_cli_{uuid.uuid4().hex[:8]}"
-    try:
-        pg_exec(PG_ADMIN_URL, f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"Postgres at {PG_ADMIN_URL} is not reachable ({exc})")
-    try:
+    with throwaway_pg_database("coursebot_cli") as name:
         yield name
-    finally:
-        pg_exec(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _pg_upgrade(database: str, scheme: str, tmp_path: Path) -> tuple[str, str]:

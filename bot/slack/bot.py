@@ -918,15 +918,25 @@ class SlackBot:
             )
 
     async def _post(
-        self, reply: Reply, channel: str, thread: str | None, *, files: bool = True
+        self,
+        reply: Reply,
+        channel: str,
+        thread: str | None,
+        *,
+        files: bool = True,
+        lead: tuple[str, str] | None = None,
     ) -> str:
         """chat.postMessage (paced; joins a public channel it is not in), the reactions a
-        poll takes, then its files. Returns ``CHANNEL:TS`` (``:THREAD`` in a thread) of
-        the first message ("" when the reply was only files)."""
+        poll takes, then its files. ``lead`` is raw mrkdwn put before the reply (mentions
+        stay live) and its plain-text form for the notification. Returns ``CHANNEL:TS``
+        (``:THREAD`` in a thread) of the first message ("" when the reply was only files)."""
         first: str | None = None
-        if _has_message(reply):
-            messages = bk.split_messages(bk.reply_blocks(reply))
+        if lead is not None or _has_message(reply):
+            head = [bk.section_block(lead[0])] if lead is not None else []
+            messages = bk.split_messages([*head, *bk.reply_blocks(reply)])
             text = bk.fallback_text(reply)
+            if lead is not None:
+                text = f"{lead[1]}: {text}"
             for i, blocks in enumerate(messages):
                 last = i == len(messages) - 1
                 kwargs: dict[str, Any] = {"channel": channel, "text": text, "blocks": blocks}
@@ -1063,13 +1073,9 @@ class SlackBot:
                 linked = await linked_accounts(session, course_id, person_ids, Platform.SLACK)
             mentions = " ".join(f"<@{u}>" for u in linked.values())  # Slack's mention syntax, raw
         head = f"🧵 *{bk.escape(name)}*" + (f" · {mentions}" if mentions else "")
-        blocks = [bk.section_block(head), *bk.reply_blocks(reply)][: bk.MAX_BLOCKS]
         channel_id, _ = await self.resolve_channel(channel)
         self._remember_forms(reply)
-        resp = await self._post_message(
-            {"channel": channel_id, "text": f"{name}: {bk.fallback_text(reply)}", "blocks": blocks}
-        )
-        return f"{resp.get('channel') or channel_id}:{resp['ts']}"
+        return await self._post(reply, channel_id, None, lead=(head, name))
 
     async def resolve_channel(self, channel: str) -> tuple[str, str | None]:
         """A channel name, id or message ref → (channel id, thread ts or None)."""

@@ -133,7 +133,7 @@ class Shell:
         loop = asyncio.get_running_loop()
         end = loop.time() + limit
         while True:
-            await self.sweeper.tick()
+            await self.sweeper.gpu_tick()
             async with self.app.db.session() as session:
                 pending = await session.scalar(
                     select(GpuJob.id).where(GpuJob.posted.is_(False)).limit(1)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Date,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -667,3 +668,63 @@ class GpuJobFile(Base):
     content_type: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
+
+
+# ----------------------------------------------------------------------------- trust and
+# delivery (issues #15, #16)
+
+
+class OutboxMessage(Base):
+    """A message the bot owes someone, written in the transaction of the change that
+    causes it (the transactional outbox) and sent by the dispatcher afterwards.
+
+    ``status``: pending → sent | unreachable (the person cannot be reached there: no
+    linked account, DMs closed) | failed (kept failing; shown to staff with a retry).
+    ``batch`` groups a mass send (an assignment publish) so its delivery can be counted.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    next_attempt_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+    #: The platform's reference of what was posted (``<channel>:<message>``).
+    ref: Mapped[str | None] = mapped_column(String(200))
+    batch: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: What to send: the fields of :class:`commands.outbox.Outgoing`, the reply as JSON.
+    channel: Mapped[str | None] = mapped_column(String(200))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    remember: Mapped[str | None] = mapped_column(String(100))
+    edit_key: Mapped[str | None] = mapped_column(String(100))
+    thread_name: Mapped[str | None] = mapped_column(String(200))
+    members: Mapped[list[Any]] = mapped_column(default=list)
+    in_thread: Mapped[str | None] = mapped_column(String(100))
+    reply: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AuditEntry(Base):
+    """One staff action that changed someone else's record: append-only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    #: Who acted (None: the CLI or the bot itself) and their name at the time.
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(200))
+    #: What kind of change: ``grade.set``, ``critique.grade``, ``assign.publish``, …
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    #: Whose record changed (None for course-wide changes) and their name at the time.
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    subject: Mapped[str] = mapped_column(String(200), default="")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    before: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    after: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reason: Mapped[str | None] = mapped_column(Text)

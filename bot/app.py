@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from bot.settings import Settings
 from commands import load_registry
-from commands.clock import Clock, ShiftedClock, SystemClock, parse_instant
+from commands.clock import Clock, FixedClock, ShiftedClock, SystemClock, parse_instant
 from commands.core import CommandCore
 from commands.coursefile import ImportReport, import_course, parse_course_file
 from commands.errors import InvalidInput
@@ -32,38 +32,61 @@ class App:
         await self.db.dispose()
 
 
-def make_clock(settings: Settings) -> Clock:
+def make_clock(settings: Settings, tz: str = "America/New_York", *, virtual: bool = False) -> Clock:
+    """The real clock, or with ``--now`` a pretend one read in ``tz`` (the course's
+    zone): ``virtual`` stands still until moved (scripted shells: ``:advance``), else it
+    runs on from that instant."""
     if settings.now:
         try:
-            return ShiftedClock(parse_instant(settings.now, "America/New_York"))
+            start = parse_instant(settings.now, tz)
         except ValueError:
             raise InvalidInput(
                 f"--now / COURSEBOT_NOW `{settings.now}` is not a date and time; "
-                "use e.g. 2023-08-25T10:00 (New York time) or 2023-08-25T14:00+00:00."
+                f"use e.g. 2023-08-25T10:00 ({tz} time) or 2023-08-25T14:00+00:00."
             ) from None
+        return FixedClock(start) if virtual else ShiftedClock(start)
     return SystemClock()
 
 
+async def course_zone(db: Database, course_key: str | None = None) -> str:
+    """The IANA zone of the course (the first one, or ``course_key``'s)."""
+    async with db.session() as session:
+        q = select(Course.timezone).order_by(Course.id).limit(1)
+        if course_key:
+            q = q.where(Course.key == course_key)
+        return await session.scalar(q) or "America/New_York"
+
+
 async def start_app(
-    settings: Settings, *, load_sample: bool = True, clock: Clock | None = None
+    settings: Settings,
+    *,
+    load_sample: bool = True,
+    clock: Clock | None = None,
+    virtual: bool = False,
 ) -> App:
-    """Migrate the database, load the course file into an empty one, build the core."""
+    """Migrate the database, load the course file into an empty one, build the core.
+    Without ``clock``, ``--now`` is read in the course's own zone (see make_clock)."""
     await upgrade_async(settings.database_url)
     db = Database(settings.database_url)
-    clock = clock or make_clock(settings)
     if load_sample and settings.course_file is not None:
         async with db.session() as session:
             n = await session.scalar(select(func.count()).select_from(Course))
         if not n:
-            report = await import_course_file(db, settings.course_file, clock)
+            report = await import_course_file(db, settings.course_file, clock or SystemClock())
             log.info("loaded %s into an empty database", settings.course_file)
             log.debug(report.summary())
+    if clock is None:
+        zone = await course_zone(db, settings.default_course) if settings.now else "UTC"
+        clock = make_clock(settings, zone, virtual=virtual)
     core = CommandCore(
         db,
         load_registry(),
         clock=clock,
         data_dir=settings.data_dir,
-        config={"question_embeddings": settings.question_embeddings},
+        config={
+            "question_embeddings": settings.question_embeddings,
+            "mail": settings.smtp.mail_config(),  # registration codes (None: no mail)
+        },
     )
     return App(settings=settings, db=db, core=core, clock=clock)
 

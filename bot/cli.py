@@ -28,11 +28,16 @@ course_app = typer.Typer(help="Course files, rosters and platform bindings.", no
 rankings_app = typer.Typer(help="Paper rankings collected outside the bot.", no_args_is_help=True)
 assign_app = typer.Typer(help="The presentation assignment solver.", no_args_is_help=True)
 calendar_app = typer.Typer(help="The course calendar (iCalendar).", no_args_is_help=True)
+people_app = typer.Typer(
+    help="Link chat accounts to roster entries (the first instructor, any fix).",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(course_app, name="course")
 app.add_typer(rankings_app, name="rankings")
 app.add_typer(assign_app, name="assign")
 app.add_typer(calendar_app, name="calendar")
+app.add_typer(people_app, name="people")
 
 DbOption = Annotated[
     str | None,
@@ -57,6 +62,42 @@ def _settings(database_url: str | None = None, **overrides: object) -> Settings:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     return settings
+
+
+def _one_process(settings: Settings) -> None:
+    """On SQLite one bot process runs: a second one is told so and stops."""
+    from bot.leader import AlreadyRunning, claim_sqlite
+
+    try:
+        claim_sqlite(settings.database_url)
+    except AlreadyRunning as exc:
+        _fail(str(exc))
+
+
+def shell_log(settings: Settings) -> Path:
+    return settings.data_dir / "coursebot.log"
+
+
+def _shell_log_env(settings: Settings) -> None:
+    """The GPU worker next to a terminal shell logs to the shell's log file too."""
+    import os
+
+    shell_log(settings).parent.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("COURSEBOT_LOG_FILE", str(shell_log(settings)))
+
+
+def _log_to_file(path: Path) -> Path:
+    """The terminal shell keeps the terminal for the conversation: the log goes to
+    ``path`` (``:log`` shows its end), never between the prompt and the replies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for old in list(root.handlers):
+        if isinstance(old, logging.StreamHandler) and not isinstance(old, logging.FileHandler):
+            root.removeHandler(old)
+    root.addHandler(handler)
+    return path
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -96,6 +137,10 @@ def run(
     settings = _settings(database_url)
     chosen = settings.platform if platform == "auto" else platform
     if chosen in ("terminal", "discord", "slack"):
+        _one_process(settings)
+    if chosen == "terminal":
+        _shell_log_env(settings)
+    if chosen in ("terminal", "discord", "slack"):
         _embedded_worker(settings)
     if chosen == "terminal":
         raise typer.Exit(_run(_shell(settings, speaker, course, strict=False, script=None)))
@@ -130,6 +175,8 @@ def shell(
 ) -> None:
     """The terminal bot: interactive at a terminal, scripted when stdin is a pipe or --script."""
     settings = _settings(database_url, now=now)
+    _one_process(settings)
+    _shell_log_env(settings)
     _embedded_worker(settings)
     raise typer.Exit(_run(_shell(settings, speaker, course, strict=strict, script=script)))
 
@@ -223,7 +270,7 @@ async def _shell(
     strict: bool,
     script: Path | None,
 ) -> int:
-    from bot.app import start_app
+    from bot.app import course_zone, start_app
     from bot.shell import (
         Shell,
         ShellError,
@@ -233,7 +280,11 @@ async def _shell(
         stdin_is_interactive,
     )
 
-    app_ = await start_app(settings)
+    scripted = script is not None or not stdin_is_interactive()
+    log_file = _log_to_file(shell_log(settings))
+    # A scripted run with --now lives on virtual time: it moves only with :advance and
+    # :wait, so two runs of one script print the same transcript.
+    app_ = await start_app(settings, virtual=scripted)
     try:
         try:
             workspace, default_speaker = await resolve_workspace(
@@ -247,6 +298,8 @@ async def _shell(
             speaker=speaker or default_speaker,
             files_dir=settings.data_dir / "shell-files",
         )
+        sh.zone = await course_zone(app_.db, course or settings.default_course)
+        sh.log_file = log_file
         if script is not None:
             lines = _read(script).splitlines()
             return await run_script(sh, lines, strict=strict)
@@ -528,6 +581,143 @@ def calendar_export(
         return 0
 
     raise typer.Exit(_run(go()))
+
+
+# ---------------------------------------------------------------------------- people
+#: How the command line appears in the audit log and in the messages it sends.
+CLI_ACTOR = "the course administrator (command line)"
+
+
+@people_app.command("link")
+def people_link(
+    person: Annotated[str, typer.Argument(help="Email, onyen or name of the roster entry.")],
+    platform: Annotated[str, typer.Argument(help="terminal, discord or slack")],
+    user_id: Annotated[
+        str, typer.Argument(help="The chat user id (Discord user id, Slack member id U…).")
+    ],
+    database_url: DbOption = None,
+    course: CourseOption = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit log).")] = None,
+) -> None:
+    """Link a chat account to a roster entry (staff too): how the first instructor gets in.
+
+    An account or entry linked elsewhere before is moved, and its holder is told."""
+    settings = _settings(database_url)
+
+    async def go() -> int:
+        from commands.clock import SystemClock
+        from commands.outbox import Outgoing, enqueue
+        from commands.people import find_person
+        from commands.registration import audit_entry, link_account, lost_message
+
+        plat = _platform(platform)
+        now = SystemClock().now()
+        async with _in_course(settings, course, write=True) as (session, c):
+            who = await find_person(session, c.id, person, list_matches=True)
+            changed, lost = await link_account(session, c, who, plat, user_id, now=now, actor=None)
+            if changed:
+                session.add(
+                    audit_entry(
+                        c,
+                        now,
+                        "people.link",
+                        actor=CLI_ACTOR,
+                        subject=who,
+                        summary=f"linked {plat.value} account {user_id} to {who.name}",
+                        before={"accounts": [f"{lo.platform.value}:{lo.user_id}" for lo in lost]},
+                        after={"platform": plat.value, "account": user_id},
+                        reason=reason,
+                    )
+                )
+                enqueue(
+                    session,
+                    c.id,
+                    [
+                        Outgoing(
+                            lost_message(c, lo, CLI_ACTOR, reason),
+                            account=(lo.platform.value, lo.user_id),
+                        )
+                        for lo in lost
+                    ],
+                    now,
+                )
+        if not changed:
+            typer.echo(f"{plat.value} account {user_id} is already linked to {who.name}.")
+        else:
+            typer.echo(f"Linked {plat.value} account {user_id} to {who.name} ({who.role.value}).")
+        for lo in lost:
+            typer.echo(
+                f"  {lo.platform.value} account {lo.user_id} lost its link to {lo.person.name}."
+            )
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+@people_app.command("unlink")
+def people_unlink(
+    person: Annotated[str, typer.Argument(help="Email, onyen or name of the roster entry.")],
+    platform: Annotated[
+        str | None, typer.Argument(help="Only this platform (default: every platform).")
+    ] = None,
+    database_url: DbOption = None,
+    course: CourseOption = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit log).")] = None,
+) -> None:
+    """Remove a roster entry's linked chat account(s); each account is told."""
+    settings = _settings(database_url)
+
+    async def go() -> int:
+        from commands.clock import SystemClock
+        from commands.outbox import Outgoing, enqueue
+        from commands.people import find_person
+        from commands.registration import Lost, audit_entry, lost_message, unlink_accounts
+
+        plat = _platform(platform) if platform else None
+        now = SystemClock().now()
+        async with _in_course(settings, course, write=True) as (session, c):
+            who = await find_person(session, c.id, person, list_matches=True)
+            removed = await unlink_accounts(session, who, plat, actor=None)
+            accounts = [f"{i.platform.value}:{i.user_id}" for i in removed]
+            session.add(
+                audit_entry(
+                    c,
+                    now,
+                    "people.unlink",
+                    actor=CLI_ACTOR,
+                    subject=who,
+                    summary=f"unlinked {', '.join(accounts)} from {who.name}",
+                    before={"accounts": accounts},
+                    after={},
+                    reason=reason,
+                )
+            )
+            enqueue(
+                session,
+                c.id,
+                [
+                    Outgoing(
+                        lost_message(c, Lost(i.platform, i.user_id, who), CLI_ACTOR, reason),
+                        account=(i.platform.value, i.user_id),
+                    )
+                    for i in removed
+                ],
+                now,
+            )
+        typer.echo(f"Unlinked {who.name} ({', '.join(accounts)}).")
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+def _platform(name: str):  # type: ignore[no-untyped-def]
+    from commands.errors import InvalidInput
+    from db.models import Platform
+
+    try:
+        return Platform(name.lower())
+    except ValueError:
+        raise InvalidInput(f"Unknown platform {name!r}: use terminal, discord or slack.") from None
 
 
 def _read(path: Path) -> str:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from commands.mail import MailConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_COURSE = REPO_ROOT / "examples" / "comp790-23f.yaml"
@@ -25,6 +28,10 @@ class DiscordSettings(BaseSettings):
 
     token: SecretStr | None = None
     guild_id: str | None = None
+    #: A local fake of Discord's CDN (tests only): attachments are fetched from
+    #: cdn.discordapp.com / media.discordapp.net over HTTPS, and from this origin only
+    #: when it is on loopback (docs/files.md).
+    cdn_url: str | None = None
 
 
 class SlackSettings(BaseSettings):
@@ -36,6 +43,45 @@ class SlackSettings(BaseSettings):
     api_url: str = "https://slack.com/api/"
     command: str = "/course"
     port: int = 3000
+
+
+class SmtpSettings(BaseSettings):
+    """The mail server that sends registration codes (docs/registration.md). Unset
+    host: no mail; students without a verified email wait for staff approval."""
+
+    model_config = SettingsConfigDict(**_ENV, env_prefix="SMTP_")
+
+    host: str | None = None
+    port: int = 587
+    #: none (plain, e.g. a relay on localhost), starttls (port 587) or tls (port 465).
+    tls: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    #: The From address, e.g. "COMP 790 bot <coursebot@cs.unc.edu>".
+    sender: str | None = None
+    timeout: float = 10.0
+
+    @model_validator(mode="after")
+    def _sender_with_host(self) -> SmtpSettings:
+        if self.host and not self.sender:
+            raise ValueError("SMTP_SENDER (the From address) is required when SMTP_HOST is set")
+        return self
+
+    def mail_config(self) -> MailConfig | None:
+        """What the command core uses to send mail, or None without a server."""
+        from commands.mail import MailConfig
+
+        if not self.host or not self.sender:
+            return None
+        return MailConfig(
+            host=self.host,
+            port=self.port,
+            tls=self.tls,
+            username=self.username,
+            password=self.password.get_secret_value() if self.password else None,
+            sender=self.sender,
+            timeout=self.timeout,
+        )
 
 
 class Settings(BaseSettings):
@@ -67,6 +113,7 @@ class Settings(BaseSettings):
 
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
     @field_validator("course_file", mode="before")
     @classmethod

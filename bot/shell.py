@@ -12,7 +12,11 @@ Lines starting with ``:`` control the shell itself::
                          text, for a one-field form)
     :attach FILE         attach a file to the next command
     :sweep               deliver due scheduled posts now
-    :wait 5              wait 5 seconds (scheduled posts show as they fire)
+    :advance 2d          move the pretend clock (--now) on: 90s, 15m, 2h, 2d; every post
+                         due on the way goes out at its own time, in order
+    :log [N]             the last N lines of the log (default 20)
+    :wait 5              wait 5 seconds (scheduled posts show as they fire; on the
+                         pretend clock of a scripted --now run, 5 s pass at once)
     :wait 60 jobs        wait (at most 60 s) until every GPU job is done and posted
     :who                 who and where you are          :quit
 """
@@ -25,15 +29,18 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from bot.app import App
 from bot.scheduler import ReminderSweeper
+from commands.clock import FixedClock
 from commands.context import Attachment, Caller, Request, Where
-from commands.replies import Form, Reply, Tone, render_text
+from commands.due import earliest
+from commands.replies import Form, ReactionFate, Reply, Tone, render_text
 from db.models import Course, CourseBinding, GpuJob, Identity, Person, Platform, Role
 
 META_HELP = __doc__.split("::", 1)[1].rstrip() if __doc__ else ""
@@ -53,6 +60,9 @@ class ShellError(Exception):
 
 class Shell:
     """One terminal session bound to one course."""
+
+    #: The outbox port's platform: the dispatcher sends this course's rows here.
+    platform = Platform.TERMINAL
 
     def __init__(
         self,
@@ -75,6 +85,10 @@ class Shell:
         self._next = 1
         self._attachments: list[Attachment] = []
         self.errors = 0
+        #: The course's zone, for showing the clock (set by ``resolve_workspace``'s caller).
+        self.zone = "UTC"
+        #: Where the log goes while the shell runs (``:log`` shows its end).
+        self.log_file: Path | None = None
         app.core.outbox = self
         self.sweeper = ReminderSweeper(
             app.db,
@@ -126,6 +140,58 @@ class Shell:
         name = person.name if person else f"person {person_id}"
         self.out(self._render(msg, header=f"DM to {name} · coursebot"))
         return str(msg.number)
+
+    async def dm_account(self, course_id: int, user_id: str, reply: Reply) -> str:
+        msg = self._record("dm", reply)
+        self.out(self._render(msg, header=f"DM to {user_id} · coursebot"))
+        return str(msg.number)
+
+    async def advance(self, delta: timedelta, *, say: bool = True) -> int:
+        """Move the pretend clock on by ``delta``. On virtual time (a scripted shell with
+        ``--now``) every post that falls due on the way goes out at its own instant, in
+        order, exactly as the live bot would have sent it; how many posts went out."""
+        clock = self.app.clock
+        if delta < timedelta(0):
+            raise ShellError("time only moves forward: give a positive duration")
+        if isinstance(clock, FixedClock):
+            target = clock.now() + delta
+            posts = 0
+            for _ in range(100_000):  # a bound, not a limit anyone reaches
+                nxt = earliest(await self.sweeper.next_at(), await self._next_retry())
+                if nxt is None or nxt > target:
+                    break
+                clock.at = max(nxt, clock.at)
+                posts += await self.sweeper.run_due()
+                await self.sweeper.dispatcher.deliver()
+            clock.at = target
+            posts += await self.sweeper.run_due()
+            await self.sweeper.dispatcher.deliver()
+        else:
+            shift = getattr(clock, "advance", None)
+            if shift is None:
+                raise ShellError("the clock can only be moved when started with --now")
+            shift(delta)
+            posts = await self.sweeper.run_due()
+        if say:
+            self.out(f"(clock moved to {self._local(clock.now())})")
+        return posts
+
+    async def _next_retry(self) -> datetime | None:
+        return await self.sweeper.dispatcher.next_due()
+
+    def _local(self, instant: datetime) -> str:
+        """An instant in the course's zone, as the shell shows the clock."""
+        local = instant.astimezone(ZoneInfo(self.zone))
+        return f"{local:%a %Y-%m-%d %H:%M:%S} {local.tzname()}"
+
+    def _show_log(self, lines: int) -> None:
+        path = self.log_file
+        if path is None or not path.exists():
+            self.out("(no log file: the log goes to the terminal's standard error)")
+            return
+        tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        self.out(f"(last {len(tail)} lines of {path})")
+        self.out("\n".join(tail) if tail else "(the log is empty)")
 
     async def _wait_for_jobs(self, limit: float) -> None:
         """Deliver GPU progress and results until no job is waiting to run or to be
@@ -217,6 +283,11 @@ class Shell:
             lines.append(
                 f"    react with: {' '.join(reply.reactions.emojis)}   (:react {msg.number} EMOJI)"
             )
+            if reply.reactions.secret:
+                lines.append(
+                    "    (a reaction here is taken off as soon as it is recorded: "
+                    "nobody else sees your pick)"
+                )
         return "\n".join(lines)
 
     def _save(self, number: int, index: int, name: str, data: bytes) -> Path:
@@ -271,17 +342,15 @@ class Shell:
                 raise ShellError(f"`{args[0]}` is not a number of seconds") from None
             if args[1:2] == ["jobs"]:
                 await self._wait_for_jobs(seconds)
+            elif isinstance(self.app.clock, FixedClock):  # virtual time: it passes at once
+                await self.advance(timedelta(seconds=seconds), say=False)
             else:
                 await asyncio.sleep(seconds)
         elif cmd == "advance":
-            self._need(args, 1, ":advance DURATION (e.g. 90s, 15m, 2h)")
-            advance = getattr(self.app.clock, "advance", None)
-            if advance is None:
-                raise ShellError("the clock can only be moved when started with --now")
-            advance(_duration(args[0]))
-            self.out(f"(clock moved to {self.app.clock.now():%Y-%m-%d %H:%M:%S} UTC)")
-            await self.sweeper.sweep()
-            await self.sweeper.tick()
+            self._need(args, 1, ":advance DURATION (e.g. 90s, 15m, 2h, 2d)")
+            await self.advance(_duration(args[0]))
+        elif cmd == "log":
+            self._show_log(int(args[0]) if args and args[0].isdigit() else 20)
         elif cmd == "who":
             self.out(
                 f"(speaking as {self.speaker} in {'a DM' if self.is_dm else '#' + self.channel})"
@@ -356,9 +425,15 @@ class Shell:
         reply = await self.app.core.handle_action(
             self.request(), ":".join((r.action, *r.args)), value
         )
-        if reply.meta.get("remove_reaction"):
-            users.discard(self.speaker)
-        if not reply.meta.get("silent") and not reply.meta.get("duplicate"):
+        if reply.remove_reaction and add:
+            users.discard(self.speaker)  # the terminal can take it off: it says so
+            note = (
+                "(your reaction was taken off the poll, so nobody else sees your pick)"
+                if reply.reaction_fate is ReactionFate.HIDE
+                else "(your reaction was taken off the poll)"
+            )
+            reply.text = "\n".join(p for p in (reply.text, note) if p)
+        if not reply.silent and not reply.meta.get("duplicate"):
             self._show(reply)
 
 

@@ -12,8 +12,10 @@ from commands.registry import Registry
 def load_registry() -> Registry:
     from commands import (  # noqa: F401  (each module declares its commands)
         assignment,
+        audit,
         battles,
         critiques,
+        delivery,
         discussions,
         gpu,
         grades,
@@ -21,6 +23,7 @@ def load_registry() -> Registry:
         people,
         projects,
         rankings,
+        reminders,
     )
     from commands.registry import registry
 

@@ -19,14 +19,16 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands import solver
+from commands.audit import Reason, record
 from commands.context import Context
 from commands.coursefile import CourseFile
 from commands.errors import Conflict, InvalidInput, NotFound
 from commands.exports import csv_text, table_files
+from commands.outbox import new_batch
 from commands.people import find_person
 from commands.rankings import RankingRows, check_choices, rankings_of, students
 from commands.registry import Access, Complete, registry
-from commands.replies import FileOut, Reply, Section, Table, Tone
+from commands.replies import Delivery, FileOut, Reply, Section, Table, Tone
 from commands.timefmt import fmt_day
 from db.models import (
     Assignment,
@@ -435,6 +437,7 @@ class SwapOptions(BaseModel):
     first: str = Field(description="a student (email, onyen or name)")
     second: str = Field(description="another student")
     kind: Literal["standard", "battle"] = Field("standard", description="which papers to swap")
+    reason: Reason = None
 
 
 @registry.command(
@@ -443,7 +446,11 @@ class SwapOptions(BaseModel):
     access=Access.INSTRUCTOR,
     ephemeral=True,
     topic="rank",
-    examples=("assign swap alice bob", "assign swap alice bob battle"),
+    examples=(
+        "assign swap alice bob",
+        "assign swap alice bob battle",
+        'assign swap alice bob reason="Alice is away that week"',
+    ),
 )
 async def assign_swap(ctx: Context, opts: SwapOptions) -> Reply:
     a = await find_person(ctx.session, ctx.course.id, opts.first)
@@ -458,6 +465,16 @@ async def assign_swap(ctx: Context, opts: SwapOptions) -> Reply:
     pa = await ctx.session.get(Paper, row_a.paper_id)
     pb = await ctx.session.get(Paper, row_b.paper_id)
     assert pa is not None and pb is not None
+    for who, other, old, new, row in ((a, b, pb, pa, row_a), (b, a, pa, pb, row_b)):
+        record(
+            ctx,
+            "assign.swap",
+            subject=who,
+            summary=f"{kind.value} paper swapped with {other.name}",
+            before={"kind": kind.value, "paper": old.number, "published": row.published},
+            after={"kind": kind.value, "paper": new.number, "published": row.published},
+            reason=opts.reason,
+        )
     note = _unpublished_note(row_a)
     return Reply(
         text=f"Swapped: {a.name} now has #{pa.number}, {b.name} now has #{pb.number}.{note}",
@@ -492,6 +509,7 @@ def _unpublished_note(row: Assignment) -> str:
 class SetOptions(BaseModel):
     student: str = Field(description="a student (email, onyen or name)")
     paper: Annotated[int, Complete("paper")] = Field(description="the paper id to give them")
+    reason: Reason = None
 
 
 @registry.command(
@@ -500,7 +518,7 @@ class SetOptions(BaseModel):
     access=Access.INSTRUCTOR,
     ephemeral=True,
     topic="rank",
-    examples=("assign set alice 7",),
+    examples=("assign set alice 7", 'assign set bob 8 reason="asked for a later date"'),
 )
 async def assign_set(ctx: Context, opts: SetOptions) -> Reply:
     person = await find_person(ctx.session, ctx.course.id, opts.student)
@@ -533,6 +551,19 @@ async def assign_set(ctx: Context, opts: SetOptions) -> Reply:
         )
     old = await ctx.session.get(Paper, row.paper_id)
     row.paper_id = paper.id
+    record(
+        ctx,
+        "assign.set",
+        subject=person,
+        summary=f"{kind.value} paper #{paper.number}",
+        before={
+            "kind": kind.value,
+            "paper": old.number if old else None,
+            "published": row.published,
+        },
+        after={"kind": kind.value, "paper": paper.number, "published": row.published},
+        reason=opts.reason,
+    )
     warn = ""
     if old is not None and kind is RankKind.BATTLE:
         left = (
@@ -556,6 +587,29 @@ async def assign_set(ctx: Context, opts: SetOptions) -> Reply:
     )
 
 
+async def _assignment_by_name(
+    session: AsyncSession, course_id: int, *, published: bool
+) -> dict[str, dict[str, int]]:
+    """The published (or proposed) assignment as name -> {"standard": n, "battle": n},
+    for the audit log."""
+    rows = await session.execute(
+        select(Person.name, Paper.number, Paper.slot)
+        .join(Assignment, Assignment.person_id == Person.id)
+        .join(Paper, Paper.id == Assignment.paper_id)
+        .where(Assignment.course_id == course_id, Assignment.published.is_(published))
+        .order_by(Person.name)
+    )
+    out: dict[str, dict[str, int]] = {}
+    for name, number, slot in rows:
+        kind = RankKind.BATTLE if slot is Slot.BATTLE else RankKind.STANDARD
+        out.setdefault(name, {})[kind.value] = number
+    return out
+
+
+class PublishOptions(BaseModel):
+    reason: Reason = None
+
+
 @registry.command(
     "assign publish",
     "Publish the assignment: announce it and tell each student theirs",
@@ -563,7 +617,7 @@ async def assign_set(ctx: Context, opts: SetOptions) -> Reply:
     ephemeral=True,
     topic="rank",
 )
-async def assign_publish(ctx: Context, _: BaseModel) -> Reply:
+async def assign_publish(ctx: Context, opts: PublishOptions) -> Reply:
     run = await latest_run(ctx.session, ctx.course.id)
     proposal = await ctx.session.scalar(
         select(Assignment.id)
@@ -574,6 +628,16 @@ async def assign_publish(ctx: Context, _: BaseModel) -> Reply:
         raise Conflict(
             "There is no unpublished proposal to publish.", hint="Compute one with `assign`."
         )
+    before = await _assignment_by_name(ctx.session, ctx.course.id, published=True)
+    after = await _assignment_by_name(ctx.session, ctx.course.id, published=False)
+    record(
+        ctx,
+        "assign.publish",
+        summary=f"published the assignment of {len(after)} students (seed {run.seed})",
+        before={"assignment": before or None},
+        after={"assignment": after, "seed": run.seed},
+        reason=opts.reason,
+    )
     await ctx.session.execute(
         delete(Assignment).where(
             Assignment.course_id == ctx.course.id, Assignment.published.is_(True)
@@ -586,9 +650,12 @@ async def assign_publish(ctx: Context, _: BaseModel) -> Reply:
     await ctx.session.flush()
     ci = await build_instance(ctx.session, ctx.course, run.seed)
     std, bat, _ = await current_assignment(ctx.session, ctx.course.id)
+    batch = new_batch("assignment")
+    told = 0
     for person in ci.people.values():
         if person.id in std or person.id in bat:
-            ctx.dm(person.id, _personal(ci, person, std, bat))
+            ctx.dm(person.id, _personal(ci, person, std, bat), batch=batch)
+            told += 1
     ctx.post(
         "announcements",
         Reply(
@@ -597,9 +664,14 @@ async def assign_publish(ctx: Context, _: BaseModel) -> Reply:
         ),
     )
     return Reply(
-        text=f"Published. {len(std)} students were told their papers privately; "
-        "the announcement went to #announcements.",
+        text=f"Published. Each of the {told} assigned students gets a private message "
+        "with their papers, and the announcement goes to #announcements.",
         tone=Tone.SUCCESS,
+        delivery=Delivery(
+            batch,
+            what="private messages",
+            hint="They can see theirs with `assignment`; `outbox unreached` lists them.",
+        ),
     )
 
 

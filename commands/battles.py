@@ -1,5 +1,13 @@
 """Paper battles: strict presentation timers, and the vote that follows — a reaction
-poll where a vote counts only with a justification, secret until the poll closes."""
+poll where a vote counts only with a justification.
+
+The course's ``battle_rules.ballot`` says how secret it is. ``secret`` (the default):
+until the poll closes nobody, staff included, can read a side or a justification; the
+poll and ``battle status`` show only progress (how many voted, how many justified), and
+a reaction is answered with ``ReactionFate.HIDE`` so the adapter takes it off where the
+platform lets it (Discord) and says so truthfully where it cannot (Slack). ``open``:
+reactions stay and the poll shows live counts per side. Justifications are read only
+after the poll closes in both."""
 
 from __future__ import annotations
 
@@ -12,20 +20,34 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands.audit import local_iso, record
 from commands.charts import bar_png
 from commands.context import Context
 from commands.coursefile import BattleRules
+from commands.due import Scope, due_registry, earliest
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
 from commands.exports import table_files
 from commands.outbox import Outgoing
 from commands.registry import Access, LongText, registry
-from commands.replies import Button, FileOut, Form, FormField, Reactions, Reply, Section, Tone
+from commands.replies import (
+    Button,
+    FileOut,
+    Form,
+    FormField,
+    ReactionFate,
+    Reactions,
+    Reply,
+    Section,
+    Tone,
+)
+from commands.text import shown, visible_length
 from commands.timefmt import fmt_day, fmt_instant
 from db.models import (
     Assignment,
     Battle,
     BattlePoll,
     BattleTimer,
+    BattleVote,
     Course,
     Notification,
     Paper,
@@ -108,9 +130,9 @@ async def poll_of(session: AsyncSession, battle: Battle) -> BattlePoll | None:
 
 
 async def vote_counts(session: AsyncSession, poll: BattlePoll) -> tuple[dict[str, int], int]:
-    """Counted votes per side (with a justification) and how many are pending."""
-    from db.models import BattleVote
-
+    """Counted votes per side (with a justification) and how many are pending. Sides are
+    for the results and an open ballot's live count, never shown by a secret one before
+    the poll closes."""
     counted = {"A": 0, "B": 0}
     pending = 0
     rows = await session.execute(
@@ -139,15 +161,43 @@ def poll_key(battle: Battle) -> str:
     return f"poll:{battle.id}"
 
 
-def poll_reply(view: BattleView, counted: int, *, min_len: int, closed: bool = False) -> Reply:
-    """The poll as everyone sees it: the two papers and only how many have voted."""
+def secret(rules_: BattleRules) -> bool:
+    return rules_.ballot == "secret"
+
+
+def progress_line(counted: dict[str, int], pending: int, rules_: BattleRules) -> str:
+    """What the open poll shows of the votes: a secret ballot only how many voted and how
+    many of those gave a justification; an open one the live count per side."""
+    total = counted["A"] + counted["B"]
+    if secret(rules_):
+        return f"Votes so far: {total + pending}; {total} with a justification (counted)."
+    waiting = f"; {pending} more waiting for a justification" if pending else ""
+    return (
+        f"Live count (votes with a justification): {EMOJI['A']} {counted['A']} · "
+        f"{EMOJI['B']} {counted['B']}{waiting}."
+    )
+
+
+def poll_reply(
+    view: BattleView,
+    counted: dict[str, int],
+    pending: int,
+    *,
+    rules_: BattleRules,
+    closed: bool = False,
+) -> Reply:
+    """The poll as everyone sees it: the two papers, how to vote, who can see what, and
+    the progress the ballot allows (see :func:`progress_line`). Each adapter adds what a
+    reaction shows on its platform (``Reactions.secret``)."""
     n = view.battle.number
     if closed:
+        total = counted["A"] + counted["B"]
         return Reply(
             title=f"Battle {n}: the poll is closed",
-            text=f"{view.label('A')}\nvs.\n{view.label('B')}\n{counted} votes. "
+            text=f"{view.label('A')}\nvs.\n{view.label('B')}\n{total} votes. "
             f"See the results with `battle show {n}`.",
         )
+    min_len = rules_.justification_min
     buttons = [
         Button(
             f"Vote {EMOJI[side]} #{view.paper(side).number}",
@@ -168,22 +218,37 @@ def poll_reply(view: BattleView, counted: int, *, min_len: int, closed: bool = F
         )
         for side in ("A", "B")
     ]
+    how = (
+        f"Vote with a Vote button below, or react with {EMOJI['A']} or {EMOJI['B']}, and give a "
+        f"justification of at least {min_len} characters: a vote counts only with one. A "
+        "reaction alone is pending: the bot asks you privately for the reason, and if that "
+        "request does not reach you, press the Vote button for your side. You can change "
+        f"your vote until the poll closes; `battle withdraw {n}` takes it back."
+    )
+    if secret(rules_):
+        who = (
+            "🔒 Secret ballot: until the poll closes the bot shows nobody, staff included, who "
+            "voted for which paper or why; only the number of votes is shown."
+        )
+    else:
+        who = (
+            "👁 Open ballot: reactions stay on the poll for everyone to see, and the count per "
+            "paper is live. Justifications are read only after the poll closes."
+        )
     return Reply(
         title=f"Battle {n}: which paper should be accepted?",
-        text=f"{view.label('A')}\nvs.\n{view.label('B')}\n"
-        f"React with {EMOJI['A']} or {EMOJI['B']} (or press a button) and give a justification "
-        f"of at least {min_len} characters: a vote counts only with one. You can change your "
-        f"vote until the poll closes; votes stay secret until then.\n"
-        f"Votes so far: {counted}.",
+        text=f"{view.label('A')}\nvs.\n{view.label('B')}\n{how}\n{who}\n"
+        + progress_line(counted, pending, rules_),
         buttons=buttons,
-        reactions=Reactions("battle.react", (EMOJI["A"], EMOJI["B"]), (str(n),)),
+        reactions=Reactions(
+            "battle.react", (EMOJI["A"], EMOJI["B"]), (str(n),), secret=secret(rules_)
+        ),
     )
 
 
 async def _refresh_poll(ctx: Context, view: BattleView, poll: BattlePoll) -> None:
-    counted, _ = await vote_counts(ctx.session, poll)
-    reply = poll_reply(view, sum(counted.values()), min_len=rules(ctx.course).justification_min)
-    ctx.edit(poll_key(view.battle), reply)
+    counted, pending = await vote_counts(ctx.session, poll)
+    ctx.edit(poll_key(view.battle), poll_reply(view, counted, pending, rules_=rules(ctx.course)))
 
 
 async def _voter(ctx: Context, view: BattleView) -> tuple[Person, BattlePoll]:
@@ -201,17 +266,29 @@ async def _voter(ctx: Context, view: BattleView) -> tuple[Person, BattlePoll]:
     return me, poll
 
 
+async def my_vote(session: AsyncSession, poll: BattlePoll, person_id: int) -> BattleVote | None:
+    """The person's vote, row-locked until the transaction ends (``FOR UPDATE`` on
+    Postgres; SQLite's ``BEGIN IMMEDIATE`` already serialises writers). Two changes of one
+    vote at once (a reaction and a justified vote) then apply one after the other, each on
+    what the other committed: without the lock, a reaction's "clear the reason" could
+    overwrite a justification committed a moment earlier, under a reply that said
+    "counts"."""
+    return await session.scalar(
+        select(BattleVote)
+        .where(BattleVote.poll_id == poll.id, BattleVote.person_id == person_id)
+        .with_for_update()
+    )
+
+
 async def record_vote(
     ctx: Context, view: BattleView, side: str, justification: str | None
 ) -> tuple[BattlePoll, bool]:
     """Store (or change) the caller's vote; return the poll and whether it now counts."""
-    from db.models import BattleVote
-
     me, poll = await _voter(ctx, view)
-    vote = await ctx.session.scalar(
-        select(BattleVote).where(BattleVote.poll_id == poll.id, BattleVote.person_id == me.id)
-    )
+    vote = await my_vote(ctx.session, poll, me.id)
     if vote is None:
+        # Two first votes at once: one insert wins, the other hits the unique constraint
+        # and the core runs it again, when it finds (and locks) the winner's row.
         vote = BattleVote(poll_id=poll.id, person_id=me.id, side=side, updated_at=ctx.now)
         ctx.session.add(vote)
     elif vote.side != side and justification is None:
@@ -260,7 +337,7 @@ async def close_poll(
         files=[FileOut(f"battle-{n}-results.png", chart, "image/png", "vote counts")],
         tone=Tone.SUCCESS,
     )
-    closed = poll_reply(view, total, min_len=rules(course).justification_min, closed=True)
+    closed = poll_reply(view, counted, pending, rules_=rules(course), closed=True)
     return results, [
         Outgoing(results, channel=poll.channel),
         Outgoing(closed, edit_key=poll_key(view.battle)),
@@ -399,8 +476,13 @@ async def battle_show(ctx: Context, opts: BattleRef) -> Reply:
     if poll is None:
         state = "the poll is not open yet"
     elif poll.closed_at is None:
-        counted, _ = await vote_counts(ctx.session, poll)
-        state = f"the poll is open: {sum(counted.values())} votes so far"
+        counted, pending = await vote_counts(ctx.session, poll)
+        r = rules(ctx.course)
+        state = f"the poll is open ({r.ballot} ballot): {sum(counted.values())} votes so far"
+        if not secret(r):
+            state += f" ({EMOJI['A']} {counted['A']} · {EMOJI['B']} {counted['B']})"
+        if pending:
+            state += f", {pending} waiting for a justification"
         if poll.closes_at:
             state += f"; it closes {fmt_instant(poll.closes_at, ctx.tz)}"
     else:
@@ -532,10 +614,21 @@ async def battle_open(ctx: Context, opts: OpenOptions) -> Reply:
     )
     ctx.session.add(poll)
     await ctx.session.flush()
+    record(
+        ctx,
+        "battle.open",
+        summary=f"battle {n} poll opened in #{channel}",
+        before={"battle": n, "poll": None},
+        after={
+            "battle": n,
+            "poll": "open",
+            "closes_at": local_iso(closes_at, ctx.tz) if closes_at else None,
+        },
+    )
     ctx.post_remembered(
         channel,
         poll_key(view.battle),
-        poll_reply(view, 0, min_len=rules(ctx.course).justification_min),
+        poll_reply(view, {"A": 0, "B": 0}, 0, rules_=rules(ctx.course)),
     )
     closes = (
         f" It closes {fmt_instant(closes_at, ctx.tz)}."
@@ -564,76 +657,110 @@ class VoteOptions(BaseModel):
 async def battle_vote(ctx: Context, opts: VoteOptions) -> Reply:
     side = SIDE_OF.get(opts.side.strip().lower(), opts.side.strip().upper())
     if side not in ("A", "B"):
-        raise InvalidInput(f"`{opts.side}` is not a side: vote A or B.")
+        raise InvalidInput(f"`{shown(opts.side)}` is not a side: vote A or B.")
     view = await load_battle(ctx.session, ctx.course, opts.battle)
     text = " ".join(opts.justification.split())
     need = rules(ctx.course).justification_min
-    if len(text) < need:
+    if (seen := visible_length(text)) < need:  # zero-width characters do not count
         raise InvalidInput(
-            f"A justification needs at least {need} characters (yours has {len(text)}); "
+            f"A justification needs at least {need} characters (yours has {seen}); "
             "your vote was not changed.",
             hint="Say why that paper should be accepted.",
         )
     await record_vote(ctx, view, side, text)
     return Reply(
-        text=f"Your vote for {view.label(side)} counts. You can change it until the poll closes; "
-        "nobody sees it before then.",
-        tone=Tone.SUCCESS,
+        text=f"Your vote for {view.label(side)} counts. " + _who_sees(ctx), tone=Tone.SUCCESS
+    )
+
+
+def _who_sees(ctx: Context) -> str:
+    """One line on who can see a vote, for the replies to the voter."""
+    if secret(rules(ctx.course)):
+        return (
+            "You can change it until the poll closes; until then the bot shows nobody, staff "
+            "included, your side or your reason."
+        )
+    return (
+        "You can change it until the poll closes. It is in the poll's live count (open "
+        "ballot); your reason is read only after the poll closes."
     )
 
 
 @registry.action("battle.react", access=Access.ANYONE)
 async def battle_react(ctx: Context, args: tuple[str, ...], value: str | None) -> Reply:
-    """A reaction on a poll: add → a pending vote and a private request for the reason;
-    remove → the vote is withdrawn. Reactions that cannot count are removed."""
+    """A reaction on a poll: add → a pending vote (or a changed one) and a private request
+    for the reason. On a secret ballot every reaction is answered with
+    ``ReactionFate.HIDE`` (the adapter takes it off where it can) and removing one changes
+    nothing (the bot's own removal, or a Slack user hiding theirs); on an open ballot
+    removing it withdraws the vote. Reactions that cannot count get ``REFUSE``. What
+    happened to the reaction is worded by the adapter, which knows what it could do."""
     view = await load_battle(ctx.session, ctx.course, int(args[0]))
     n = view.battle.number
+    rules_ = rules(ctx.course)
     emoji = (value or "").removeprefix("-")
     removing = bool(value and value.startswith("-"))
     side = SIDE_OF.get(emoji)
     if removing:
-        from db.models import BattleVote
-
-        if ctx.person is None or side is None:
-            return Reply(text="", meta={"silent": True})
+        if ctx.person is None or side is None or secret(rules_):
+            return Reply(silent=True)
         poll = await poll_of(ctx.session, view.battle)
         if poll is None or poll.closed_at is not None:
-            return Reply(text="", meta={"silent": True})
-        vote = await ctx.session.scalar(
-            select(BattleVote).where(
-                BattleVote.poll_id == poll.id, BattleVote.person_id == ctx.person.id
-            )
-        )
+            return Reply(silent=True)
+        vote = await my_vote(ctx.session, poll, ctx.person.id)
         if vote is None or vote.side != side:
-            return Reply(text="", meta={"silent": True})
+            return Reply(silent=True)
         await ctx.session.delete(vote)
         await ctx.session.flush()
         await _refresh_poll(ctx, view, poll)
         return Reply(text=f"Your vote in battle {n} was withdrawn. React again to vote.")
     if side is None:
         return Reply(
-            text=f"Only {EMOJI['A']} and {EMOJI['B']} count as votes in battle {n}; your reaction was removed.",
-            meta={"remove_reaction": True},
+            text=f"Only {EMOJI['A']} and {EMOJI['B']} count as votes in battle {n}.",
+            reaction_fate=ReactionFate.REFUSE,
         )
     try:
         _, counts = await record_vote(ctx, view, side, None)
     except (Conflict, Forbidden) as exc:
-        return Reply(
-            text=f"{exc} Your reaction was removed.",
-            tone=Tone.WARNING,
-            meta={"remove_reaction": True},
-        )
+        return Reply(text=str(exc), tone=Tone.WARNING, reaction_fate=ReactionFate.REFUSE)
+    fate = ReactionFate.HIDE if secret(rules_) else ReactionFate.STAYS
     if counts:
         return Reply(
-            text=f"Your vote for {view.label(side)} counts (your justification stands).",
+            text=f"Your vote for {view.label(side)} counts (your justification stands). "
+            + _who_sees(ctx),
             tone=Tone.SUCCESS,
+            reaction_fate=fate,
         )
     form = ctx.registry.get("battle vote").form_spec({"battle": str(n), "side": side})
     return Reply(
         text=f"You picked {view.label(side)}. Your vote counts once you say why "
-        f"(at least {rules(ctx.course).justification_min} characters).",
+        f"(at least {rules_.justification_min} characters): press the button below, or the "
+        f"Vote button for your side on the poll.",
         buttons=[Button("Give your justification", style="primary", form=form)],
         tone=Tone.WARNING,
+        reaction_fate=fate,
+    )
+
+
+@registry.command(
+    "battle withdraw",
+    "Take back your vote in a battle poll",
+    ephemeral=True,
+    topic="battle",
+    examples=("battle withdraw 1",),
+)
+async def battle_withdraw(ctx: Context, opts: BattleRef) -> Reply:
+    view = await load_battle(ctx.session, ctx.course, opts.battle)
+    me, poll = await _voter(ctx, view)
+    vote = await my_vote(ctx.session, poll, me.id)
+    n = view.battle.number
+    if vote is None:
+        raise Conflict(f"You have no vote in battle {n} to withdraw.")
+    await ctx.session.delete(vote)
+    await ctx.session.flush()
+    await _refresh_poll(ctx, view, poll)
+    return Reply(
+        text=f"Your vote in battle {n} was withdrawn. Vote again any time before the poll closes.",
+        tone=Tone.SUCCESS,
     )
 
 
@@ -658,6 +785,13 @@ async def battle_close(ctx: Context, opts: BattleRef) -> Reply:
         )
     results, items = await close_poll(ctx.session, ctx.course, view, poll, ctx.now)
     ctx.outgoing.extend(items)
+    record(
+        ctx,
+        "battle.close",
+        summary=f"battle {n} poll closed",
+        before={"battle": n, "poll": "open"},
+        after={"battle": n, "poll": "closed"},
+    )
     return Reply(
         text=f"Closed; the result was posted in #{poll.channel}.\n{results.text}", tone=Tone.SUCCESS
     )
@@ -683,8 +817,8 @@ async def _opened(ctx: Context, number: int) -> tuple[BattleView, BattlePoll]:
     topic="battle",
 )
 async def battle_status(ctx: Context, opts: BattleRef) -> Reply:
-    from db.models import BattleVote
-
+    """Progress only: who has voted and who still owes a reason, never a side (the
+    poll's own count per side is public on an open ballot; this stays side-free)."""
     view, poll = await _opened(ctx, opts.battle)
     voters = {
         v.person_id: v
@@ -694,9 +828,19 @@ async def battle_status(ctx: Context, opts: BattleRef) -> Reply:
     counted = [p for p in eligible if p.id in voters and voters[p.id].justification]
     pending = [p for p in eligible if p.id in voters and not voters[p.id].justification]
     missing = [p for p in eligible if p.id not in voters]
+    n = view.battle.number
+    text = (
+        f"{len(counted) + len(pending)} of {len(eligible)} eligible students have voted: "
+        f"{len(counted)} with a justification (counted), {len(pending)} still owe one."
+    )
+    if poll.closed_at is None and secret(rules(ctx.course)):
+        text += (
+            "\nSecret ballot: sides and justifications stay sealed until the poll closes, for "
+            f"staff too; `battle export {n}` has them after `battle close {n}`."
+        )
     return Reply(
-        title=f"Battle {view.battle.number}: voting progress",
-        text=f"{len(counted)} of {len(eligible)} eligible students have voted; {len(pending)} still owe a justification.",
+        title=f"Battle {n}: voting progress",
+        text=text,
         sections=[
             Section("Waiting for a justification", ", ".join(p.name for p in pending) or "nobody"),
             Section("Not voted", ", ".join(p.name for p in missing) or "nobody"),
@@ -706,15 +850,20 @@ async def battle_status(ctx: Context, opts: BattleRef) -> Reply:
 
 @registry.command(
     "battle export",
-    "Every vote of a battle with its justification (CSV and Markdown)",
+    "Every vote of a closed battle poll with its justification (CSV and Markdown)",
     access=Access.STAFF,
     ephemeral=True,
     topic="battle",
 )
 async def battle_export(ctx: Context, opts: BattleRef) -> Reply:
-    from db.models import BattleVote
-
     view, poll = await _opened(ctx, opts.battle)
+    n = view.battle.number
+    if poll.closed_at is None:
+        raise Conflict(
+            f"The poll for battle {n} is still open: sides and justifications stay sealed "
+            "until it closes, for staff too.",
+            hint=f"`battle status {n}` shows the progress; `battle close {n}` closes it.",
+        )
     rows = await ctx.session.execute(
         select(
             Person.name,
@@ -739,13 +888,40 @@ async def battle_export(ctx: Context, opts: BattleRef) -> Reply:
         ]
         for name, email, side, why, at in rows
     ]
-    return Reply(
-        text=f"{len(table)} votes in battle {view.battle.number}"
-        + (" (the poll is still open)." if poll.closed_at is None else "."),
-        files=_export(view.battle.number, table),
-    )
+    return Reply(text=f"{len(table)} votes in battle {n}.", files=_export(n, table))
 
 
 def _export(number: int, rows: Sequence[Sequence[str]]) -> list[FileOut]:
     header = ["Student", "Email", "Side", "Paper", "Counted", "Justification", "Voted at"]
     return table_files(f"battle-{number}-votes", header, rows)
+
+
+# ------------------------------------------------------------------ due work
+
+
+async def next_battle_post(session: AsyncSession, now: datetime, scope: Scope) -> datetime | None:
+    """The next timer phase, overrun tick or timer stop, or a poll that closes by itself."""
+    tq = select(BattleTimer).where(BattleTimer.stopped_at.is_(None))
+    pq = select(func.min(BattlePoll.closes_at)).where(
+        BattlePoll.closed_at.is_(None), BattlePoll.closes_at > now
+    )
+    if scope.course_ids is not None:
+        tq = tq.where(BattleTimer.course_id.in_(scope.course_ids))
+        pq = pq.where(BattlePoll.course_id.in_(scope.course_ids))
+    best = await session.scalar(pq)
+    for timer in await session.scalars(tq):
+        course = await session.get(Course, timer.course_id)
+        assert course is not None
+        stop = timer.started_at + timedelta(seconds=timer.seconds) + MAX_OVERRUN
+        ahead = [t.at for t in timer_ticks(timer, rules(course), "") if t.at > now]
+        best = earliest(best, *ahead, stop if stop > now else None)
+    return best
+
+
+async def _collect_battles(
+    session: AsyncSession, now: datetime, scope: Scope
+) -> list[tuple[int, Outgoing]]:
+    return await due_battle_posts(session, now, course_ids=scope.course_ids)
+
+
+due_registry.register("battles", _collect_battles, next_battle_post)

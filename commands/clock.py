@@ -49,6 +49,33 @@ class FixedClock:
 def parse_instant(text: str, tz: str = "UTC") -> datetime:
     """An ISO date-time; without an offset it is read in ``tz``."""
     dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=ZoneInfo(tz))
-    return dt.astimezone(UTC)
+    return localize(dt, ZoneInfo(tz)).astimezone(UTC)
+
+
+def localize(local: datetime, tz: ZoneInfo) -> datetime:
+    """A wall-clock time in ``tz`` as an aware instant; refused (InvalidInput) when the
+    clocks skip it (a DST gap) or show it twice (the repeated hour, unless the time
+    carries its offset: ``2023-11-05T01:30-05:00``)."""
+    from commands.errors import InvalidInput
+
+    if local.tzinfo is not None:
+        return local
+    first, second = local.replace(tzinfo=tz, fold=0), local.replace(tzinfo=tz, fold=1)
+    shown = local.strftime("%Y-%m-%d %H:%M")
+    if first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != local:
+        before = (first - timedelta(hours=3)).astimezone(tz)
+        after = (first + timedelta(hours=3)).astimezone(tz)
+        raise InvalidInput(
+            f"{shown} does not exist in {tz.key}: the clocks skip that hour "
+            f"({before.tzname()} → {after.tzname()}, daylight saving time).",
+            hint="Give a time outside the gap, e.g. one hour later.",
+        )
+    if first.utcoffset() != second.utcoffset():
+        iso = local.strftime("%Y-%m-%dT%H:%M")
+        a, b = first.strftime("%z"), second.strftime("%z")
+        raise InvalidInput(
+            f"{shown} happens twice in {tz.key} (the clocks go back an hour).",
+            hint=f"Add the offset: {iso}{a[:3]}:{a[3:]} ({first.tzname()}, the first) or "
+            f"{iso}{b[:3]}:{b[3:]} ({second.tzname()}, the second).",
+        )
+    return first

@@ -40,13 +40,18 @@ class Where:
 
 @dataclass(frozen=True)
 class Attachment:
-    """A file sent with a command (a local path in the terminal)."""
+    """A file sent with a command: a local path (the terminal, Slack's downloaded
+    files) or a URL (Discord's CDN). ``size`` and ``content_type`` are what the platform
+    declares (the size is checked before a download; the type is never trusted)."""
 
     name: str
     path: Path | None = None
     url: str | None = None
     size: int | None = None
     content_type: str | None = None
+    #: Where ``url`` may be fetched from (``https://cdn.discordapp.com``, ...; see
+    #: ``commands.attachments.file_origins``): none, and a URL is never fetched.
+    origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,9 +99,14 @@ class Context:
         """Edit the message posted earlier under ``key`` (if any) after commit."""
         self.outgoing.append(Outgoing(reply, edit_key=key))
 
-    def dm(self, person_id: int, reply: Reply) -> None:
-        """Send a private message to a person after commit."""
-        self.outgoing.append(Outgoing(reply, person_id=person_id))
+    def dm(self, person_id: int, reply: Reply, *, batch: str | None = None) -> None:
+        """Send a private message to a person after commit (``batch``: one of a mass
+        send whose delivery is counted, see :class:`commands.replies.Delivery`)."""
+        self.outgoing.append(Outgoing(reply, person_id=person_id, batch=batch))
+
+    def dm_account(self, platform: Platform, user_id: str, reply: Reply) -> None:
+        """Send a private message to one chat account (linked or not) after commit."""
+        self.outgoing.append(Outgoing(reply, account=(platform.value, user_id)))
 
     def me(self) -> Person:
         """The caller's roster entry, or a friendly refusal if not linked."""

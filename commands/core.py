@@ -17,17 +17,27 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.clock import Clock, SystemClock
 from commands.context import Context, Request
+from commands.due import due_registry
 from commands.errors import CourseBotError, Forbidden, NoCourse, UsageError
-from commands.outbox import Outbox, send
+from commands.outbox import (
+    Dispatcher,
+    Outbox,
+    count_batch,
+    describe_batch,
+    enqueue,
+    undelivered_posts,
+    wake_all,
+)
 from commands.parsing import parse_tokens, split_line, validate
 from commands.registry import Access, Command, Registry
-from commands.replies import Form, Reply
+from commands.replies import Form, Reply, Section
+from commands.text import forged_id
 from db.models import Course, CourseBinding, Identity, Person, ProcessedEvent
 from db.session import Database
 
@@ -39,11 +49,17 @@ UNEXPECTED = (
 )
 
 
+#: The answer to a button, form or reaction id that is unknown, outdated or malformed.
+STALE = "That button is no longer active. Run the command again."
+
 CONFLICT = (
     "Someone changed the same thing at the same moment, so nothing was saved. "
     "Please run the command again."
 )
 
+
+#: The Postgres channel on which a committed command wakes the leading replica.
+WAKE_CHANNEL = "coursebot_wake"
 
 #: How many times a command runs when concurrent writes collide.
 ATTEMPTS = 3
@@ -74,8 +90,17 @@ class CommandCore:
         # A fair (FIFO) limit on commands in flight, sized to the connection pool, so a
         # burst queues in order instead of starving in the pool.
         self._slots = asyncio.Semaphore(db.max_concurrency)
-        #: Where queued posts and DMs go; each adapter sets itself here at start.
-        self.outbox: Outbox | None = None
+        #: Sends the outbox rows; set with :attr:`outbox` by each adapter at start.
+        self.dispatcher: Dispatcher | None = None
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """Where queued posts and DMs go; each adapter sets itself here at start."""
+        return self.dispatcher.outbox if self.dispatcher else None
+
+    @outbox.setter
+    def outbox(self, outbox: Outbox | None) -> None:
+        self.dispatcher = Dispatcher(self.db, outbox, self.clock) if outbox else None
 
     # -- entry points -------------------------------------------------------------
     async def handle_text(self, request: Request, line: str) -> Reply:
@@ -108,7 +133,12 @@ class CommandCore:
         self, request: Request, custom_id: str, values: Mapping[str, Any]
     ) -> Reply:
         """A submitted form (modal): its command runs with the fixed and typed options."""
-        command, fixed = Form.parse_custom_id(custom_id)
+        try:
+            if forged_id(custom_id):
+                raise ValueError(custom_id)
+            command, fixed = Form.parse_custom_id(custom_id)
+        except ValueError:  # a malformed or crafted id
+            return Reply.error(STALE)
         return await self.handle(request, command, {**fixed, **values})
 
     async def handle_action(
@@ -116,15 +146,23 @@ class CommandCore:
     ) -> Reply:
         """A button press (``value`` None) or a reaction (``value`` the emoji; a removal
         is ``"-"`` + the emoji)."""
+        if forged_id(custom_id, value):
+            return Reply.error(STALE)
         name, *args = custom_id.split(":")
         action = self.registry.actions.get(name)
         if action is None:
-            return Reply.error("That button is no longer active. Run the command again.")
+            return Reply.error(STALE)
 
         async def call(ctx: Context) -> Reply:
             if not action.access.allows(ctx.person):
                 raise self._forbidden(action.access, ctx.person)
-            reply = await action.handler(ctx, tuple(args), value)
+            try:
+                reply = await action.handler(ctx, tuple(args), value)
+            except (ValueError, LookupError, TypeError, OverflowError):
+                # Arguments the bot never wrote (a crafted or outdated id): int("x"),
+                # a missing part. Logged, so a real bug still shows.
+                log.warning("malformed action id %r", custom_id, exc_info=True)
+                raise UsageError(STALE) from None
             reply.ephemeral = reply.ephemeral or action.ephemeral
             return reply
 
@@ -155,6 +193,13 @@ class CommandCore:
                         if request.event_id and await self._seen(session, request):
                             return Reply(text="", meta={"duplicate": True}, ephemeral=True)
                         reply = await call(ctx)
+                        # What the command owes others is written with its change.
+                        rows = enqueue(session, ctx.course.id, ctx.outgoing, ctx.now)
+                        await session.flush()
+                        row_ids = [row.id for row in rows]
+                        if self.db.backend == "postgresql":
+                            # Delivered at commit: the leading replica's scheduler looks again.
+                            await session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
                     break
                 except IntegrityError:
                     # A concurrent write won a race (two votes of one student at once):
@@ -162,7 +207,9 @@ class CommandCore:
                     log.info("conflicting write (attempt %d) for %r", attempt, request)
                     if attempt == ATTEMPTS:
                         return Reply.error(CONFLICT)
-            await self.deliver(ctx)
+            await self.deliver(row_ids, reply)
+            if not reply.is_error:
+                wake_all()  # timers, GPU jobs, retries: the scheduler looks again
             return reply
         except CourseBotError as err:
             return Reply.error(str(err))
@@ -188,9 +235,33 @@ class CommandCore:
             return True
         return False
 
-    async def deliver(self, ctx: Context) -> None:
-        """Send what the handler queued (posts, DMs, edits), now that it committed."""
-        await send(self.db, self.outbox, ctx.course.id, ctx.outgoing)
+    async def deliver(self, row_ids: list[int], reply: Reply) -> None:
+        """Send the outbox rows the command wrote, now that it committed (rows that
+        must wait are left to the dispatcher's loop), and complete a reply that reports
+        a mass send with the real count."""
+        if not row_ids:
+            return
+        if self.dispatcher is None:
+            log.warning("no outbox yet: %d message(s) wait in the outbox", len(row_ids))
+        else:
+            try:
+                await self.dispatcher.deliver(row_ids)
+            except Exception:  # the rows stay pending; the dispatcher's loop retries
+                log.exception("sending a command's messages failed; they stay queued")
+        async with self.db.session() as session:
+            if reply.delivery is not None:
+                count = await count_batch(session, reply.delivery.batch)
+                text = describe_batch(count, what=reply.delivery.what, hint=reply.delivery.hint)
+                reply.sections.append(Section("Delivery", text))
+            late = await undelivered_posts(session, row_ids)
+        if late and not reply.is_error:
+            reply.sections.append(
+                Section(
+                    "Not delivered yet",
+                    "; ".join(late) + ". It is kept and sent again automatically "
+                    "(`outbox` shows it to staff).",
+                )
+            )
 
     async def context(self, session: AsyncSession, request: Request) -> Context:
         course, person = await self.resolve(session, request)
@@ -260,3 +331,15 @@ async def prune_events(session: AsyncSession, now: datetime) -> int:
         delete(ProcessedEvent).where(ProcessedEvent.created_at < now - EVENT_MEMORY)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def _prune_events(session: AsyncSession, now: datetime, scope: object) -> list:  # type: ignore[type-arg]
+    await prune_events(session, now)  # retries of old events are over
+    return []
+
+
+async def _never(session: AsyncSession, now: datetime, scope: object) -> None:
+    return None
+
+
+due_registry.register("event-memory", _prune_events, _never)

@@ -95,6 +95,10 @@ class BattleRules(_Strict):
     warnings: list[int] = Field(default_factory=lambda: [5, 1])  # minutes before the end
     overrun_every_seconds: int = Field(30, ge=5, le=600)  # "+0:30, +1:00, ..." while over
     justification_min: int = Field(20, ge=1, le=2000)  # characters a vote's reason needs
+    # secret: nobody (staff included) sees sides or reasons before the poll closes, and
+    # Discord reactions are removed as soon as they are recorded; open: reactions stay
+    # and the poll shows live counts per side (reasons are still read only after close).
+    ballot: Literal["secret", "open"] = "secret"
 
 
 class Bindings(_Strict):
@@ -186,6 +190,8 @@ class PersonEntry(_Strict):
     canvas_id: str | None = None
     section: str | None = None
     handles: dict[Literal["terminal", "discord", "slack"], str] = Field(default_factory=dict)
+    #: Other addresses of this person that `register` accepts (a Slack profile's email).
+    email_aliases: list[str] = Field(default_factory=list)
 
     @field_validator("email")
     @classmethod
@@ -193,6 +199,14 @@ class PersonEntry(_Strict):
         if not EMAIL.match(v):
             raise ValueError(f"{v!r} is not an email address")
         return v.lower()
+
+    @field_validator("email_aliases")
+    @classmethod
+    def _aliases(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if not EMAIL.match(a)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an email address")
+        return list(dict.fromkeys(a.lower() for a in v))
 
     @field_validator("sis_id", "canvas_id", mode="before")
     @classmethod
@@ -392,6 +406,12 @@ def cross_check(cf: CourseFile) -> list[tuple[tuple[Any, ...], str]]:
         if person.email in emails:
             out.append((("people", i, "email"), f"{person.email} is listed twice"))
         emails.add(person.email)
+    for i, person in enumerate(cf.people):  # an alias names one person, never two
+        for alias in person.email_aliases:
+            if alias in emails:
+                out.append((("people", i, "email_aliases"), f"{alias} is listed twice"))
+            emails.add(alias)
+    for i, person in enumerate(cf.people):
         for platform, handle in person.handles.items():
             if (platform, handle) in handles:
                 out.append((("people", i, "handles", platform), f"{handle!r} is used twice"))
@@ -624,6 +644,7 @@ async def _import_people(
             onyen=entry.onyen,
             canvas_id=entry.canvas_id or person.canvas_id,
             section=entry.section or person.section,
+            email_aliases=entry.email_aliases,
         )
         await session.flush()
         for platform_name, handle in entry.handles.items():
@@ -766,6 +787,7 @@ async def export_course(session: AsyncSession, course: Course) -> dict[str, Any]
             "canvas_id": p.canvas_id,
             "section": p.section,
             "handles": idents.get(p.id),
+            "email_aliases": list(p.email_aliases or []),
         }
         doc.update({k: v for k, v in optional.items() if v})
         return doc
@@ -878,8 +900,11 @@ def parse_canvas_roster(
         name = f"{first.strip()} {last.strip()}".strip() if first else student
         login = (row.get("SIS Login ID") or "").strip()
         email = (row.get("Email") or "").strip() if has_email else ""
-        if not email and login and email_domain:
-            email = f"{login}@{email_domain}"
+        built = f"{login}@{email_domain}".lower() if login and email_domain else ""
+        if not email and built:
+            email = built
+        # Both known (first.last@ and login@): the login address is an alias for `register`.
+        aliases = [built] if built and built != email.lower() else []
         try:
             people.append(
                 PersonEntry(
@@ -890,6 +915,7 @@ def parse_canvas_roster(
                     onyen=login or None,
                     canvas_id=(row.get("ID") or "").strip() or None,
                     section=(row.get("Section") or "").strip() or None,
+                    email_aliases=aliases,
                 )
             )
         except ValidationError as exc:
@@ -926,6 +952,9 @@ async def import_roster(
             onyen=entry.onyen or person.onyen,
             canvas_id=entry.canvas_id or person.canvas_id,
             section=entry.section or person.section,
+            email_aliases=list(
+                dict.fromkeys([*(person.email_aliases or []), *entry.email_aliases])
+            ),
         )
     await session.flush()
     return report

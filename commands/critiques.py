@@ -21,8 +21,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commands.attachments import megabytes, read_bytes
+from commands.attachments import expect_kind, read_bytes
+from commands.audit import Reason, record
 from commands.context import Attachment, Context
+from commands.due import Scope, due_registry, earliest
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
 from commands.outbox import Outgoing
 from commands.people import find_person
@@ -132,13 +134,14 @@ async def read_attachment(attachments: tuple[Attachment, ...]) -> tuple[str, byt
     if len(attachments) > 1:
         raise InvalidInput("Attach one PDF only: your critique.")
     att = attachments[0]
-    too_large = f"`{att.name}` is larger than {megabytes(MAX_BYTES)}; make the PDF smaller."
-    data = await read_bytes(att, MAX_BYTES, too_large=too_large)
-    if not data.startswith(b"%PDF-"):
-        raise InvalidInput(
-            f"`{att.name}` is not a PDF.",
-            hint="Export or print your critique to PDF and attach that.",
-        )
+    data = await read_bytes(att, MAX_BYTES, hint="Make the PDF smaller.")
+    expect_kind(
+        att.name,
+        data,
+        {"pdf"},
+        "not a PDF",
+        hint="Export or print your critique to PDF and attach that.",
+    )
     return att.name, data
 
 
@@ -473,16 +476,30 @@ class GradeOptions(BaseModel):
     students: list[str] = Field(
         min_length=1, description="the students (email, onyen or name), one or more"
     )
+    reason: Reason = None
 
 
-async def _set_grades(ctx: Context, paper: Paper, people: list[Person], grade: str) -> None:
+async def _set_grades(
+    ctx: Context, paper: Paper, people: list[Person], grade: str, reason: str | None = None
+) -> None:
+    """Grade the people's critiques of ``paper``; each change is an audit entry."""
     done = await critiques_of_paper(ctx.session, paper.id)
     me = ctx.me()
     for p in people:
         c = done[p.id]
+        before = c.grade
         c.grade = grade
         c.graded_at = ctx.now
         c.graded_by_id = me.id
+        record(
+            ctx,
+            "critique.grade",
+            subject=p,
+            summary=f"critique of #{paper.number}: {grade}",
+            before={"paper": paper.number, "grade": before},
+            after={"paper": paper.number, "grade": grade},
+            reason=reason,
+        )
 
 
 @registry.command(
@@ -491,7 +508,11 @@ async def _set_grades(ctx: Context, paper: Paper, people: list[Person], grade: s
     access=Access.STAFF,
     ephemeral=True,
     topic="critique",
-    examples=("critique grade 5 pass achen bob.okafor@unc.edu", "critique grade 5 fail carol"),
+    examples=(
+        "critique grade 5 pass achen bob.okafor@unc.edu",
+        "critique grade 5 fail carol",
+        'critique grade 5 pass carol reason="the file was unreadable; she resent it"',
+    ),
 )
 async def critique_grade(ctx: Context, opts: GradeOptions) -> Reply:
     paper = await critique_paper(ctx.session, ctx.course.id, opts.paper)
@@ -509,7 +530,7 @@ async def critique_grade(ctx: Context, opts: GradeOptions) -> Reply:
             f"No critique of {paper_label(paper)} from {', '.join(missing)}; nothing was graded.",
             hint=f"`critique list {paper.number}` shows who submitted.",
         )
-    await _set_grades(ctx, paper, people, opts.grade)
+    await _set_grades(ctx, paper, people, opts.grade, opts.reason)
     names = ", ".join(p.name for p in people)
     return Reply(
         text=f"Graded {opts.grade.capitalize()} for {paper_label(paper)}: {names}.",
@@ -520,6 +541,7 @@ async def critique_grade(ctx: Context, opts: GradeOptions) -> Reply:
 class GradeAllOptions(BaseModel):
     paper: PaperId = Field(description="the paper id")
     grade: Grade = Field(description="pass or fail")
+    reason: Reason = None
 
 
 @registry.command(
@@ -540,7 +562,7 @@ async def critique_grade_all(ctx: Context, opts: GradeAllOptions) -> Reply:
             hint=f"Grade late ones one by one: `critique grade {paper.number} pass <student>`.",
         )
     people = [await ctx.session.get(Person, c.person_id) for c in todo]
-    await _set_grades(ctx, paper, [p for p in people if p is not None], opts.grade)
+    await _set_grades(ctx, paper, [p for p in people if p is not None], opts.grade, opts.reason)
     left = sum(1 for c in done.values() if c.grade is None)
     note = f" {left} late critique(s) still need a grade." if left else ""
     return Reply(
@@ -612,10 +634,18 @@ async def critique_file(ctx: Context, opts: FileOptions) -> Reply:
     paper = await critique_paper(ctx.session, ctx.course.id, opts.paper)
     if opts.student is None:
         whose = me
-    else:
+    elif me.is_staff:
         whose = await find_person(ctx.session, ctx.course.id, opts.student)
-        if whose.id != me.id and not me.is_staff:
-            raise Forbidden("You can fetch only your own critiques.")
+    else:
+        # A student may name only themselves; the roster is not searched for them
+        # (an ambiguous name would list other people).
+        mine = {me.email, me.name, me.onyen or "", me.sis_id or "", ctx.caller.user_id}
+        if opts.student.strip().lstrip("@").lower() not in {m.lower() for m in mine if m}:
+            raise Forbidden(
+                "You can fetch only your own critiques.",
+                hint=f"`critique file {opts.paper}` fetches yours.",
+            )
+        whose = me
     c = await ctx.session.scalar(
         select(Critique).where(Critique.paper_id == paper.id, Critique.person_id == whose.id)
     )
@@ -635,3 +665,29 @@ async def critique_file(ctx: Context, opts: FileOptions) -> Reply:
         sections=[Section("Question", c.question), Section("Answer", c.answer)],
         files=[FileOut(c.original_name or path.name, data, "application/pdf", "critique")],
     )
+
+
+# ------------------------------------------------------------------ due work
+
+
+async def next_critique_ping(session: AsyncSession, now: datetime, scope: Scope) -> datetime | None:
+    """The next reminder or "closed" post of any critique deadline."""
+    cq = select(Course)
+    if scope.course_ids is not None:
+        cq = cq.where(Course.id.in_(scope.course_ids))
+    best = None
+    for course in list(await session.scalars(cq)):
+        for paper in await critique_papers(session, course.id):
+            if paper.class_date is None:
+                continue
+            best = earliest(best, *(p.at for p in critique_pings(course, paper) if p.at > now))
+    return best
+
+
+async def _collect_critiques(
+    session: AsyncSession, now: datetime, scope: Scope
+) -> list[tuple[int, Outgoing]]:
+    return await due_critique_posts(session, now, course_ids=scope.course_ids)
+
+
+due_registry.register("critiques", _collect_critiques, next_critique_ping)

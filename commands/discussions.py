@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.context import Context
 from commands.critiques import course_students, paper_label
+from commands.due import Scope, due_registry, earliest
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
 from commands.outbox import Outgoing
 from commands.people import find_person
@@ -858,3 +859,30 @@ async def discussion_group(ctx: Context, _: GroupOptions) -> Reply:
             tone=Tone.WARNING,
         )
     return Reply(text="No discussion is running right now.")
+
+
+# ------------------------------------------------------------------ due work
+
+
+async def next_discussion_post(
+    session: AsyncSession, now: datetime, scope: Scope
+) -> datetime | None:
+    """The next warning or call-back of a running discussion."""
+    q = select(Discussion).where(Discussion.state == "running")
+    if scope.course_ids is not None:
+        q = q.where(Discussion.course_id.in_(scope.course_ids))
+    best = None
+    for d in await session.scalars(q):
+        end = _ends_at(d)
+        warn = end - timedelta(minutes=WARN_MINUTES) if d.minutes > WARN_MINUTES else None
+        best = earliest(best, *(t for t in (warn, end) if t is not None and t > now))
+    return best
+
+
+async def _collect_discussions(
+    session: AsyncSession, now: datetime, scope: Scope
+) -> list[tuple[int, Outgoing]]:
+    return await due_discussion_posts(session, now, course_ids=scope.course_ids)
+
+
+due_registry.register("discussions", _collect_discussions, next_discussion_post)

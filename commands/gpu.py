@@ -10,8 +10,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commands.attachments import megabytes, read_bytes
+from commands.attachments import (
+    CLIP_KINDS,
+    IMAGE_KINDS,
+    describe,
+    expect_kind,
+    read_bytes,
+)
+from commands.audit import Reason, record
 from commands.context import Context
+from commands.due import Scope, due_registry
 from commands.errors import Forbidden, InvalidInput, NotFound
 from commands.outbox import Outgoing
 from commands.registry import Access, registry
@@ -19,6 +27,7 @@ from commands.replies import FileOut, Reply, Table, Tone
 from db.models import GpuJob, GpuJobFile, Person
 from gpu_queue import queue
 from gpu_queue.demos import catalogue
+from gpu_queue.demos.images import TooManyPixels, open_image
 
 ICON = {
     "queued": "⏳",
@@ -83,6 +92,38 @@ async def gpu_demos(ctx: Context, _: DemosOptions) -> Reply:
     )
 
 
+#: What each demo's attachment may be, judged from its bytes (any other demo: images).
+INPUT_KINDS = {"cnn": IMAGE_KINDS, "classify": IMAGE_KINDS | CLIP_KINDS}
+IMAGE_FORMATS = "an image (PNG, JPEG, GIF, WebP, BMP or TIFF)"
+CLIP_FORMATS = "a video clip (MP4, MOV, WebM, MKV or AVI)"
+
+
+def check_input(demo: str, name: str, data: bytes) -> None:
+    """Refuse at once a GPU job's attachment that is not what ``demo`` takes (by its
+    first bytes) or an image of more pixels than a demo decodes (from its header only,
+    before anything is decoded: a small PNG can declare 20000×20000)."""
+    kinds = INPUT_KINDS.get(demo, IMAGE_KINDS)
+    if kinds == IMAGE_KINDS:
+        what, takes = "not an image", IMAGE_FORMATS
+    else:
+        what, takes = "neither an image nor a video clip", f"{IMAGE_FORMATS} or {CLIP_FORMATS}"
+    kind = expect_kind(name, data, kinds, what, hint=f"`gpu run {demo}` takes {takes}.")
+    if kind not in IMAGE_KINDS:
+        return
+    from PIL import UnidentifiedImageError
+
+    try:
+        with open_image(data, f"`{name}`"):
+            pass
+    except TooManyPixels as exc:
+        raise InvalidInput(str(exc)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        raise InvalidInput(
+            f"`{name}` looks like {describe(kind)} but is corrupt or truncated.",
+            hint="Send the image again, or another one.",
+        ) from None
+
+
 class RunOptions(BaseModel):
     demo: str = Field(description="which demo (see `gpu demos`)")
     params: list[str] = Field(default_factory=list, description="name=value parameters")
@@ -115,13 +156,10 @@ async def gpu_run(ctx: Context, opts: RunOptions) -> Reply:
         # A local path (terminal, Slack) or a URL (Discord): read here, stored with the
         # job in the database, so a worker on any host can run it.
         att = ctx.request.attachments[0]
-        limit = queue.input_limit(opts.demo)
         data = await read_bytes(
-            att,
-            limit,
-            too_large=f"`{att.name}` is larger than {megabytes(limit)}; "
-            "send a smaller image or a shorter clip.",
+            att, queue.input_limit(opts.demo), hint="Send a smaller image or a shorter clip."
         )
+        check_input(opts.demo, att.name, data)
         inputs["image"] = queue.JobInput(att.name, data, att.content_type)
     channel = ctx.request.where.channel or ""
     try:
@@ -189,6 +227,7 @@ async def gpu_status(ctx: Context, opts: JobRef) -> Reply:
 
 class CancelOptions(BaseModel):
     job: int = Field(ge=1, description="the job number")
+    reason: Reason = None
 
 
 @registry.command("gpu cancel", "Cancel a queued or running GPU job", ephemeral=True, topic="gpu")
@@ -199,6 +238,16 @@ async def gpu_cancel(ctx: Context, opts: CancelOptions) -> Reply:
     was = job.state
     job.state = "cancelled"
     job.finished_at = ctx.now
+    if job.person_id != ctx.me().id:  # staff cancelling someone else's job
+        record(
+            ctx,
+            "gpu.cancel",
+            subject=await ctx.session.get(Person, job.person_id),
+            summary=f"GPU job #{job.id} ({job.demo})",
+            before={"job": job.id, "state": was},
+            after={"job": job.id, "state": "cancelled"},
+            reason=opts.reason,
+        )
     return Reply(
         text=f"Job #{job.id} is cancelled"
         + (" (its run is being stopped)." if was == "running" else "."),
@@ -347,6 +396,10 @@ def _set_rules(ctx: Context, **changes: object) -> dict[str, object]:
     return rules
 
 
+class ControlOptions(BaseModel):
+    reason: Reason = None
+
+
 @registry.command(
     "gpu pause",
     "Pause the GPU queue (jobs wait; running ones finish)",
@@ -354,8 +407,17 @@ def _set_rules(ctx: Context, **changes: object) -> dict[str, object]:
     ephemeral=True,
     topic="gpu",
 )
-async def gpu_pause(ctx: Context, _: QueueOptions) -> Reply:
+async def gpu_pause(ctx: Context, opts: ControlOptions) -> Reply:
+    was = bool((ctx.course.gpu_rules or {}).get("paused"))
     _set_rules(ctx, paused=True)
+    record(
+        ctx,
+        "gpu.pause",
+        summary="paused the GPU queue",
+        before={"paused": was},
+        after={"paused": True},
+        reason=opts.reason,
+    )
     ctx.post(
         "announcements",
         Reply(text="⏸ The GPU queue is paused; queued jobs will run when it resumes."),
@@ -366,8 +428,17 @@ async def gpu_pause(ctx: Context, _: QueueOptions) -> Reply:
 @registry.command(
     "gpu resume", "Resume the GPU queue", access=Access.INSTRUCTOR, ephemeral=True, topic="gpu"
 )
-async def gpu_resume(ctx: Context, _: QueueOptions) -> Reply:
+async def gpu_resume(ctx: Context, opts: ControlOptions) -> Reply:
+    was = bool((ctx.course.gpu_rules or {}).get("paused"))
     _set_rules(ctx, paused=False)
+    record(
+        ctx,
+        "gpu.resume",
+        summary="resumed the GPU queue",
+        before={"paused": was},
+        after={"paused": False},
+        reason=opts.reason,
+    )
     ctx.post("announcements", Reply(text="▶️ The GPU queue is running again."))
     return Reply(text="The GPU queue is running again.", tone=Tone.SUCCESS)
 
@@ -377,6 +448,7 @@ class LimitOptions(BaseModel):
         ge=0, le=50, description="how many waiting jobs a student may have (0: none)"
     )
     student: str | None = Field(None, description="only this student (email, onyen or name)")
+    reason: Reason = None
 
 
 @registry.command(
@@ -390,15 +462,58 @@ class LimitOptions(BaseModel):
 async def gpu_limit(ctx: Context, opts: LimitOptions) -> Reply:
     from commands.people import find_person
 
+    rules = ctx.course.gpu_rules or {}
     if opts.student is None:
+        before = rules.get("queued_cap")
         _set_rules(ctx, queued_cap=opts.queued)
+        record(
+            ctx,
+            "gpu.limits",
+            summary=f"waiting jobs per student: {opts.queued}",
+            before={"queued_cap": before},
+            after={"queued_cap": opts.queued},
+            reason=opts.reason,
+        )
         return Reply(
             text=f"Every student may now have {opts.queued} job(s) waiting.", tone=Tone.SUCCESS
         )
     person = await find_person(ctx.session, ctx.course.id, opts.student)
     limits = dict((ctx.course.gpu_rules or {}).get("limits") or {})
+    before = limits.get(str(person.id))
     limits[str(person.id)] = opts.queued
     _set_rules(ctx, limits=limits)
+    record(
+        ctx,
+        "gpu.limits",
+        subject=person,
+        summary=f"waiting jobs: {opts.queued}",
+        before={"queued_cap": before},
+        after={"queued_cap": opts.queued},
+        reason=opts.reason,
+    )
     return Reply(
         text=f"{person.name} may now have {opts.queued} job(s) waiting.", tone=Tone.SUCCESS
     )
+
+
+# ------------------------------------------------------------------ due work
+
+
+async def _collect_gpu(
+    session: AsyncSession, now: datetime, scope: Scope
+) -> list[tuple[int, Outgoing]]:
+    """Dead workers' jobs queued again or expired, old job files pruned, and any result
+    or progress step waiting to be posted."""
+    await prune_job_files(session, now)
+    return await due_gpu_posts(session, now, course_ids=scope.course_ids, recover=True)
+
+
+async def _no_plan(session: AsyncSession, now: datetime, scope: Scope) -> datetime | None:
+    return None  # results come from the workers: polled, see ``poll`` below
+
+
+async def _gpu_pending(session: AsyncSession, scope: Scope) -> bool:
+    return await gpu_posts_pending(session, course_ids=scope.course_ids)
+
+
+due_registry.register("gpu", _collect_gpu, _no_plan, poll=_gpu_pending)

@@ -13,13 +13,17 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands.audit import Reason, local_iso, record
+from commands.clock import localize
 from commands.context import Context
+from commands.due import Scope, due_registry
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
 from commands.logistics import course_deadlines
 from commands.outbox import Outgoing
 from commands.people import find_person
 from commands.registry import Access, LongText, registry
 from commands.replies import FileOut, Reply, Table, Tone
+from commands.text import LONG_TEXT_MAX, check_text, shown
 from commands.timefmt import fmt_instant
 from db.models import (
     Announcement,
@@ -164,6 +168,7 @@ class GradeSetOptions(BaseModel):
     student: str = Field(description="email, onyen or name")
     component: str = Field(description="a component of the course's grading")
     points: float = Field(description="points out of 100")
+    reason: Reason = None
 
 
 @registry.command(
@@ -172,7 +177,10 @@ class GradeSetOptions(BaseModel):
     access=Access.STAFF,
     ephemeral=True,
     topic="course",
-    examples=("grade set alice.chen@unc.edu presentations 92",),
+    examples=(
+        "grade set alice.chen@unc.edu presentations 92",
+        'grade set bob presentations 88 reason="regraded after the appeal"',
+    ),
 )
 async def grade_set(ctx: Context, opts: GradeSetOptions) -> Reply:
     comp = _component(ctx.course, opts.component)
@@ -195,6 +203,15 @@ async def grade_set(ctx: Context, opts: GradeSetOptions) -> Reply:
         )
         ctx.session.add(row)
     row.points, row.set_by, row.updated_at = opts.points, ctx.me().id, ctx.now
+    record(
+        ctx,
+        "grade.set",
+        subject=student,
+        summary=f"{comp}: {_fmt(opts.points)}/100",
+        before={"component": comp, "points": before},
+        after={"component": comp, "points": opts.points},
+        reason=opts.reason,
+    )
     was = "" if before is None else f" (was {_fmt(before)})"
     return Reply(f"{student.name}: {comp} = {_fmt(opts.points)}/100{was}.", tone=Tone.SUCCESS)
 
@@ -247,6 +264,10 @@ async def grade_export(ctx: Context, _: BaseModel) -> Reply:
 # ----------------------------------------------------------------------------- announcements
 
 
+def _excerpt(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def announcement_reply(text: str, author: str | None) -> Reply:
     return Reply(title="📣 Announcement", text=text + (f"\n— {author}" if author else ""))
 
@@ -257,11 +278,10 @@ def parse_local(value: str, tz: ZoneInfo) -> datetime:
         dt = datetime.fromisoformat(value.strip().replace(" ", "T"))
     except ValueError:
         raise InvalidInput(
-            f"`{value}` is not a time.", hint="Use the course's local time: 2023-09-01T09:00."
+            f"`{shown(value)}` is not a time (or not a real date).",
+            hint="Use the course's local time: 2023-09-01T09:00.",
         ) from None
-    if dt.tzinfo is not None:
-        return dt
-    return dt.replace(tzinfo=tz)
+    return localize(dt, tz)  # refuses a time in a DST gap or in the repeated hour
 
 
 class AnnounceOptions(BaseModel):
@@ -298,7 +318,7 @@ async def announce(ctx: Context, opts: AnnounceOptions) -> Reply:
         )
     row = Announcement(
         course_id=ctx.course.id,
-        text=text[:4000],
+        text=check_text(text, what="The announcement", limit=LONG_TEXT_MAX, multiline=True),
         author_id=me.id,
         created_at=ctx.now,
         post_at=post_at,
@@ -306,9 +326,15 @@ async def announce(ctx: Context, opts: AnnounceOptions) -> Reply:
     )
     ctx.session.add(row)
     await ctx.session.flush()
+    record(
+        ctx,
+        "announce.post" if when is None else "announce.schedule",
+        summary=f"announcement {row.id}: {_excerpt(row.text)}",
+        after={"id": row.id, "post_at": local_iso(post_at, ctx.tz), "text": row.text},
+    )
     if when is None:
         ctx.post("announcements", announcement_reply(row.text, me.name))
-        return Reply("Posted the announcement.", tone=Tone.SUCCESS, ephemeral=True)
+        return Reply("The announcement goes to #announcements.", tone=Tone.SUCCESS, ephemeral=True)
     return Reply(
         f"Announcement {row.id} will be posted {fmt_instant(post_at, ctx.tz)}. "
         f"`announce cancel {row.id}` cancels it.",
@@ -348,6 +374,7 @@ async def announce_list(ctx: Context, _: BaseModel) -> Reply:
 
 class CancelOptions(BaseModel):
     id: int = Field(description="the announcement's id (see `announce list`)")
+    reason: Reason = None
 
 
 @registry.command(
@@ -367,6 +394,14 @@ async def announce_cancel(ctx: Context, opts: CancelOptions) -> Reply:
     if row.sent_at is not None:
         raise Conflict(f"Announcement {opts.id} was already posted; it cannot be unsent.")
     row.cancelled_at = ctx.now
+    record(
+        ctx,
+        "announce.cancel",
+        summary=f"announcement {row.id}: {_excerpt(row.text)}",
+        before={"id": row.id, "post_at": local_iso(row.post_at, ctx.tz), "state": "scheduled"},
+        after={"id": row.id, "state": "cancelled"},
+        reason=opts.reason,
+    )
     return Reply(f"Cancelled announcement {opts.id}.", tone=Tone.SUCCESS)
 
 
@@ -520,3 +555,27 @@ async def deadlines_ics(ctx: Context, _: BaseModel) -> Reply:
         f"app; times are {ctx.course.timezone}.",
         files=[FileOut(f"{ctx.course.key}.ics", data, "text/calendar")],
     )
+
+
+# ------------------------------------------------------------------ due work
+
+
+async def next_announcement(session: AsyncSession, now: datetime, scope: Scope) -> datetime | None:
+    """When the next scheduled announcement goes out."""
+    q = select(func.min(Announcement.post_at)).where(
+        Announcement.sent_at.is_(None),
+        Announcement.cancelled_at.is_(None),
+        Announcement.post_at > now,
+    )
+    if scope.course_ids is not None:
+        q = q.where(Announcement.course_id.in_(scope.course_ids))
+    return await session.scalar(q)
+
+
+async def _collect_announcements(
+    session: AsyncSession, now: datetime, scope: Scope
+) -> list[tuple[int, Outgoing]]:
+    return await due_announcements(session, now, course_ids=scope.course_ids)
+
+
+due_registry.register("announcements", _collect_announcements, next_announcement)

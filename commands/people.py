@@ -8,19 +8,24 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands import audit, registration
 from commands.context import Context
-from commands.coursefile import link_identity
-from commands.errors import Conflict, InvalidInput, NotFound
+from commands.errors import InvalidInput, NotFound
 from commands.parsing import describe_option
 from commands.registry import Access, Command, registry
 from commands.replies import Reply, Section, Table, Tone
-from db.models import Identity, Person, Platform
+from db.models import Identity, Person, Platform, RegistrationRequest
 
 # ----------------------------------------------------------------------------- services
 
 
-async def find_person(session: AsyncSession, course_id: int, who: str) -> Person:
-    """A roster entry by email, onyen, SIS id or (unique) part of the name."""
+async def find_person(
+    session: AsyncSession, course_id: int, who: str, *, list_matches: bool = False
+) -> Person:
+    """A roster entry by email, onyen, SIS id or (unique) part of the name.
+
+    When several people match, ``list_matches`` (pass it for staff callers only) names
+    them, by display name only; otherwise nobody else on the roster is shown."""
     who = who.strip().lstrip("@")
     key = who.lower()
     exact = await session.scalar(
@@ -51,12 +56,21 @@ async def find_person(session: AsyncSession, course_id: int, who: str) -> Person
     )
     if len(like) == 1:
         return like[0]
+    if len(like) > 1 and list_matches:
+        names = ", ".join(sorted(p.name for p in like)[:5]) + (", …" if len(like) > 5 else "")
+        raise InvalidInput(
+            f"`{who}` matches several people: {names}.",
+            hint="Use the email or onyen instead (`register list` shows them).",
+        )
     if len(like) > 1:
-        names = ", ".join(f"{p.name} ({p.email})" for p in like[:5])
-        raise InvalidInput(f"`{who}` matches several people: {names}. Use the email instead.")
+        raise InvalidInput(
+            f"`{who}` matches several people; be more specific.",
+            hint="Use the email or onyen.",
+        )
     raise NotFound(
         f"Nobody on the roster matches `{who}`.",
-        hint="Use an email, onyen or part of the name; `register list` shows the roster.",
+        hint="Use an email, onyen or part of the name"
+        + ("; `register list` shows the roster." if list_matches else "."),
     )
 
 
@@ -145,7 +159,7 @@ async def help_(ctx: Context, opts: HelpOptions) -> Reply:
     who = (
         f"You are {ctx.person.name} ({ctx.person.role.value})."
         if ctx.person
-        else "You are not registered yet: start with `register <your email>`."
+        else f"You are not registered yet. {registration.next_step(ctx)}"
     )
     return Reply(
         title=f"{ctx.course.name}: commands",
@@ -167,7 +181,7 @@ async def whoami(ctx: Context, _: BaseModel) -> Reply:
     if ctx.person is None:
         return Reply(
             text=f"Your {account} is not linked to anyone on the roster of {ctx.course.name}.",
-            sections=[Section("Next step", "Type `register <your email>`.")],
+            sections=[Section("Next step", registration.next_step(ctx))],
         )
     p = ctx.person
     fields = [("Name", p.name), ("Email", p.email), ("Role", p.role.value)]
@@ -185,7 +199,21 @@ async def whoami(ctx: Context, _: BaseModel) -> Reply:
 
 
 class RegisterOptions(BaseModel):
-    email: str = Field(description="the email the instructor has on the roster")
+    email: str | None = Field(
+        None, description="your email on the roster (not needed where the platform gives it)"
+    )
+    code: str | None = Field(None, description="the code mailed to you")
+
+
+def _email_and_code(opts: RegisterOptions) -> tuple[str | None, str | None]:
+    """``register 123456`` and ``register code 123456`` mean the code."""
+    email = opts.email.strip() if opts.email and opts.email.strip() else None
+    code = opts.code.strip() if opts.code and opts.code.strip() else None
+    if email is not None and email.lower() == "code":
+        email = None
+    if email is not None and code is None and email.replace(" ", "").replace("-", "").isdigit():
+        email, code = None, email
+    return email, code
 
 
 @registry.command(
@@ -193,65 +221,25 @@ class RegisterOptions(BaseModel):
     "Link your chat account to your roster entry",
     access=Access.ANYONE,
     ephemeral=True,
-    examples=("register alice.chen@unc.edu",),
+    examples=("register alice.chen@unc.edu", "register 123456", "register"),
     topic="course",
 )
 async def register(ctx: Context, opts: RegisterOptions) -> Reply:
-    email = opts.email.strip().lower()
-    if "@" not in email:
-        raise InvalidInput(
-            f"`{opts.email}` is not an email address.",
-            hint="Example: `register alice.chen@unc.edu`.",
-        )
-    if ctx.person is not None:
-        if ctx.person.email == email:
-            return Reply(
-                text=f"You are already registered as {ctx.person.name}.", tone=Tone.SUCCESS
-            )
-        raise Conflict(
-            f"Your account is already linked to {ctx.person.name} ({ctx.person.email}).",
-            hint="Ask an instructor to `register unlink` it if that is wrong.",
-        )
-    person = await ctx.session.scalar(
-        select(Person).where(Person.course_id == ctx.course.id, func.lower(Person.email) == email)
-    )
-    if person is None:
-        raise NotFound(
-            f"No one with the email {email} is on the roster of {ctx.course.name}.",
-            hint="Check the spelling (use your university email) or ask your instructor to add you.",
-        )
-    platform = ctx.caller.platform
-    other = await ctx.session.scalar(
-        select(Identity).where(Identity.person_id == person.id, Identity.platform == platform)
-    )
-    if other is not None:
-        raise Conflict(
-            f"{person.name} is already linked to another {platform.value} account.",
-            hint="If that is not you, ask an instructor (`register unlink`).",
-        )
-    await link_identity(
-        ctx.session,
-        ctx.course,
-        person,
-        platform,
-        ctx.caller.user_id,
-        now=ctx.now,
-        display_name=ctx.caller.display_name or None,
-        replace=False,
-    )
-    return Reply(
-        text=f"Welcome, {person.name}! Your {platform.value} account is now linked "
-        f"({person.role.value}). Type `help` to see what you can do.",
-        tone=Tone.SUCCESS,
-    )
+    email, code = _email_and_code(opts)
+    return await registration.register(ctx, email, code)
+
+
+def _staff_view(ctx: Context) -> bool:
+    return ctx.person is not None and ctx.person.is_staff
 
 
 class LinkOptions(BaseModel):
     person: str = Field(description="email, onyen or name of the roster entry")
-    account: str = Field(description="the chat user id to link")
+    account: str = Field(max_length=100, description="the chat user id to link")
     platform: Platform | None = Field(
         None, description="terminal, discord or slack (default: here)"
     )
+    reason: str | None = Field(None, description="why (kept in the audit log)")
 
 
 @registry.command(
@@ -263,11 +251,39 @@ class LinkOptions(BaseModel):
     examples=("register link zoe.williams@unc.edu zoe",),
 )
 async def register_link(ctx: Context, opts: LinkOptions) -> Reply:
-    person = await find_person(ctx.session, ctx.course.id, opts.person)
+    actor = ctx.me()
+    person = await find_person(ctx.session, ctx.course.id, opts.person, list_matches=True)
     platform = opts.platform or ctx.caller.platform
-    await link_identity(ctx.session, ctx.course, person, platform, opts.account, now=ctx.now)
+    account = opts.account.strip().lstrip("@")
+    changed, lost = await registration.link_account(
+        ctx.session, ctx.course, person, platform, account, now=ctx.now, actor=actor
+    )
+    if not changed:
+        return Reply(
+            text=f"{platform.value} account `{account}` is already linked to {person.name}; "
+            "nothing changed."
+        )
+    audit.record(
+        ctx,
+        "people.link",
+        subject=person,
+        summary=f"linked {platform.value} account {account} to {person.name}",
+        before={
+            "accounts": [f"{lo.platform.value}:{lo.user_id}" for lo in lost if lo.moved_to is None],
+            "account_was": {lo.user_id: lo.person.name for lo in lost if lo.moved_to is not None},
+        },
+        after={"platform": platform.value, "account": account},
+        reason=opts.reason,
+    )
+    for lo in lost:
+        ctx.dm_account(
+            lo.platform,
+            lo.user_id,
+            registration.lost_message(ctx.course, lo, actor.name, opts.reason),
+        )
+    told = f" The previous holder{'s were' if len(lost) > 1 else ' was'} told." if lost else ""
     return Reply(
-        text=f"Linked {platform.value} account `{opts.account}` to {person.name}.",
+        text=f"Linked {platform.value} account `{account}` to {person.name}.{told}",
         tone=Tone.SUCCESS,
     )
 
@@ -275,28 +291,106 @@ async def register_link(ctx: Context, opts: LinkOptions) -> Reply:
 class UnlinkOptions(BaseModel):
     person: str = Field(description="email, onyen or name of the roster entry")
     platform: Platform | None = Field(None, description="only this platform (default: all)")
+    reason: str | None = Field(None, description="why (kept in the audit log, told to them)")
 
 
 @registry.command(
     "register unlink",
-    "Remove someone's linked chat account(s)",
+    "Remove someone's linked chat account(s); the account is told",
     topic="roster",
     access=Access.STAFF,
     ephemeral=True,
-    examples=("register unlink bob.okafor@unc.edu",),
+    examples=('register unlink bob.okafor@unc.edu discord "not Bob\'s account"',),
 )
 async def register_unlink(ctx: Context, opts: UnlinkOptions) -> Reply:
-    person = await find_person(ctx.session, ctx.course.id, opts.person)
-    query = select(Identity).where(Identity.person_id == person.id)
-    if opts.platform:
-        query = query.where(Identity.platform == opts.platform)
-    removed = list(await ctx.session.scalars(query))
-    if not removed:
-        raise NotFound(f"{person.name} has no linked account to remove.")
-    for ident in removed:
-        await ctx.session.delete(ident)
+    actor = ctx.me()
+    person = await find_person(ctx.session, ctx.course.id, opts.person, list_matches=True)
+    removed = await registration.unlink_accounts(ctx.session, person, opts.platform, actor=actor)
     names = ", ".join(f"{i.platform.value}: {i.user_id}" for i in removed)
-    return Reply(text=f"Unlinked {person.name} ({names}).", tone=Tone.SUCCESS)
+    audit.record(
+        ctx,
+        "people.unlink",
+        subject=person,
+        summary=f"unlinked {names} from {person.name}",
+        before={"accounts": [f"{i.platform.value}:{i.user_id}" for i in removed]},
+        after={},
+        reason=opts.reason,
+    )
+    for ident in removed:
+        lost = registration.Lost(ident.platform, ident.user_id, person)
+        ctx.dm_account(
+            ident.platform,
+            ident.user_id,
+            registration.lost_message(ctx.course, lost, actor.name, opts.reason),
+        )
+    told = "each account was told" if len(removed) > 1 else "the account was told"
+    return Reply(text=f"Unlinked {person.name} ({names}); {told}.", tone=Tone.SUCCESS)
+
+
+@registry.command(
+    "register pending",
+    "Registration requests waiting for approval",
+    topic="roster",
+    access=Access.STAFF,
+    ephemeral=True,
+)
+async def register_pending(ctx: Context, _: BaseModel) -> Reply:
+    return await registration.pending_reply(ctx)
+
+
+class DecideOptions(BaseModel):
+    person: str = Field(description="email, onyen or name of the roster entry asked for")
+    reason: str | None = Field(None, description="why (kept in the audit log, told to them)")
+    account: str | None = Field(None, description="the requesting account, if several asked")
+
+
+@registry.command(
+    "register approve",
+    "Approve a registration request: link the account",
+    topic="roster",
+    access=Access.STAFF,
+    ephemeral=True,
+    examples=("register approve zoe.williams@unc.edu",),
+)
+async def register_approve(ctx: Context, opts: DecideOptions) -> Reply:
+    person = await find_person(ctx.session, ctx.course.id, opts.person, list_matches=True)
+    req = await registration.request_for(ctx, person, opts.account)
+    return await registration.decide(ctx, req, approve=True, reason=opts.reason)
+
+
+@registry.command(
+    "register deny",
+    "Deny a registration request (the account is told)",
+    topic="roster",
+    access=Access.STAFF,
+    ephemeral=True,
+    examples=('register deny zoe.williams@unc.edu "not her account"',),
+)
+async def register_deny(ctx: Context, opts: DecideOptions) -> Reply:
+    person = await find_person(ctx.session, ctx.course.id, opts.person, list_matches=True)
+    req = await registration.request_for(ctx, person, opts.account)
+    return await registration.decide(ctx, req, approve=False, reason=opts.reason)
+
+
+async def _request_by_id(ctx: Context, args: tuple[str, ...]) -> RegistrationRequest:
+    req = (
+        await ctx.session.get(RegistrationRequest, int(args[0]))
+        if args and args[0].isdigit()
+        else None
+    )
+    if req is None or req.course_id != ctx.course.id:
+        raise NotFound("That request no longer exists.", hint="`register pending` lists them.")
+    return req
+
+
+@registry.action("register.approve", access=Access.STAFF)
+async def register_approve_button(ctx: Context, args: tuple[str, ...], value: str | None) -> Reply:
+    return await registration.decide(ctx, await _request_by_id(ctx, args), approve=True)
+
+
+@registry.action("register.deny", access=Access.STAFF)
+async def register_deny_button(ctx: Context, args: tuple[str, ...], value: str | None) -> Reply:
+    return await registration.decide(ctx, await _request_by_id(ctx, args), approve=False)
 
 
 class ListOptions(BaseModel):

@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands.attachments import expect_kind, read_bytes, safe_name
+from commands.audit import Reason, record
 from commands.context import Context
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
 from commands.registry import Access, LongText, registry
@@ -222,22 +224,20 @@ async def find_milestone(session: AsyncSession, course: Course, key: str) -> Mil
     raise NotFound(f"There is no milestone `{key}`.", hint=f"Milestones: {keys}.")
 
 
-def read_pdf(ctx: Context) -> bytes:
+async def read_pdf(ctx: Context) -> bytes:
+    """The attached write-up: a local file (terminal, Slack) or a URL (Discord), at most
+    MAX_PDF_BYTES, a PDF by its bytes (not its name)."""
     if not ctx.request.attachments:
         raise InvalidInput(
             "Attach the write-up as a PDF to this command.",
-            hint="In the terminal: `:attach report.pdf`, then the command.",
+            hint="In the terminal: `:attach report.pdf`, then the command; on Discord use "
+            "the file option; on Slack share the PDF with the bot, then send the command.",
         )
+    if len(ctx.request.attachments) > 1:
+        raise InvalidInput("Attach one PDF only: the write-up.")
     att = ctx.request.attachments[0]
-    if att.size is not None and att.size > MAX_PDF_BYTES:
-        raise InvalidInput(f"`{att.name}` is over 20 MB; please compress it.")
-    if att.path is None:
-        raise InvalidInput(f"Could not read `{att.name}`; please upload it again.")
-    data = Path(att.path).read_bytes()
-    if len(data) > MAX_PDF_BYTES:
-        raise InvalidInput(f"`{att.name}` is over 20 MB; please compress it.")
-    if not data.startswith(b"%PDF-"):
-        raise InvalidInput(f"`{att.name}` is not a PDF.", hint="Export the write-up as a PDF.")
+    data = await read_bytes(att, MAX_PDF_BYTES, hint="Please compress it.")
+    expect_kind(att.name, data, {"pdf"}, "not a PDF", hint="Export the write-up as a PDF.")
     return data
 
 
@@ -245,7 +245,7 @@ def read_pdf(ctx: Context) -> bytes:
 
 
 class CreateOptions(BaseModel):
-    name: str = Field(description="the project's name (quote it if it has spaces)")
+    name: str = Field(max_length=100, description="the project's name (quote it if it has spaces)")
     track: Track = Field("graduate", description="graduate or undergraduate track")
 
 
@@ -342,14 +342,19 @@ async def project_list(ctx: Context, _: BaseModel) -> Reply:
     )
 
 
+class ApproveOptions(BaseModel):
+    name: str = Field(description="the project's name")
+    reason: Reason = None
+
+
 @registry.command(
     "project approve",
     "Approve a solo project (one member)",
     access=Access.INSTRUCTOR,
     topic="project",
-    examples=("project approve Robo",),
+    examples=("project approve Robo", 'project approve Robo reason="part-time student"'),
 )
-async def project_approve(ctx: Context, opts: NameOptions) -> Reply:
+async def project_approve(ctx: Context, opts: ApproveOptions) -> Reply:
     project = await find_project(ctx.session, ctx.course, opts.name)
     members = await members_of(ctx.session, project)
     if len(members) != 1:
@@ -357,7 +362,17 @@ async def project_approve(ctx: Context, opts: NameOptions) -> Reply:
             f"`{project.name}` has {len(members)} members; only a one-person project needs "
             "approval."
         )
+    before = project.solo_approved
     project.solo_approved = True
+    record(
+        ctx,
+        "project.approve",
+        subject=members[0],
+        summary=f"solo project `{project.name}` approved",
+        before={"project": project.name, "solo_approved": before},
+        after={"project": project.name, "solo_approved": True},
+        reason=opts.reason,
+    )
     ctx.dm(members[0].id, Reply(f"Your solo project `{project.name}` was approved."))
     return Reply(
         f"Approved `{project.name}` as a solo project ({members[0].name}).", tone=Tone.SUCCESS
@@ -366,7 +381,9 @@ async def project_approve(ctx: Context, opts: NameOptions) -> Reply:
 
 class LfgOptions(BaseModel):
     interests: Annotated[str | None, LongText()] = Field(
-        None, description="what you would like to work on (quote it); omit to see the board"
+        None,
+        max_length=500,
+        description="what you would like to work on (quote it); omit to see the board",
     )
     clear: bool = Field(False, description="take your post off the board")
 
@@ -390,7 +407,7 @@ async def project_lfg(ctx: Context, opts: LfgOptions) -> Reply:
                 LookingForGroup.course_id == ctx.course.id, LookingForGroup.person_id == me.id
             )
         )
-        text = opts.interests.strip()[:500]
+        text = opts.interests.strip()  # at most 500 characters (the option's limit)
         if post is None:
             ctx.session.add(
                 LookingForGroup(
@@ -400,23 +417,27 @@ async def project_lfg(ctx: Context, opts: LfgOptions) -> Reply:
         else:
             post.interests, post.posted_at = text, ctx.now
         await ctx.session.flush()
+    # No emails: the board is public (and students' addresses are theirs to share).
     rows = await ctx.session.execute(
-        select(Person.name, Person.email, LookingForGroup.interests, LookingForGroup.posted_at)
+        select(Person.name, LookingForGroup.interests, LookingForGroup.posted_at)
         .join(Person, Person.id == LookingForGroup.person_id)
         .where(LookingForGroup.course_id == ctx.course.id)
         .order_by(LookingForGroup.posted_at)
     )
-    table = [[n, e, i, fmt_instant(at, ctx.tz)] for n, e, i, at in rows]
+    table = [[n, i, fmt_instant(at, ctx.tz)] for n, i, at in rows]
     lead = "Your interests are on the board. " if opts.interests else ""
     return Reply(
         title="Looking for a group",
-        text=lead + f"{len(table)} looking. Joining a group takes you off the board.",
-        tables=[Table(["Student", "Email", "Interests", "Posted"], table)],
+        text=lead + f"{len(table)} looking: message them here. Joining a group takes you off "
+        "the board.",
+        tables=[Table(["Student", "Interests", "Posted"], table)],
     )
 
 
 class InstanceOptions(BaseModel):
-    application: str = Field(description="the application (quote it if it has spaces)")
+    application: str = Field(
+        max_length=100, description="the application (quote it if it has spaces)"
+    )
     outcome: Literal["success", "failure"] = Field(description="success or failure")
     description: Annotated[str, LongText()] = Field(description="what happened (quote it)")
 
@@ -434,7 +455,7 @@ async def project_instance_add(ctx: Context, opts: InstanceOptions) -> Reply:
         raise Conflict(
             f"`{project.name}` is on the graduate track; instances are for the undergraduate track."
         )
-    app = " ".join(opts.application.split())[:100]
+    app = " ".join(opts.application.split())  # at most 100 characters (the option's limit)
     desc = opts.description.strip()
     if not app or not desc:
         raise InvalidInput("Give the application and a description of the instance.")
@@ -456,7 +477,7 @@ async def project_instance_add(ctx: Context, opts: InstanceOptions) -> Reply:
             project_id=project.id,
             application=app,
             outcome=opts.outcome,
-            description=desc[:4000],
+            description=desc,  # at most LONG_TEXT_MAX characters (validated)
             added_by=me.id,
             added_at=ctx.now,
         )
@@ -531,8 +552,8 @@ async def project_submit(ctx: Context, opts: SubmitOptions) -> Reply:
             f"`{project.name}` has one member and no approval for a solo project.",
             hint="Find a partner (`project lfg`) or ask the instructor for `project approve`.",
         )
-    data = read_pdf(ctx)
-    rel = Path("projects") / str(project.id) / f"{milestone.key}.pdf"
+    data = await read_pdf(ctx)
+    rel = Path("projects") / str(project.id) / f"{safe_name(milestone.key)}.pdf"
     dest = ctx.data_dir / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(data)

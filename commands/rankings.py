@@ -13,12 +13,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from commands.audit import Reason, local_iso, record
 from commands.clock import parse_instant
 from commands.context import Context
 from commands.errors import Conflict, Forbidden, InvalidInput
+from commands.outbox import new_batch
 from commands.people import find_person
 from commands.registry import Access, Complete, registry
-from commands.replies import Reply, Section, Table, Tone
+from commands.replies import Delivery, Reply, Section, Table, Tone
 from commands.timefmt import fmt_instant, relative
 from db.models import Course, Extension, Paper, Person, Ranking, RankingChoice, RankKind, Role, Slot
 
@@ -406,10 +408,19 @@ async def rankings_status(ctx: Context, _: BaseModel) -> Reply:
 )
 async def rankings_remind(ctx: Context, _: BaseModel) -> Reply:
     missing = await missing_rankings(ctx.session, ctx.course)
+    if not missing:
+        return Reply(text="Everyone has submitted: nobody to remind.", tone=Tone.SUCCESS)
+    batch = new_batch("rankings-remind")
     for m in missing:
-        ctx.dm(m.person.id, ranking_reminder(ctx.course, m, ctx.now))
-    names = ", ".join(m.person.name for m in missing) or "nobody"
-    return Reply(text=f"Reminded {len(missing)} student(s): {names}.", tone=Tone.SUCCESS)
+        ctx.dm(m.person.id, ranking_reminder(ctx.course, m, ctx.now), batch=batch)
+    names = ", ".join(m.person.name for m in missing)
+    return Reply(
+        text=f"{len(missing)} student(s) have not submitted: {names}.",
+        tone=Tone.SUCCESS,
+        delivery=Delivery(
+            batch, what="reminders", hint="`outbox unreached` lists whom to reach another way."
+        ),
+    )
 
 
 def ranking_reminder(course: Course, missing: Missing, now: datetime) -> Reply:
@@ -432,6 +443,7 @@ def ranking_reminder(course: Course, missing: Missing, now: datetime) -> Reply:
 class ExtendOptions(BaseModel):
     until: str = Field(description="new deadline, e.g. 2023-08-29T23:59 (course time)")
     student: str | None = Field(None, description="only this student (email, onyen or name)")
+    reason: Reason = None
 
 
 @registry.command(
@@ -440,7 +452,11 @@ class ExtendOptions(BaseModel):
     access=Access.INSTRUCTOR,
     ephemeral=True,
     topic="rank",
-    examples=("rankings extend 2023-08-29T23:59", "rankings extend 2023-08-28T12:00 bob"),
+    examples=(
+        "rankings extend 2023-08-29T23:59",
+        "rankings extend 2023-08-28T12:00 bob",
+        'rankings extend 2023-08-28T12:00 bob reason="was ill"',
+    ),
 )
 async def rankings_extend(ctx: Context, opts: ExtendOptions) -> Reply:
     try:
@@ -453,7 +469,16 @@ async def rankings_extend(ctx: Context, opts: ExtendOptions) -> Reply:
     if until <= ctx.now:
         raise InvalidInput(f"{fmt_instant(until, ctx.tz)} is already in the past.")
     if opts.student is None:
+        old = ctx.course.ranking_deadline
         ctx.course.ranking_deadline = until
+        record(
+            ctx,
+            "rankings.extend",
+            summary=f"ranking deadline for everyone: {fmt_instant(until, ctx.tz)}",
+            before={"deadline": local_iso(old, ctx.tz) if old else None},
+            after={"deadline": local_iso(until, ctx.tz)},
+            reason=opts.reason,
+        )
         ctx.post(
             "announcements",
             Reply(text=f"📣 Paper rankings are now due {fmt_instant(until, ctx.tz)}."),
@@ -466,12 +491,22 @@ async def rankings_extend(ctx: Context, opts: ExtendOptions) -> Reply:
     ext = await ctx.session.scalar(
         select(Extension).where(Extension.person_id == person.id, Extension.key == EXTENSION_KEY)
     )
+    old = ext.until if ext is not None else None
     if ext is None:
         ctx.session.add(
             Extension(course_id=ctx.course.id, person_id=person.id, key=EXTENSION_KEY, until=until)
         )
     else:
         ext.until = until
+    record(
+        ctx,
+        "rankings.extend",
+        subject=person,
+        summary=f"ranking deadline: {fmt_instant(until, ctx.tz)}",
+        before={"extension": local_iso(old, ctx.tz) if old else None},
+        after={"extension": local_iso(until, ctx.tz)},
+        reason=opts.reason,
+    )
     ctx.dm(
         person.id,
         Reply(

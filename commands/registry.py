@@ -89,10 +89,30 @@ class OptionSpec:
     choices: tuple[str, ...] = ()
     complete: str | None = None
     long: bool = False
+    #: Bounds from the field (``ge``/``le``, ``min_length``/``max_length``), if any.
+    ge: float | None = None
+    le: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
 
     @property
     def is_flag(self) -> bool:
         return self.type is bool
+
+    @property
+    def is_text(self) -> bool:
+        """Free text (not a choice, a list or a number)."""
+        return self.type is str and not self.choices and not self.many
+
+    @property
+    def text_limit(self) -> int:
+        """The most characters this text option takes (docs/input.md): the field's own
+        ``max_length``, else LONG_TEXT_MAX for paragraphs and SHORT_TEXT_MAX for one
+        line, never more than the platforms carry."""
+        from commands.text import LONG_TEXT_MAX, SHORT_TEXT_MAX
+
+        default = LONG_TEXT_MAX if self.long else SHORT_TEXT_MAX
+        return min(self.max_length or default, LONG_TEXT_MAX)
 
 
 def _option_specs(model: type[BaseModel]) -> list[OptionSpec]:
@@ -102,18 +122,28 @@ def _option_specs(model: type[BaseModel]) -> list[OptionSpec]:
     return specs
 
 
+def _unannotated(ann: Any, metadata: list[Any]) -> Any:
+    """``Annotated[T, ...]`` → T, adding its metadata (and a Field's) to ``metadata``."""
+    while get_origin(ann) is typing.Annotated:
+        ann, *extra = get_args(ann)
+        for m in extra:
+            metadata.extend(m.metadata if isinstance(m, FieldInfo) else [m])
+    return ann
+
+
 def _spec(name: str, info: FieldInfo) -> OptionSpec:
-    ann = info.annotation
+    metadata = list(info.metadata)
+    ann = _unannotated(info.annotation, metadata)
     many = False
     choices: tuple[str, ...] = ()
     origin = get_origin(ann)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         args = [a for a in get_args(ann) if a is not type(None)]
-        ann = args[0] if len(args) == 1 else str
+        ann = _unannotated(args[0], metadata) if len(args) == 1 else str
         origin = get_origin(ann)
     if origin in (list, tuple):
         many = True
-        ann = get_args(ann)[0]
+        ann = _unannotated(get_args(ann)[0], metadata)
         origin = get_origin(ann)
     if origin is Literal:
         choices = tuple(str(a) for a in get_args(ann))
@@ -121,8 +151,14 @@ def _spec(name: str, info: FieldInfo) -> OptionSpec:
     elif isinstance(ann, type) and issubclass(ann, enum.Enum):
         choices = tuple(str(m.value) for m in ann)
         ann = str
-    complete = next((m.kind for m in info.metadata if isinstance(m, Complete)), None)
-    long = any(isinstance(m, LongText) for m in info.metadata)
+    complete = next((m.kind for m in metadata if isinstance(m, Complete)), None)
+    long = any(isinstance(m, LongText) for m in metadata)
+    bound = {k: getattr(m, k) for m in metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+    ge = bound.get("ge", None if "gt" not in bound else bound["gt"] + 1)
+    le = bound.get("le", None if "lt" not in bound else bound["lt"] - 1)
+    sizes = {
+        k: getattr(m, k) for m in metadata for k in ("min_length", "max_length") if hasattr(m, k)
+    }
     return OptionSpec(
         name=name,
         type=ann if isinstance(ann, type) else str,
@@ -133,6 +169,10 @@ def _spec(name: str, info: FieldInfo) -> OptionSpec:
         choices=choices,
         complete=complete,
         long=long,
+        ge=ge,
+        le=le,
+        min_length=sizes.get("min_length"),
+        max_length=sizes.get("max_length"),
     )
 
 
@@ -163,7 +203,13 @@ class Command:
             if spec.name in self.form:
                 label = spec.description[:1].upper() + spec.description[1:45]
                 fields.append(
-                    FormField(spec.name, label[:45], long=spec.long, required=spec.required)
+                    FormField(
+                        spec.name,
+                        label[:45],
+                        long=spec.long,
+                        required=spec.required,
+                        max_length=spec.text_limit if spec.type is str else 4000,
+                    )
                 )
         title = self.description
         if len(title) > 24:  # Slack's limit for modal titles; cut at a word
@@ -179,11 +225,25 @@ class Command:
         """The first word: Discord's command group, Slack's subcommand."""
         return self.path[0]
 
+    @property
+    def rest(self) -> OptionSpec | None:
+        """The option that takes the rest of a typed line, quoted or not
+        (docs/input.md): the last paragraph (LongText) option, else the last option when
+        it is one-line free text. Shown as ``<reason…>`` in the usage line."""
+        long = [s for s in self.specs if s.long and s.is_text]
+        if long:
+            return long[-1]
+        plain = [s for s in self.specs if not s.is_flag]
+        return plain[-1] if plain and plain[-1].is_text else None
+
     def usage(self) -> str:
         parts = [self.name]
+        rest = self.rest
         for s in self.specs:
             meta = s.name.upper() if not s.choices else "|".join(s.choices)
-            if s.is_flag:
+            if s is rest:
+                parts.append(f"<{s.name}…>" if s.required else f"[{s.name}…]")
+            elif s.is_flag:
                 parts.append(f"[--{s.name}]")
             elif s.many:
                 parts.append(f"<{s.name}...>" if s.required else f"[{s.name}...]")
@@ -297,7 +357,10 @@ class Registry:
         raise UsageError(self._unknown_message(words))
 
     def _unknown_message(self, words: list[str]) -> str:
-        typed = " ".join(words[:2])
+        from commands.text import shown
+
+        words = [shown(w, 40) for w in words[:2]]
+        typed = " ".join(words)
         names = [c.name for c in self]
         subs = [c.name for c in self if c.path[0] == words[0]]
         if subs:

@@ -1,8 +1,9 @@
 """Deadline reminders: which posts are due now, recorded so each goes out once.
 
-The scheduler calls :func:`due_reminders` on a short interval; each reminder has a
-stable key stored in ``notifications`` in the same transaction that returns it, so
-a restart neither loses a reminder (it goes out on the next sweep, within the grace
+Registered as due work (``reminders``): the scheduler asks :func:`next_reminder` when
+the next one falls due and calls :func:`due_reminders` then; each reminder has a stable
+key stored in ``notifications`` in the same transaction that queues it in the outbox,
+so a restart neither loses a reminder (it goes out on the next pass, within the grace
 window) nor sends one twice.
 """
 
@@ -14,7 +15,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands.due import Scope, due_registry, earliest
 from commands.logistics import course_deadlines
+from commands.outbox import Outgoing
 from commands.replies import Reply
 from commands.timefmt import fmt_instant
 from db.models import Course, Notification
@@ -85,3 +88,41 @@ async def _ranking_reminders(
             session.add(Notification(course_id=course.id, key=key, sent_at=now))
             sent.add(key)
     return posts
+
+
+# ------------------------------------------------------------------ due work
+
+
+def _courses(scope: Scope):  # type: ignore[no-untyped-def]
+    q = select(Course)
+    if scope.course_ids is not None:
+        q = q.where(Course.id.in_(scope.course_ids))
+    return q
+
+
+async def collect_reminders(
+    session: AsyncSession, now: datetime, scope: Scope
+) -> list[tuple[int, Outgoing]]:
+    out: list[tuple[int, Outgoing]] = []
+    for course in list(await session.scalars(_courses(scope))):
+        for post in await due_reminders(session, course, now, list(scope.reminder_hours)):
+            if post.person_id is not None:
+                out.append((course.id, Outgoing(post.reply, person_id=post.person_id)))
+            else:
+                out.append((course.id, Outgoing(post.reply, channel=post.channel)))
+    return out
+
+
+async def next_reminder(session: AsyncSession, now: datetime, scope: Scope) -> datetime | None:
+    """When the next deadline reminder (or private ranking nudge) falls due."""
+    best = None
+    hours = [timedelta(hours=h) for h in scope.reminder_hours]
+    for course in list(await session.scalars(_courses(scope))):
+        dues = [item.due for item in await course_deadlines(session, course)]
+        if course.ranking_deadline is not None:
+            dues.append(course.ranking_deadline)
+        best = earliest(best, *(d - h for d in dues for h in hours if d - h > now))
+    return best
+
+
+due_registry.register("reminders", collect_reminders, next_reminder)

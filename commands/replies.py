@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ConfigDict
+
 
 class Tone(StrEnum):
     INFO = "info"
@@ -34,10 +36,24 @@ class Section:
 
 @dataclass(frozen=True)
 class FileOut:
+    # Bytes travel as base64 when a reply is stored (an outbox row).
+    __pydantic_config__ = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
     name: str
     data: bytes
     mime: str = "application/octet-stream"
     description: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The reply reports how a mass send went (``batch``: the outbox batch id): the core
+    appends "22 of 25 delivered; 3 could not be reached: …" once it has sent them."""
+
+    batch: str
+    what: str = "messages"
+    #: Said after the list of people not reached ("they can see it with `assignment`").
+    hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,11 +115,27 @@ class Button:
 
 @dataclass(frozen=True)
 class Reactions:
-    """The message takes reactions: each emoji runs ``action`` with ``args`` + emoji."""
+    """The message takes reactions: each emoji runs ``action`` with ``args`` + emoji.
+
+    ``secret``: each reaction is a private ballot. The action answers with
+    ``ReactionFate.HIDE`` and every adapter says on the message what others can see of
+    a reaction there (Discord: the bot removes it at once; Slack: reactions are public,
+    the buttons are the private way; the terminal: it is taken off)."""
 
     action: str
     emojis: tuple[str, ...]
     args: tuple[str, ...] = ()
+    secret: bool = False
+
+
+class ReactionFate(StrEnum):
+    """What becomes of the reaction that a reply answers. The core says what it wants;
+    each adapter does what its platform allows and words the outcome truthfully (a Slack
+    bot cannot remove someone else's reaction, so it never claims it did)."""
+
+    STAYS = "stays"  # the reaction stays (an open ballot, a withdrawal, nothing to do)
+    HIDE = "hide"  # recorded as a secret ballot: take it off so nobody else sees it
+    REFUSE = "refuse"  # it cannot count: take it off
 
 
 @dataclass
@@ -118,11 +150,21 @@ class Reply:
     ephemeral: bool = False
     tone: Tone = Tone.INFO
     error_id: str | None = None
+    delivery: Delivery | None = None
+    #: For the answer to a reaction: what becomes of that reaction.
+    reaction_fate: ReactionFate = ReactionFate.STAYS
+    #: Nothing to show anyone (a reaction removal that changes nothing).
+    silent: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_error(self) -> bool:
         return self.tone is Tone.ERROR
+
+    @property
+    def remove_reaction(self) -> bool:
+        """The adapter should take the answered reaction off, where it can."""
+        return self.reaction_fate is not ReactionFate.STAYS
 
     @classmethod
     def error(cls, message: str, *, error_id: str | None = None) -> Reply:

@@ -161,6 +161,9 @@ class Person(Base):
     onyen: Mapped[str | None] = mapped_column(String(64))
     canvas_id: Mapped[str | None] = mapped_column(String(64))
     section: Mapped[str | None] = mapped_column(String(100))
+    #: Other addresses that are this person's (a personal address on their Slack
+    #: profile, login@domain next to first.last@domain): ``register`` accepts them.
+    email_aliases: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
 
     identities: Mapped[list[Identity]] = relationship(
         back_populates="person", cascade="all, delete-orphan"
@@ -692,6 +695,8 @@ class OutboxMessage(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     next_attempt_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: The dispatcher sending it right now (its lease runs to ``next_attempt_at``).
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
     #: The platform's reference of what was posted (``<channel>:<message>``).
@@ -728,3 +733,70 @@ class AuditEntry(Base):
     before: Mapped[dict[str, Any]] = mapped_column(default=dict)
     after: Mapped[dict[str, Any]] = mapped_column(default=dict)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+# ------------------------------------------------------------------------ registration
+# (issue #15: a chat account is linked to a roster entry only with proof)
+
+
+class RegistrationCode(Base):
+    """The one-time code mailed to a roster address for one chat account (one row per
+    account: a new request replaces the code but keeps the count of wrong tries).
+
+    Only a salted hash of the code is stored. ``locked_until``: too many wrong tries."""
+
+    __tablename__ = "registration_codes"
+    __table_args__ = (UniqueConstraint("course_id", "platform", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
+    user_id: Mapped[str] = mapped_column(String(100))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    #: ``salt$sha256(salt:code)``; empty once the code is used up or voided by a lock.
+    code_hash: Mapped[str] = mapped_column(String(200), default="")
+    sent_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+
+
+class RegistrationRequest(Base):
+    """A chat account's request to be linked to a roster entry, for staff to decide
+    (where no verified email and no mail server are available).
+
+    ``status``: pending → approved | denied | withdrawn (the account asked again)."""
+
+    __tablename__ = "registration_requests"
+    __table_args__ = (Index("ix_registration_requests_open", "course_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
+    user_id: Mapped[str] = mapped_column(String(100))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    decided_at: Mapped[datetime | None]
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class InboxEntry(Base):
+    """A command the platform delivered and the bot acknowledged, written *before* the
+    acknowledgement: done when it has run and its answer was handed over; after a crash
+    it is run on restart or its sender is told it was not (never silence)."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("platform", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
+    event_id: Mapped[str] = mapped_column(String(200))
+    #: What arrived: ``command`` (a slash command), with the platform's payload.
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[datetime]
+    done_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -651,6 +651,8 @@ def worker_main(
     logging.basicConfig(
         level=os.environ.get("COURSEBOT_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        # Next to a terminal shell the log goes to its file, not between the replies.
+        filename=os.environ.get("COURSEBOT_LOG_FILE") or None,
     )
     suffix = select_gpu(gpu)
     procrastinate_app.configure(engine)

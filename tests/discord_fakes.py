@@ -94,14 +94,21 @@ async def bind_and_link(app: App, users: dict[str, int]) -> None:
 
 
 @asynccontextmanager
-async def discord_world(app: App) -> AsyncIterator[World]:
+async def discord_world(app: App, *, bot_manages_battles: bool = True) -> AsyncIterator[World]:
     """A running bot in a guild with #general, #announcements and #battles, an
-    instructor (Manage Server), a TA (Manage Messages) and three students."""
+    instructor (Manage Server), a TA (Manage Messages) and three students.
+    ``bot_manages_battles=False``: #battles denies the bot Manage Messages (it cannot
+    remove other people's reactions there)."""
     bot = CourseBot(app, guild_id=GUILD_ID, scheduler=False)
     env = simcord.Env(bot)
     guild = env.create_guild("COMP 790", id=GUILD_ID)
+    bot_role = guild.roles[env.backend.bot_user.name]  # the bot's managed integration role
+    deny = {bot_role: discord.PermissionOverwrite(manage_messages=False)}
     channels = {
-        name: guild.create_text_channel(name) for name in ("general", "announcements", "battles")
+        name: guild.create_text_channel(
+            name, overwrites=deny if name == "battles" and not bot_manages_battles else None
+        )
+        for name in ("general", "announcements", "battles")
     }
     instructor = guild.create_role(
         "Instructor", permissions=discord.Permissions(manage_guild=True, manage_messages=True)

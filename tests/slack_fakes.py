@@ -52,6 +52,9 @@ class FakeSlack:
     socket_acks: list[Args] = field(default_factory=list)
     #: Methods made to fail once with this Slack error (``{"chat.postMessage": "not_in_channel"}``).
     fail_once: dict[str, str] = field(default_factory=dict)
+    #: chat.postMessage to a channel answers these errors first, in order
+    #: (``{"DU3": ["ratelimited"]}``); ``ratelimited`` is an HTTP 429 with Retry-After: 1.
+    fail_channel: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
@@ -145,6 +148,15 @@ class FakeSlack:
         if method in self.fail_once:
             error = self.fail_once.pop(method)
             await self._notify()
+            return web.json_response({"ok": False, "error": error})
+        errors = self.fail_channel.get(str(args.get("channel")))
+        if method == "chat.postMessage" and errors:
+            error = errors.pop(0)
+            await self._notify()
+            if error == "ratelimited":
+                return web.json_response(
+                    {"ok": False, "error": error}, status=429, headers={"Retry-After": "1"}
+                )
             return web.json_response({"ok": False, "error": error})
         try:
             body = self._answer(method, args, token)

@@ -13,11 +13,12 @@ from commands.replies import render_text
 from db.models import Identity, Notification, Platform, ProcessedEvent
 
 
-def req(user: str, workspace: str = "default") -> Request:
+def req(user: str, workspace: str = "default", email: str | None = None) -> Request:
+    """A terminal caller; ``email``: as if the platform vouched for it (Slack profiles)."""
     return Request(
         platform=Platform.TERMINAL,
         workspace=workspace,
-        caller=Caller(Platform.TERMINAL, user, user),
+        caller=Caller(Platform.TERMINAL, user, user, email),
         where=Where(channel="general"),
     )
 
@@ -65,10 +66,13 @@ async def test_buttons_are_actions_with_stable_ids(app) -> None:  # type: ignore
 
 
 async def test_two_people_claiming_one_roster_entry_at_once(app) -> None:  # type: ignore[no-untyped-def]
-    """Concurrent registrations for the same email: exactly one wins, the other is told."""
+    """Concurrent registrations for the same (verified) email: exactly one wins, the
+    others are told."""
     replies = await asyncio.gather(
         *(
-            app.core.handle_text(req(f"claimer{i}"), "register zoe.williams@unc.edu")
+            app.core.handle_text(
+                req(f"claimer{i}", email="zoe.williams@unc.edu"), "register zoe.williams@unc.edu"
+            )
             for i in range(8)
         )
     )
@@ -96,7 +100,7 @@ async def test_instants_come_back_aware_and_equal(app) -> None:  # type: ignore[
 async def test_a_retried_event_acts_once(app) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
-    first = replace(req("zoe-id"), event_id="Ev123")
+    first = replace(req("zoe-id", email="zoe.williams@unc.edu"), event_id="Ev123")
     replies = await asyncio.gather(
         *(app.core.handle_text(first, "register zoe.williams@unc.edu") for _ in range(3))
     )

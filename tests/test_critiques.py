@@ -314,7 +314,7 @@ async def test_upload_by_url(app, tmp_path) -> None:  # type: ignore[no-untyped-
         app.clock.at = BEFORE_5
 
         def by_url(name: str) -> Request:
-            att = Attachment(name, url=f"{base}/{name}")
+            att = Attachment(name, url=f"{base}/{name}", origins=(base,))
             return Request(
                 Platform.TERMINAL,
                 "default",

@@ -32,8 +32,18 @@ from commands import load_registry
 from commands.clock import FixedClock
 from commands.context import Context
 from commands.core import CommandCore
+from commands.outbox import Unreachable
 from commands.registry import Access, LongText, Registry
-from commands.replies import Button, FileOut, Reactions, Reply, Section, Table, Tone
+from commands.replies import (
+    Button,
+    FileOut,
+    ReactionFate,
+    Reactions,
+    Reply,
+    Section,
+    Table,
+    Tone,
+)
 from db.models import Course, CourseBinding, Paper, Person, Slot
 from tests.discord_fakes import GUILD_ID, World, discord_world
 
@@ -93,9 +103,7 @@ def course_registry(calls: Calls) -> Registry:
     async def poll_vote(ctx: Context, args: tuple[str, ...], value: str | None) -> Reply:
         calls.votes.append((ctx.caller.user_id, args, value))
         if value == "🆗":
-            return Reply(
-                text="🆗 is not a vote; your reaction was removed.", meta={"remove_reaction": True}
-            )
+            return Reply(text="🆗 is not a vote.", reaction_fate=ReactionFate.REFUSE)
         if value == "🅱️":
             form = ctx.registry.get("note add").form_spec({"topic": f"poll {args[0]}"})
             return Reply(text="Why 🅱️?", buttons=[Button("Explain", form=form)])
@@ -307,9 +315,13 @@ async def test_personal_data_is_ephemeral_and_roles_are_checked_by_the_core(worl
     result = await w.maya.slash(w.general, "rankings status")
     assert "Alice Chen" in text_of(result)
 
-    # Zoe is not on the roster yet: she registers through /register.
+    # Zoe is not linked yet: she asks through /register (Discord gives no email and no
+    # mail server is set, so staff approve), the TA approves, and Zoe is told by DM.
     result = await w.zoe.slash(w.general, "register", email="zoe.williams@unc.edu")
-    assert "Welcome, Zoe Williams!" in text_of(result)
+    assert result.ephemeral and "waiting for a TA or instructor" in text_of(result)
+    result = await w.maya.slash(w.general, "admin register approve", person="zoe")
+    assert "Approved" in text_of(result)
+    assert "Welcome, Zoe Williams!" in message_text(w.zoe.user.dm_channel.last_message)
     result = await w.zoe.slash(w.general, "whoami")
     assert f"discord: {w.zoe.id}" in text_of(result)
 
@@ -504,7 +516,11 @@ async def test_a_battle_poll_takes_votes_by_reaction_and_button_with_a_justifica
     assert votes == [("A", why), ("B", why)]
     assert message_text(battles.history()[0]) != message_text(poll)  # the count was edited
 
-    await w.alice.unreact(poll, "🅰️")  # withdrawn
+    # A secret ballot (the default): the bot took alice's reaction off at once, and
+    # withdrawing is a command, not an unreaction.
+    poll = battles.history()[0]
+    assert {str(r.emoji): r.count for r in poll.reactions} == {"🅰️": 1, "🅱️": 1}
+    await w.alice.slash(battles, "battle withdraw", battle=1)
     async with w.app.db.session() as s:
         assert [v.side for v in await s.scalars(select(BattleVote))] == ["B"]
 
@@ -585,7 +601,8 @@ async def test_outbox_posts_reminders_dms_edits_and_threads(world: World) -> Non
     await w.bot.outbox.dm(cid, alice, Reply(text="Your presentation is paper #5."))
     assert "paper #5" in message_text(w.alice.user.dm_channel.last_message)
     zoe = await person_id(w.app, "zoe.williams@unc.edu")
-    assert await w.bot.outbox.dm(cid, zoe, Reply(text="unlinked")) == ""
+    with pytest.raises(Unreachable, match="no linked Discord account"):
+        await w.bot.outbox.dm(cid, zoe, Reply(text="unlinked"))
 
     where = await w.bot.outbox.thread(
         cid, "general", "Group 1: SlowFast", Reply(text="Discuss!"), [alice]

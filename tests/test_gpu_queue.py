@@ -270,7 +270,9 @@ async def test_a_discord_attachment_url_runs_cnn_on_a_worker_on_another_host(
     pytest.importorskip("torch", reason="torch is installed by the `demos` extra (make test)")
     image = png()
     async with file_server({"frame.png": image}) as base:
-        att = Attachment("frame.png", url=f"{base}/frame.png", content_type="image/png")
+        att = Attachment(
+            "frame.png", url=f"{base}/frame.png", content_type="image/png", origins=(base,)
+        )
         r = await app.core.handle_text(with_files("alice", att), "gpu run cnn classes=3")
         assert not r.is_error, r.text
     [(job_id, role, name, data)] = await stored_files(app)
@@ -319,16 +321,29 @@ async def test_bad_attachments_are_refused_at_submission_and_nothing_is_stored(
         f.truncate(50 * 1024 * 1024 + 1)
     big_png = png() + b"\0" * (10 * 1024 * 1024)  # over cnn's 10 MB
     async with file_server({"big.png": big_png, "notes.png": notes.read_bytes()}) as base:
+        o = (base,)
         cases = [
-            ("gpu run cnn", Attachment("notes.png", path=notes), "not an image Pillow can read"),
-            ("gpu run cnn", Attachment("notes.png", url=f"{base}/notes.png"), "not an image"),
-            ("gpu run cnn", Attachment("big.png", url=f"{base}/big.png"), "larger than 10 MB"),
-            ("gpu run cnn", Attachment("gone.png", url=f"{base}/gone.png"), "Could not fetch"),
+            ("gpu run cnn", Attachment("notes.png", path=notes), "not an image"),
+            (
+                "gpu run cnn",
+                Attachment("notes.png", url=f"{base}/notes.png", origins=o),
+                "not an image",
+            ),
+            (
+                "gpu run cnn",
+                Attachment("big.png", url=f"{base}/big.png", origins=o),
+                "larger than 10 MB",
+            ),
+            (
+                "gpu run cnn",
+                Attachment("gone.png", url=f"{base}/gone.png", origins=o),
+                "Could not fetch",
+            ),
             ("gpu run classify", Attachment("notes.png", path=notes), "neither an image nor"),
             ("gpu run classify", Attachment("huge.mp4", path=huge), "larger than 50 MB"),
             (
                 "gpu run classify",
-                Attachment("clip.mp4", url=f"{base}/clip.mp4", size=60 * 1024 * 1024),
+                Attachment("clip.mp4", url=f"{base}/clip.mp4", size=60 * 1024 * 1024, origins=o),
                 "larger than 50 MB",
             ),
         ]

@@ -73,7 +73,7 @@ def test_errors_name_the_option_and_show_usage() -> None:
         parse("rank submit standard 1 --note")
     with pytest.raises(InvalidInput, match=r"`on` must be a date like 2023-08-30"):
         parse("dated on=yesterday")
-    with pytest.raises(InvalidInput, match="greater than or equal to 1"):
+    with pytest.raises(InvalidInput, match="out of range: it must be from 1 to 2,147,483,647"):
         parse("dated paper=0")
 
 

@@ -122,7 +122,8 @@ async def test_status_and_reminders_are_staff_only(app, transcript) -> None:  # 
     out = await transcript.say(":as maya")
     out = await transcript.say("rankings remind")
     assert out.count("DM to ") == 24 and "DM to Alice Chen" not in out
-    assert "Reminded 24 student(s)" in out
+    assert "24 student(s) have not submitted" in out
+    assert "24 of 24 reminders delivered." in out
 
 
 def _sample_rows():  # type: ignore[no-untyped-def]
@@ -172,6 +173,7 @@ async def test_import_then_assign_review_edit_publish_export(app, transcript) ->
     await transcript.say(":as gedas")
     out = await transcript.say("assign publish")
     assert out.count("DM to ") == 25 and "#announcements" in out
+    assert "25 of 25 private messages delivered." in out
     assert "Presentation assignments are out" in out
     r = await say(app, "alice", "assignment")
     assert "#14 UniFormer" in r.text and "not one you ranked" in r.text

@@ -48,8 +48,18 @@ async def test_walk_the_sample_course_as_several_users(transcript: Transcript) -
     assert "Critiques: 10 papers, Pass/Fail, 2% each" in out
     out = await t.say("register list")
     assert "is for registered TAs and instructors" in out and "register <your email>" in out
+    # The terminal gives no verified email and the sample sends no mail: staff approve.
     out = await t.say("register zoe.williams@unc.edu")
-    assert "Welcome, Zoe Williams!" in out
+    assert "waiting for a TA or instructor to approve it" in out
+    await t.say(":as maya")
+    out = await t.say("register pending")
+    assert "Zoe Williams" in out and "terminal zoe" in out and "[1] Approve Zoe" in out
+    listing = re.match(r"\[(\d+)\]", out)
+    assert listing is not None
+    out = await t.say(f":click {listing.group(1)} 1")  # the Approve button
+    assert "Approved: terminal `zoe`" in out
+    assert "Welcome, Zoe Williams!" in out  # her DM, to the account that asked
+    await t.say(":as zoe")
     out = await t.say("whoami")
     assert "Zoe Williams" in out and "terminal: zoe" in out
 
@@ -88,7 +98,7 @@ async def test_bad_input_is_explained_and_changes_nothing(transcript: Transcript
         "papers kind=foo": "`kind` must be one of all, standard",
         "papers date=tomorrow": "`date` must be a date like 2023-08-30",
         "papers 1 2 3 4": "got more than it takes: `4`",
-        "register": "`email` is missing",
+        "register approve zoe": "only for TAs and instructors",
         "register link zoe x": "only for TAs and instructors",
         "register nobody@unc.edu": "already linked to Alice Chen",
         "schedule week=99": "Week 99 has nothing scheduled",
@@ -105,6 +115,8 @@ async def test_bad_input_is_explained_and_changes_nothing(transcript: Transcript
     assert "No one with the email nobody@unc.edu is on the roster" in out
     out = await t.say("register not-an-email")
     assert "is not an email address" in out
+    out = await t.say("register")
+    assert "a TA or instructor confirms who you are" in out
     assert await _snapshot(t) == before
 
 
@@ -166,7 +178,7 @@ async def test_a_button_that_opens_a_form_runs_its_command(transcript: Transcrip
         assert "[1] Write a note (form: text)" in out
         number = out.split("]")[0].lstrip("[")
         out = await transcript.say(f":click {number} 1 too short")
-        assert "`text` string should have at least 10 characters" in out
+        assert "`text` needs at least 10 visible characters" in out
         out = await transcript.say(f":click {number} 1 text='SlowFast is a neat idea'")
         assert "noted on #5: SlowFast is a neat idea" in out
         out = await transcript.say(f":click {number} 1 this one is long enough")

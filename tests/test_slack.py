@@ -258,12 +258,34 @@ async def test_unbound_workspace_and_slack_markup(slack: Harness) -> None:
     assert "is not connected to a course" in reply["text"]
     assert "coursebot course bind" in reply["text"] and "T999" in reply["text"]
 
-    # Slack wraps emails in <mailto:...>; the core sees the plain address.
-    ids = await slack.command(
-        "register <mailto:zoe.williams@unc.edu|zoe.williams@unc.edu>", user="UZOE"
-    )
-    reply = await slack.reply_to(ids)
-    assert "Welcome, Zoe Williams!" in reply["text"]
+    # Slack wraps emails in <mailto:...>; the core sees the plain address. The slash
+    # command carries the profile email (users.info: zoe@example.edu in the fake), which
+    # Slack vouches for: it is not Zoe's roster email, so nothing is linked.
+    line = "register <mailto:zoe.williams@unc.edu|zoe.williams@unc.edu>"
+    reply = await slack.reply_to(await slack.command(line, user="UZOE"))
+    assert "Your Slack profile email is zoe@example.edu, not zoe.williams@unc.edu" in reply["text"]
+
+    # A message to the bot carries the profile email (users.info; zoe@example.edu in the
+    # fake): Slack vouches for it, so it must be on Zoe's roster entry (an alias here).
+    async def dm(text: str, n: int) -> str:
+        event = {"type": "message", "channel": "DUZOE", "channel_type": "im", "user": "UZOE"}
+        seen = len(slack.fake.calls)
+        await slack.event(event | {"text": text, "ts": f"1700000200.00000{n}"}, f"EvReg{n}")
+        got = await slack.fake.wait_for(
+            "chat.postEphemeral", lambda a: a["channel"] == "DUZOE", after=seen
+        )
+        return texts(got["blocks"])
+
+    out = await dm("register", 1)
+    assert "Your Slack profile email zoe@example.edu is not on the roster" in out
+    async with slack.bot.app.db.transaction() as s:
+        zoe = await s.scalar(select(Person).where(Person.email == "zoe.williams@unc.edu"))
+        assert zoe is not None
+        zoe.email_aliases = ["zoe@example.edu"]
+    assert "Welcome, Zoe Williams!" in await dm("register", 2)
+    # ...and `/course register` alone does the same from the slash command.
+    reply = await slack.reply_to(await slack.command("register", user="UZOE"))
+    assert "already registered as Zoe Williams" in reply["text"] or "Welcome" in reply["text"]
 
 
 async def test_button_press_pages_through_papers(slack: Harness) -> None:
@@ -380,7 +402,9 @@ async def test_form_button_and_typed_command_open_modals(
         return {"f.text": {"value": {"type": "plain_text_input", "value": text}}}
 
     status, body = await slack.interact(submission(view, typed("short"), "t3"))
-    assert json.loads(body)["errors"]["f.text"].startswith("`text` string should have at least")
+    assert json.loads(body)["errors"]["f.text"].startswith(
+        "`text` needs at least 10 visible characters"
+    )
     status, body = await slack.interact(submission(view, typed("SlowFast is a neat idea"), "t4"))
     assert body == ""
     note = await slack.fake.wait_for("chat.postEphemeral")
@@ -839,7 +863,8 @@ async def test_a_battle_poll_on_slack_takes_justified_votes(slack: Harness, app:
     ids = await slack.command('battle vote 1 A "Temporal shift is free at inference time."')
     assert "counts. You can change" in texts((await slack.reply_to(ids))["blocks"])
     await slack.fake.wait_for(
-        "chat.update", lambda a: "Votes so far: 1." in texts(a.get("blocks", []))
+        "chat.update",
+        lambda a: "Votes so far: 1; 1 with a justification" in texts(a.get("blocks", [])),
     )
     # The retry of the reaction event changes nothing.
     assert await slack.event(reaction("reaction_added", "a", poll), "EvB1", retry=1) == 200

@@ -19,9 +19,11 @@ from bot.discord.outbox import DiscordOutbox
 from bot.discord.render import FORM_PREFIX
 from bot.discord.router import Router
 from bot.discord.tree import build_commands
+from bot.leader import leadership
 from bot.scheduler import ReminderSweeper
 from bot.settings import Settings
-from db.models import CourseBinding, Platform
+from commands.coursefile import BattleRules
+from db.models import Course, CourseBinding, Platform
 
 log = logging.getLogger("coursebot.discord")
 
@@ -110,6 +112,10 @@ class CourseBot(discord.Client):
             return
         self._ready_once = True
         log.info("logged in to Discord as %s (%s)", self.user, getattr(self.user, "id", "?"))
+        try:
+            await self.check_ballot_permissions()
+        except Exception:
+            log.exception("checking the bot's permissions for secret ballots failed")
         if self.use_scheduler:
             try:
                 await self.sweeper.sweep()  # catch up on what came due while down
@@ -131,6 +137,47 @@ class CourseBot(discord.Client):
                 )
             )
         return ids[0] if len(ids) == 1 else None
+
+    async def check_ballot_permissions(self) -> list[str]:
+        """Warn, per bound guild, when a course with secret ballots (the default) has a
+        battles channel where the bot lacks Manage Messages: it could not remove votes by
+        reaction there, so they would stay visible. Returns the warnings logged."""
+        async with self.app.db.session() as session:
+            rows = (
+                await session.execute(
+                    select(CourseBinding.external_id, Course)
+                    .join(Course, Course.id == CourseBinding.course_id)
+                    .where(CourseBinding.platform == Platform.DISCORD)
+                )
+            ).all()
+        warnings: list[str] = []
+        for guild_id, course in rows:
+            guild = self.get_guild(int(guild_id)) if guild_id.isdigit() else None
+            if guild is None or guild.me is None:
+                continue
+            if BattleRules.model_validate(course.battle_rules or {}).ballot != "secret":
+                continue
+            name = course.channels.get("battles", "battles").strip().lstrip("#")
+            channel = discord.utils.get(guild.text_channels, name=name)
+            if channel is None and name.isdigit():
+                channel = guild.get_channel(int(name))
+            if channel is not None:
+                allowed = channel.permissions_for(guild.me).manage_messages
+                where = f"#{channel.name} ({channel.id})"
+            else:
+                allowed = guild.me.guild_permissions.manage_messages
+                where = f"guild-wide (no #{name} channel found)"
+            if not allowed:
+                warnings.append(
+                    f"guild {guild.id} ({guild.name}), course {course.key}: the bot lacks "
+                    f"Manage Messages in {where}, so it cannot remove 🅰️/🅱️ reactions from "
+                    "secret battle polls there and votes by reaction stay visible (voters are "
+                    "told). Grant Manage Messages to the bot's role in that channel "
+                    "(docs/discord.md), or set battle_rules.ballot: open."
+                )
+        for warning in warnings:
+            log.warning("%s", warning)
+        return warnings
 
     async def _check_binding(self) -> None:
         if self.guild_id is None:
@@ -229,6 +276,10 @@ async def run_discord(settings: Settings) -> int:
         )
     app = await start_app(settings)
     bot = CourseBot(app, guild_id=settings.discord.guild_id)
+    # Only the leading replica holds the gateway (Discord sends each event to one
+    # connection); a follower waits here and takes over if the leader stops.
+    lead = leadership(settings.database_url)
+    await lead.wait()
     try:
         async with bot:
             await bot.start(settings.discord.token.get_secret_value())
@@ -242,5 +293,6 @@ async def run_discord(settings: Settings) -> int:
         log.error("Cannot reach Discord (%s); check the network and try again", exc)
         return 1
     finally:
+        await lead.release()  # another replica may take the gateway now
         await app.close()
     return 0

@@ -31,7 +31,13 @@ from commands.registry import Access, Command, Registry
 #: The top-level group that holds the staff commands of mixed groups.
 ADMIN = "admin"
 #: The subcommand name a bare command takes when its group has other commands.
-BARE_NAMES = {"assign": "run", "register": "me", "deadlines": "show", "announce": "post"}
+BARE_NAMES = {
+    "assign": "run",
+    "register": "me",
+    "deadlines": "show",
+    "announce": "post",
+    "audit": "show",
+}
 DEFAULT_BARE = "run"
 
 NAME_RE = re.compile(r"^[-_\w]{1,32}$")

@@ -17,6 +17,7 @@ import discord
 from sqlalchemy import select
 
 from bot.discord.render import render
+from commands.outbox import Gone, RetryLater, Unreachable
 from commands.people import linked_accounts
 from commands.replies import Reply
 from db.models import CourseBinding, Platform
@@ -27,12 +28,38 @@ if TYPE_CHECKING:
 log = logging.getLogger("coursebot.discord")
 
 
-class OutboxError(LookupError):
+class OutboxError(Gone):
     """A course, channel or message the outbox cannot find on Discord."""
 
 
+#: Discord's JSON error codes that say how a send failed.
+CANNOT_DM = 50007  # the user does not accept DMs from the bot (or shares no server)
+UNKNOWN_CHANNEL, UNKNOWN_MESSAGE, UNKNOWN_USER = 10003, 10008, 10013
+SLOW_DOWN = 40003  # "opening direct messages too fast": anti-spam, not closed DMs
+#: How long to wait before trying again after Discord's anti-spam refusal.
+SLOW_DOWN_SECONDS = 30.0
+
+
+def classify(exc: discord.HTTPException) -> Exception:
+    """The outbox's reading of a Discord error: unreachable, gone, or try again later.
+    discord.py already waits out 429s (Retry-After) itself."""
+    if exc.code == SLOW_DOWN:
+        return RetryLater("Discord asked us to slow down (40003)", SLOW_DOWN_SECONDS)
+    if exc.code == CANNOT_DM:
+        return Unreachable("does not accept DMs from the bot")
+    if exc.code == UNKNOWN_USER:
+        return Unreachable("the Discord account no longer exists")
+    if exc.code in (UNKNOWN_CHANNEL, UNKNOWN_MESSAGE):
+        return Gone(f"Discord says the channel or message is gone ({exc.code})")
+    if exc.status >= 500 or exc.status == 429:
+        return RetryLater(f"Discord answered {exc.status}", 5.0)
+    return exc
+
+
 class DiscordOutbox:
-    """Implements :class:`commands.outbox.Outbox` (plus ``thread``) for one bot."""
+    """Implements :class:`commands.outbox.Outbox` for one bot."""
+
+    platform = Platform.DISCORD
 
     def __init__(self, bot: CourseBot) -> None:
         self.bot = bot
@@ -40,7 +67,10 @@ class DiscordOutbox:
     async def post(self, course_id: int, channel: str, reply: Reply) -> str:
         """Post to a course channel; return ``<channel id>:<message id>``."""
         target = await self.channel(course_id, channel)
-        sent = await self.bot.router.send_to(target, reply)
+        try:
+            sent = await self.bot.router.send_to(target, reply)
+        except discord.HTTPException as exc:
+            raise classify(exc) from exc
         return ref(sent[-1])
 
     async def edit(self, course_id: int, message_ref: str, reply: Reply) -> None:
@@ -54,22 +84,31 @@ class DiscordOutbox:
         kwargs.setdefault("view", None)
         kwargs.setdefault("content", None)
         self.bot.router.remember(reply)
-        await channel.get_partial_message(message_id).edit(**kwargs)
+        try:
+            await channel.get_partial_message(message_id).edit(**kwargs)
+        except discord.HTTPException as exc:
+            raise classify(exc) from exc
         self.bot.router.forget_reactions(message_id, reply)
 
     async def dm(self, course_id: int, person_id: int, reply: Reply) -> str:
-        """A private message to a person through their linked Discord account.
-
-        A person with no linked Discord account is skipped (logged), as is one who
-        does not accept DMs: either way ``""`` is returned."""
+        """A private message to a person through their linked Discord account; raises
+        :class:`Unreachable` when they have none or do not accept DMs."""
         async with self.bot.app.db.session() as session:
             linked = await linked_accounts(session, course_id, [person_id], Platform.DISCORD)
         user_id = linked.get(person_id)
         if user_id is None:
-            log.info("person %s has no linked Discord account; DM skipped", person_id)
-            return ""
-        user = self.bot.get_user(int(user_id)) or await self.bot.fetch_user(int(user_id))
-        sent = await self.bot.router.deliver_dm(user, reply)
+            raise Unreachable("no linked Discord account")
+        return await self.dm_account(course_id, user_id, reply)
+
+    async def dm_account(self, course_id: int, user_id: str, reply: Reply) -> str:
+        """A private message to one Discord account."""
+        try:
+            user = self.bot.get_user(int(user_id)) or await self.bot.fetch_user(int(user_id))
+            sent = await self.bot.router.send_to(user, reply)  # type: ignore[arg-type]
+        except ValueError:
+            raise Unreachable(f"`{user_id}` is not a Discord account id") from None
+        except discord.HTTPException as exc:
+            raise classify(exc) from exc
         return ref(sent[-1]) if sent else ""
 
     async def thread(
@@ -135,8 +174,8 @@ class DiscordOutbox:
         if guild_id is None:
             raise OutboxError(f"course {course_id} is not bound to a Discord guild")
         guild = self.bot.get_guild(int(guild_id))
-        if guild is None:
-            raise OutboxError(f"the bot is not in guild {guild_id} (course {course_id})")
+        if guild is None:  # not in the cache yet (starting), or the bot was removed
+            raise RetryLater(f"the bot does not see guild {guild_id} (course {course_id})", 10.0)
         return guild
 
 

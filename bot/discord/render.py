@@ -107,6 +107,14 @@ class Outgoing:
 
 
 # ---------------------------------------------------------------------------- reactions
+#: What a message whose reactions are secret ballots says on Discord, where the bot can
+#: take a reaction off (with Manage Messages; a voter is told when it could not).
+SECRET_NOTE = (
+    "Nobody else: the bot removes your reaction as soon as it has recorded it (if it "
+    "cannot, it tells you). The Vote buttons are private too."
+)
+
+
 def reaction_footer(reactions: Reactions) -> str:
     return f"React with {' '.join(reactions.emojis)} · ref {reactions_ref(reactions)}"
 
@@ -151,6 +159,10 @@ def render(reply: Reply, *, single: bool = False) -> list[Outgoing]:
         holder = next((m for m in reversed(out) if m.embeds), out[-1])
         if not holder.embeds:
             holder.embeds.append(discord.Embed(colour=color))
+        if reply.reactions.secret:
+            holder.embeds[-1].add_field(
+                name="Who sees your reaction", value=SECRET_NOTE, inline=False
+            )
         holder.embeds[-1].set_footer(
             text=_footer(holder.embeds[-1], reaction_footer(reply.reactions))
         )

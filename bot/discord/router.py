@@ -40,10 +40,12 @@ from bot.discord.render import (
     render,
 )
 from bot.discord.tree import FILE_OPTION, is_paper_list
+from commands.attachments import DISCORD_FILE_HOSTS, file_origins
 from commands.context import Attachment, Caller, Request, Where
 from commands.logistics import course_papers
+from commands.outbox import delivery_nonce
 from commands.registry import Command, OptionSpec
-from commands.replies import Form, Reply
+from commands.replies import Form, ReactionFate, Reply
 from db.models import CourseBinding, Platform
 
 if TYPE_CHECKING:
@@ -153,7 +155,8 @@ class Router:
         self, interaction: discord.Interaction, cmd: Command, values: dict[str, Any]
     ) -> None:
         files = [v for v in values.values() if isinstance(v, discord.Attachment)]
-        attachments = tuple(_attachment(f) for f in files)
+        origins = file_origins(DISCORD_FILE_HOSTS, self.bot.app.settings.discord.cdn_url)
+        attachments = tuple(_attachment(f, origins) for f in files)
         options = {
             k: v
             for k, v in values.items()
@@ -373,19 +376,43 @@ class Router:
             ),
         )
         reply = await self.core.handle_action(request, ref, emoji if added else f"-{emoji}")
-        if reply.meta.get("remove_reaction") and added:
-            await self._remove_reaction(payload, emoji)
-        if reply.meta.get("silent") or reply.meta.get("duplicate"):
+        if reply.remove_reaction and added:
+            removed = await self._remove_reaction(payload, emoji)
+            reply.text = "\n".join(p for p in (reply.text, reaction_note(reply, removed)) if p)
+        if reply.silent or reply.meta.get("duplicate"):
             return
         if not (reply.text or reply.sections or reply.tables or reply.files or reply.buttons):
             return
         if reply.ephemeral or payload.guild_id is None:
-            if user is not None:
-                await self.deliver_dm(user, reply)
+            if user is not None and not await self.deliver_dm(user, reply):
+                await self._dm_refused(payload, reply)
             return
         channel = self.bot.get_channel(payload.channel_id)
         if isinstance(channel, discord.abc.Messageable):
             await self.send_to(channel, reply)
+
+    async def _dm_refused(self, payload: discord.RawReactionActionEvent, reply: Reply) -> None:
+        """The reactor does not accept DMs, and a reaction has no interaction to answer
+        privately. When the answer asks for something (a vote's justification: it has a
+        form button), a short notice in the channel mentions them, names no side, points
+        to the poll's Vote buttons (which answer privately) and deletes itself after
+        :data:`NOTICE_SECONDS`. Other answers (a refused reaction) need nothing more."""
+        if payload.guild_id is None or not any(b.form for b in reply.buttons):
+            return
+        channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
+        text = (
+            f"<@{payload.user_id}> your vote is not complete, and I could not send you a "
+            "direct message (yours are closed to this server). Press the Vote button for "
+            "your side on the poll to give your justification: only you see that form."
+        )
+        try:
+            await channel.send(
+                text,
+                delete_after=NOTICE_SECONDS,
+                allowed_mentions=discord.AllowedMentions(users=[discord.Object(payload.user_id)]),
+            )
+        except discord.HTTPException:
+            log.info("could not tell user %s to finish their vote", payload.user_id)
 
     async def _reactable(
         self, payload: discord.RawReactionActionEvent
@@ -407,7 +434,8 @@ class Router:
         self._reactables[payload.message_id] = found
         return found
 
-    async def _remove_reaction(self, payload: discord.RawReactionActionEvent, emoji: str) -> None:
+    async def _remove_reaction(self, payload: discord.RawReactionActionEvent, emoji: str) -> bool:
+        """Take a user's reaction off (needs Manage Messages there); True if it is gone."""
         channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
         key = (payload.message_id, payload.user_id, emoji)
         self._removing[key] = True
@@ -417,7 +445,12 @@ class Router:
             )
         except discord.HTTPException:
             self._removing.pop(key, None)
-            log.info("could not remove a reaction (the bot needs Manage Messages)")
+            log.warning(
+                "could not remove a reaction in channel %s: the bot needs Manage Messages there",
+                payload.channel_id,
+            )
+            return False
+        return True
 
     async def _user(self, user_id: int, member: discord.Member | None) -> discord.abc.User | None:
         if member is not None:
@@ -439,7 +472,7 @@ class Router:
     ) -> None:
         """Send ``reply`` for a deferred interaction: the deferred message, follow-ups,
         then reactions. A private reply to a public deferral replaces it privately."""
-        if reply.meta.get("duplicate") or reply.meta.get("silent"):
+        if reply.meta.get("duplicate") or reply.silent:
             await self._drop_original(interaction)
             return
         self.remember(reply)
@@ -488,8 +521,12 @@ class Router:
         """Post ``reply`` as channel messages (outbox posts, DMs, late answers)."""
         self.remember(reply)
         sent = []
-        for message in render(reply):
-            msg = await target.send(**message.send_kwargs())
+        for part, message in enumerate(render(reply)):
+            kwargs = message.send_kwargs()
+            nonce = delivery_nonce(part)  # an outbox send: a retry after a crash is kept once
+            if nonce is not None:
+                kwargs["nonce"] = nonce
+            msg = await target.send(**kwargs)
             if message.reactions is not None:
                 await self.add_reactions(msg, message)
             sent.append(msg)
@@ -545,9 +582,37 @@ class Router:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _attachment(file: discord.Attachment) -> Attachment:
+#: How long the channel notice for a voter whose DMs are closed stays up.
+NOTICE_SECONDS = 120.0
+
+
+def reaction_note(reply: Reply, removed: bool) -> str:
+    """What became of a reaction the core asked to take off, as it is on Discord."""
+    if removed:
+        if reply.reaction_fate is ReactionFate.HIDE:
+            return "Your reaction was removed, so nobody else can see your pick."
+        return "Your reaction was removed."
+    if reply.reaction_fate is ReactionFate.HIDE:
+        return (
+            "I could not remove your reaction (the bot needs the Manage Messages permission "
+            "in this channel), so others can see it: take it off yourself if you like (your "
+            "vote stays). The poll's Vote buttons are private."
+        )
+    return (
+        "I could not remove your reaction (the bot needs the Manage Messages permission in "
+        "this channel); it does not count, and you can take it off yourself."
+    )
+
+
+def _attachment(file: discord.Attachment, origins: tuple[str, ...]) -> Attachment:
+    """A file option's upload as a command attachment: its CDN URL (fetched by the command
+    that reads it, only from ``origins``), its declared size and type."""
     return Attachment(
-        name=file.filename, url=file.url, size=file.size, content_type=file.content_type
+        name=file.filename,
+        url=file.url,
+        size=file.size,
+        content_type=file.content_type,
+        origins=origins,
     )
 
 

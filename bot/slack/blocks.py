@@ -193,6 +193,13 @@ def context_block(text: str) -> Block:
 
 def _reactions_hint(reactions: Reactions) -> Block:
     names = " ".join(f":{emoji_name(e)}:" for e in reactions.emojis)
+    if reactions.secret:
+        # A Slack bot cannot remove someone else's reaction: say what is true here.
+        return context_block(
+            f"React with {names} to answer, but reactions on Slack are public: everyone in "
+            "the channel can see who reacted with what, and the bot cannot remove them. "
+            "The buttons are the private way to vote."
+        )
     return context_block(f"React with {names} to answer.")
 
 

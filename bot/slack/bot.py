@@ -24,9 +24,10 @@ import re
 import shlex
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +41,37 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 from sqlalchemy import select
 
+from bot import inbox
 from bot.app import App
 from bot.scheduler import ReminderSweeper
 from bot.slack import blocks as bk
+from commands.attachments import SLACK_FILE_HOSTS, download, file_origins, path_in, safe_name
 from commands.context import Attachment, Caller, Request, Where
 from commands.core import CommandCore, new_error_id
-from commands.errors import CourseBotError, UsageError
+from commands.errors import CourseBotError, InvalidInput, UsageError
+from commands.outbox import Gone, RetryLater, Unreachable
 from commands.parsing import split_line
 from commands.people import linked_accounts
 from commands.registry import Command
-from commands.replies import Form, Reactions, Reply
+from commands.replies import Form, ReactionFate, Reactions, Reply
 from db.models import CourseBinding, Platform, RankKind, Role
 
 log = logging.getLogger("coursebot.slack")
+
+#: What the inbox keeps of a slash command (never the verification token).
+INBOX_FIELDS = (
+    "team_id",
+    "user_id",
+    "user_name",
+    "channel_id",
+    "channel_name",
+    "text",
+    "response_url",
+    "trigger_id",
+)
+#: A command cut off by a restart is run again if it is younger than this (its response
+#: URL lives 30 minutes); an older one is answered with what became of it.
+INBOX_REPLAY = timedelta(minutes=25)
 
 #: How long a view submission may run before the modal is closed and the answer posted.
 ACK_BUDGET = 2.0
@@ -155,6 +174,9 @@ class Profile:
 class SlackBot:
     """The Slack adapter for one workspace (one bot token)."""
 
+    #: The outbox port's platform: the dispatcher sends this course's rows here.
+    platform = Platform.SLACK
+
     def __init__(
         self,
         app: App,
@@ -200,6 +222,8 @@ class SlackBot:
             platform=Platform.SLACK,
         )
         app.core.outbox = self
+        #: Inbox entries received before this instant belong to a stopped process.
+        self._started = app.core.clock.now()
         self._register()
 
     # ================================================================== lifecycle
@@ -216,6 +240,7 @@ class SlackBot:
                 self.team_id,
                 self.team_id,
             )
+        await self.recover_inbox()
         if sweep:
             self.sweeper.start(self.app.settings.sweep_seconds)
             await self.sweeper.sweep()
@@ -314,21 +339,77 @@ class SlackBot:
 
     # -- the slash command ----------------------------------------------------------
     async def _on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        trigger = body.get("trigger_id")
+        event_id = f"trigger:{trigger}" if trigger else None
+        if event_id is not None:  # kept before Slack hears "got it": never lost after
+            payload = {k: str(body.get(k) or "") for k in INBOX_FIELDS}
+            await inbox.receive(
+                self.app.db, Platform.SLACK, event_id, "command", payload, self.core.clock.now()
+            )
         await ack()
-        user, channel = body["user_id"], body.get("channel_id")
-        target = Target(user=user, channel=channel, response_url=body.get("response_url"))
+        await self._run_command(body)
+        if event_id is not None:
+            await inbox.done(self.app.db, Platform.SLACK, event_id, self.core.clock.now())
+
+    async def _run_command(self, body: dict[str, Any], *, replay: bool = False) -> None:
+        user, channel = body["user_id"], body.get("channel_id") or None
+        target = Target(user=user, channel=channel, response_url=body.get("response_url") or None)
         async with self._guard(target):
             team = body.get("team_id") or ""
-            trigger = body.get("trigger_id")
+            trigger = body.get("trigger_id") or None
+            # The profile's email is Slack's proof of who this is (`register` alone).
+            profile = await self._profile(user)
             request = self._request(
                 team=team,
                 user=user,
                 name=body.get("user_name", ""),
+                email=profile.email,
                 channel=channel,
                 is_dm=self._is_dm(channel, body.get("channel_name")),
                 event_id=f"trigger:{trigger}" if trigger else None,
             )
-            await self._dispatch_text(request, unescape(body.get("text", "")), target, trigger)
+            text = unescape(body.get("text", ""))
+            if not replay:
+                await self._dispatch_text(request, text, target, trigger)
+                return
+            # After a restart: no modal can open (its trigger expired); run the line.
+            reply = await self.core.handle_text(self._with_pending(request), text or "help")
+            if reply.meta.get("duplicate"):
+                reply = Reply(
+                    text=f"Your `{self.command} {text}` went through just before the bot "
+                    "restarted, so its answer may not have reached you. Nothing needs to be "
+                    "done again.",
+                    ephemeral=True,
+                )
+            await self.send(reply, target)
+
+    async def recover_inbox(self) -> int:
+        """Commands a stopped process acknowledged but did not finish: run them now if
+        their answer can still reach the sender (Slack's response URL lives 30 minutes),
+        else tell the sender what became of them. How many were handled."""
+        now = self.core.clock.now()
+        entries = await inbox.unfinished(self.app.db, Platform.SLACK, before=self._started)
+        for entry, ran in entries:
+            body = entry.payload
+            text = body.get("text", "")
+            if now - entry.received_at < INBOX_REPLAY:
+                # Run again: the core's event record turns a command that did commit into
+                # "it went through", answered where the sender is waiting for it.
+                log.warning("running %s again: it was cut off by a restart", entry.event_id)
+                await self._run_command(body, replay=True)
+            else:
+                what = (
+                    "went through just before the bot restarted, so its answer may not have "
+                    "reached you. Nothing needs to be done again."
+                    if ran
+                    else "was not run: the bot restarted before it could. Please run it again."
+                )
+                with suppress(Exception):
+                    await self.dm_account(
+                        0, body["user_id"], Reply(text=f"Your `{self.command} {text}` {what}")
+                    )
+            await inbox.done(self.app.db, Platform.SLACK, entry.event_id, now)
+        return len(entries)
 
     async def _dispatch_text(
         self, request: Request, text: str, target: Target, trigger_id: str | None
@@ -590,7 +671,14 @@ class SlackBot:
             )
             reply = await self.core.handle_action(req, ":".join((spec.action, *spec.args)), value)
             self._done(body)
-            reply.ephemeral = True  # a vote's answer is for the voter only
+            if reply.silent:
+                return
+            if reply.remove_reaction and event["type"] == "reaction_added":
+                # A Slack bot cannot remove someone else's reaction: say so, never claim it.
+                reply.text = "\n".join(p for p in (reply.text, reaction_note(reply)) if p)
+            # A vote's answer is for the voter only: chat.postEphemeral in the poll's
+            # channel (no DM needed), else a DM.
+            reply.ephemeral = True
             await self.send(reply, target)
 
     async def _on_mention(
@@ -606,6 +694,15 @@ class SlackBot:
             return
         me = re.escape(self.bot_user_id) if self.bot_user_id else "[A-Z0-9]+"
         text = re.sub(rf"<@{me}(\|[^>]*)?>", " ", event.get("text", ""))
+        if event.get("files") and event.get("user"):  # a file shared with the mention
+            user, channel = event["user"], event["channel"]
+            target = Target(user=user, channel=channel, thread=event.get("thread_ts"))
+            async with self._guard(target):
+                got, refused = await self._download_all(event["files"])
+                if got:
+                    self._keep_pending(self._event_team(body), user, got)
+                if refused:
+                    await self.send(Reply.error(refused), target)
         await self._event_command(body, event, unescape(text))
 
     async def _on_message(
@@ -631,10 +728,11 @@ class SlackBot:
         user, channel = event["user"], event["channel"]
         target = Target(user=user, channel=channel, thread=event.get("thread_ts"))
         async with self._guard(target):
-            files = [await self._download(f) for f in event.get("files") or []]
-            got = [f for f in files if f is not None]
+            got, refused = await self._download_all(event.get("files") or [])
             if got:
                 self._keep_pending(self._event_team(body), user, got)
+            if refused:
+                await self.send(Reply.error(refused), target)
             text = unescape(event.get("text", ""))
             if not text:
                 if got:
@@ -777,30 +875,48 @@ class SlackBot:
         self._profiles[user] = profile
         return profile
 
-    async def _download(self, file: dict[str, Any]) -> Attachment | None:
-        """Fetch a file shared with the bot into the data folder, as a command attachment."""
-        url = file.get("url_private_download") or file.get("url_private")
+    async def _download(self, file: dict[str, Any]) -> Attachment:
+        """Fetch a file shared with the bot into the data folder, as a command attachment:
+        only from Slack's file host (the token goes nowhere else), its declared size
+        checked first and its bytes counted (``commands.attachments.download``), stored
+        under a name made of its id and name, never a path they choose.
+        ``InvalidInput`` (the user's message) when it is refused."""
+        url = str(file.get("url_private_download") or file.get("url_private") or "")
         name = str(file.get("name") or file.get("title") or file.get("id") or "file")
-        size = int(file.get("size") or 0)
-        if not url or size > MAX_DOWNLOAD:
-            log.info("not downloading Slack file %s (%s bytes)", name, size)
-            return None
+        if not url:
+            raise InvalidInput(f"`{name}` could not be downloaded: Slack gave no address for it.")
+        origins = file_origins(SLACK_FILE_HOSTS, self.app.settings.slack.api_url)
         if self._http is None:
             self._http = aiohttp.ClientSession()
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "file"
-        path = self.files_dir / f"{file.get('id', 'F')}-{safe}"
-        headers = {"Authorization": f"Bearer {self.token}"}
-        timeout = aiohttp.ClientTimeout(total=120)
-        async with self._http.get(url, headers=headers, timeout=timeout) as resp:
-            if resp.status != 200:
-                log.warning("downloading Slack file %s failed: HTTP %s", name, resp.status)
-                return None
-            data = await resp.read()
+        data = await download(
+            url,
+            name,
+            MAX_DOWNLOAD,
+            origins=origins,
+            hint="Share a smaller file.",
+            declared_size=int(file.get("size") or 0) or None,
+            token=self.token,
+            token_origins=origins,
+            session=self._http,
+            timeout_s=120,
+        )
+        file_id = re.sub(r"[^A-Za-z0-9]+", "", str(file.get("id") or ""))[:40] or "F"
+        path = path_in(self.files_dir, f"{file_id}-{safe_name(name)}")
         self.files_dir.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        return Attachment(
-            name, path=path, url=url, size=len(data), content_type=file.get("mimetype")
-        )
+        return Attachment(name, path=path, size=len(data), content_type=file.get("mimetype"))
+
+    async def _download_all(self, files: list[dict[str, Any]]) -> tuple[list[Attachment], str]:
+        """The files of a message that could be fetched, and why the others were not."""
+        got: list[Attachment] = []
+        refused: list[str] = []
+        for f in files:
+            try:
+                got.append(await self._download(f))
+            except InvalidInput as exc:
+                log.info("not taking Slack file %s: %s", f.get("id"), exc)
+                refused.append(str(exc))
+        return got, " ".join(refused)
 
     # ================================================================== replies
     async def send(self, reply: Reply, target: Target) -> str | None:
@@ -1030,9 +1146,13 @@ class SlackBot:
     async def post(self, course_id: int, channel: str, reply: Reply) -> str:
         """Post to a course channel (a name such as ``announcements``, an id, or a message
         ref ``CHANNEL:TS`` to answer in that message's thread); return the message ref."""
-        channel_id, thread = await self.resolve_channel(channel)
+        try:
+            channel_id, thread = await self.resolve_channel(channel)
+        except LookupError as exc:
+            raise Gone(str(exc)) from None
         self._remember_forms(reply)
-        return await self._post(reply, channel_id, thread)
+        with outbox_errors():
+            return await self._post(reply, channel_id, thread)
 
     async def edit(self, course_id: int, message_ref: str, reply: Reply) -> None:
         """Replace a posted message (progress, poll counts) with chat.update."""
@@ -1041,9 +1161,10 @@ class SlackBot:
             raise ValueError(f"not a Slack message ref: {message_ref!r}")
         blocks = bk.split_messages(bk.reply_blocks(reply))[0]
         self._remember_forms(reply)
-        await self.client.chat_update(
-            channel=m.group(1), ts=m.group(2), text=bk.fallback_text(reply), blocks=blocks
-        )
+        with outbox_errors():
+            await self.client.chat_update(
+                channel=m.group(1), ts=m.group(2), text=bk.fallback_text(reply), blocks=blocks
+            )
 
     async def dm(self, course_id: int, person_id: int, reply: Reply) -> str:
         """A private message to a person through their linked Slack account ("" if none)."""
@@ -1051,10 +1172,14 @@ class SlackBot:
             linked = await linked_accounts(session, course_id, [person_id], Platform.SLACK)
         user = linked.get(person_id)
         if user is None:
-            log.debug("person %s has no linked Slack account; DM not sent", person_id)
-            return ""
+            raise Unreachable("no linked Slack account")
+        return await self.dm_account(course_id, user, reply)
+
+    async def dm_account(self, course_id: int, user_id: str, reply: Reply) -> str:
+        """A private message to one Slack account."""
         self._remember_forms(reply)
-        return await self._post(reply, await self._dm_channel(user), None)
+        with outbox_errors():
+            return await self._post(reply, await self._dm_channel(user_id), None)
 
     async def thread(
         self,
@@ -1111,6 +1236,48 @@ class SlackBot:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+#: Slack errors that mean the person cannot be reached by the bot.
+_UNREACHABLE = {"user_not_found", "cannot_dm_bot", "user_disabled", "messages_tab_disabled"}
+#: Slack errors that mean the target is gone for good.
+_GONE = {"channel_not_found", "is_archived", "message_not_found", "thread_not_found"}
+
+
+@contextmanager
+def outbox_errors() -> Iterator[None]:
+    """Slack's failures as the outbox reads them: unreachable, gone, or try again later
+    (``ratelimited`` with its Retry-After; 5xx)."""
+    try:
+        yield
+    except SlackApiError as exc:
+        code = slack_error(exc)
+        if code in _UNREACHABLE:
+            raise Unreachable(f"Slack says {code}") from exc
+        if code in _GONE:
+            raise Gone(f"Slack says {code}") from exc
+        if code == "ratelimited":
+            headers = getattr(exc.response, "headers", None) or {}
+            after = float(headers.get("Retry-After") or headers.get("retry-after") or 5)
+            raise RetryLater("Slack rate limit", after) from exc
+        if code.startswith("HTTP 5"):
+            raise RetryLater(f"Slack answered {code}", 5.0) from exc
+        raise
+
+
+def reaction_note(reply: Reply) -> str:
+    """What became of a reaction the core wanted off, as it is on Slack: it stays, and
+    everyone in the channel can see it."""
+    if reply.reaction_fate is ReactionFate.HIDE:
+        return (
+            "Reactions on Slack are public and the bot cannot remove them: others can see "
+            "yours. Take it off yourself if you like (your vote stays); the poll's Vote "
+            "buttons are the private way to vote."
+        )
+    return (
+        "Slack does not let the bot remove your reaction: it stays on the message, does "
+        "not count, and you can take it off yourself."
+    )
 
 
 def slack_error(exc: SlackApiError) -> str:

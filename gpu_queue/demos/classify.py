@@ -130,15 +130,19 @@ def inspect_media(path: str | Path) -> Media:
 
 def _inspect_image(p: Path) -> Media | None:
     """The image's size, or None when Pillow does not recognise the file."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from gpu_queue.demos.images import TooManyPixels, open_image
 
     try:
-        with Image.open(p) as im:
+        with open_image(p) as im:  # header only; refused over MAX_PIXELS before decoding
             width, height = im.size
             frames = int(getattr(im, "n_frames", 1))
     except UnidentifiedImageError:
         return None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except TooManyPixels as exc:
+        raise BadMedia(str(exc)) from None
+    except (OSError, SyntaxError, ValueError, EOFError):
         raise BadMedia(f"{p.name} looks like an image but is corrupt or truncated.") from None
     if max(width, height) > MAX_SIDE:
         raise BadMedia(f"{p.name} is {width}×{height} pixels; the limit is {MAX_SIDE} on a side.")

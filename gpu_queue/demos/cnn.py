@@ -53,7 +53,9 @@ def sample_image() -> list[list[float]]:
 
 
 def load_image(path: str) -> list[list[float]]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from gpu_queue.demos.images import open_image
 
     p = Path(path)
     if not p.is_file():
@@ -61,10 +63,10 @@ def load_image(path: str) -> list[list[float]]:
     if p.stat().st_size > MAX_IMAGE_BYTES:
         raise DemoError("The image is larger than 10 MB; send a smaller one.")
     try:
-        with Image.open(p) as im:
+        with open_image(p) as im:  # its pixel count checked before anything is decoded
             gray = im.convert("L").resize((WIDTH, HEIGHT))
             data = gray.tobytes()  # one byte per pixel, row by row
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise DemoError(f"{p.name} is not an image Pillow can read (try PNG or JPEG).") from None
     return [[data[y * WIDTH + x] / 255.0 for x in range(WIDTH)] for y in range(HEIGHT)]
 

@@ -34,10 +34,10 @@ from commands.outbox import (
     undelivered_posts,
     wake_all,
 )
-from commands.parsing import parse_tokens, split_line, validate
+from commands.parsing import list_items, parse_tokens, split_line, validate
 from commands.registry import Access, Command, Registry
 from commands.replies import Form, Reply, Section
-from commands.text import forged_id
+from commands.text import forged_id, safe_message
 from db.models import Course, CourseBinding, Identity, Person, ProcessedEvent
 from db.session import Database
 
@@ -124,7 +124,7 @@ class CommandCore:
             for spec in cmd.specs:
                 # A list typed into one text box (a Discord option, a modal field).
                 if spec.many and isinstance(clean.get(spec.name), str):
-                    clean[spec.name] = clean[spec.name].replace(",", " ").split()
+                    clean[spec.name] = list_items(spec, clean[spec.name])
             return cmd, validate(cmd, clean)
 
         return await self._run(request, parse)
@@ -212,7 +212,8 @@ class CommandCore:
                 wake_all()  # timers, GPU jobs, retries: the scheduler looks again
             return reply
         except CourseBotError as err:
-            return Reply.error(str(err))
+            # A message may quote what the user typed: never let it display reversed.
+            return Reply.error(safe_message(str(err)))
         except Exception:
             err_id = new_error_id()
             log.exception("unexpected error %s handling %r", err_id, request)

@@ -316,9 +316,26 @@ async def announce(ctx: Context, opts: AnnounceOptions) -> Reply:
             f"{fmt_instant(post_at, ctx.tz)} is in the past.",
             hint="Give a future time, or leave it out to post now.",
         )
+    text = check_text(text, what="The announcement", limit=LONG_TEXT_MAX, multiline=True)
+    if when is not None:
+        same = await ctx.session.scalar(
+            select(Announcement.id).where(
+                Announcement.course_id == ctx.course.id,
+                Announcement.text == text,
+                Announcement.post_at == post_at,
+                Announcement.sent_at.is_(None),
+                Announcement.cancelled_at.is_(None),
+            )
+        )
+        if same is not None:  # the same command again: it is scheduled once
+            return Reply(
+                f"Announcement {same} with this text is already scheduled for "
+                f"{fmt_instant(post_at, ctx.tz)}; nothing new was scheduled.",
+                ephemeral=True,
+            )
     row = Announcement(
         course_id=ctx.course.id,
-        text=check_text(text, what="The announcement", limit=LONG_TEXT_MAX, multiline=True),
+        text=text,
         author_id=me.id,
         created_at=ctx.now,
         post_at=post_at,

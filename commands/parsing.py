@@ -126,6 +126,12 @@ def split_line(line: str) -> list[str]:
     return list(tokenize(line))
 
 
+def list_items(spec: OptionSpec, text: str) -> list[str]:
+    """A list typed into one text box (a Discord option, a modal field): its words,
+    read as a typed line reads them (a quoted value of a text list stays whole)."""
+    return [item for tok in tokenize(text) for item in _items(spec, tok)]
+
+
 def _unclosed(tok: str) -> UsageError:
     return UsageError(
         f"A quote in `{shown(tok, 40)}` is never closed. Check your quotes.",

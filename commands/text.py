@@ -59,6 +59,12 @@ def shown(text: object, limit: int = ECHO_MAX) -> str:
     return out + "…" if cut else out
 
 
+def safe_message(text: str) -> str:
+    """A whole message that may quote user text (an error naming a token): every hidden
+    character but newline and tab written as ``\u202E``, nothing cut."""
+    return "".join(_escaped(c) if c not in "\n\t" and _hidden(c) else c for c in text)
+
+
 def invisible(ch: str) -> bool:
     """Takes no visible room: whitespace, zero-width and bidi marks, fillers."""
     if ch.isspace() or ch in _BLANKS:

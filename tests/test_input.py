@@ -16,7 +16,7 @@ from commands import load_registry
 from commands.clock import parse_instant
 from commands.errors import CourseBotError, InvalidInput, UsageError
 from commands.grades import parse_local
-from commands.parsing import parse_tokens, split_line, tokenize
+from commands.parsing import list_items, parse_tokens, split_line, tokenize
 from commands.text import MAX_ID, shown, visible_length
 from tests.test_core import req
 
@@ -117,6 +117,11 @@ def test_a_quoted_value_stays_whole_in_a_list() -> None:
     run = parse('gpu run conv2d grid="1 2; 3 4" kernel="0 0; 0 1"')
     assert run.params == ["grid=1 2; 3 4", "kernel=0 0; 0 1"]  # type: ignore[attr-defined]
     assert parse("rank standard 1,2 3").papers == [1, 2, 3]  # type: ignore[attr-defined]
+    # The same list typed into one Discord option or modal field reads the same way.
+    params = next(spec for spec in REG.get("gpu run").specs if spec.name == "params")
+    assert list_items(params, 'grid="1 2; 3 4" kernel="0 0; 0 1"') == run.params  # type: ignore[attr-defined]
+    papers = next(spec for spec in REG.get("rank standard").specs if spec.name == "papers")
+    assert list_items(papers, "1,2 3") == ["1", "2", "3"]
 
 
 def test_quotes_open_at_a_word_start_or_after_equals() -> None:
@@ -184,6 +189,12 @@ async def test_typed_options_follow_the_same_rules(app) -> None:  # type: ignore
     assert reply.is_error and "`\\u0000`" in reply.text
     reply = await app.core.handle_text(req("gedas"), "announce " + "n" * 3001)
     assert reply.is_error and "3,001 characters long; the limit is 3,000" in reply.text
+    # A handler's own message that quotes the user (a roster lookup, a date) is escaped
+    # too, by the core, whatever the handler wrote.
+    reply = await app.core.handle_text(req("gedas"), "rankings extend 2023-09-01T09:00\u202e")
+    assert reply.is_error and "\u202e" not in reply.text
+    reply = await app.core.handle_text(req("gedas"), "register unlink zz\u202ezz")
+    assert reply.is_error and "\u202e" not in reply.text and "zz\\u202Ezz" in reply.text
 
 
 async def test_crafted_buttons_and_forms_are_no_longer_active(app) -> None:  # type: ignore[no-untyped-def]

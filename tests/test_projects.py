@@ -240,6 +240,9 @@ async def test_announce_now_and_scheduled(app, transcript) -> None:  # type: ign
     assert r.is_error and "not a time" in r.text
     r = await say(app, "gedas", 'announce "Rankings close tonight." at 2023-08-27T09:00')
     assert not r.is_error and "Sun Aug 27, 2023, 9:00 AM EDT" in r.text
+    # The same command twice schedules it once.
+    r = await say(app, "gedas", 'announce "Rankings close tonight." at 2023-08-27T09:00')
+    assert not r.is_error and "already scheduled" in r.text and "nothing new" in r.text
     await say(app, "gedas", 'announce "Cancelled one." at=2023-08-27T10:00')
     listed = text(await say(app, "maya", "announce list"))
     assert "scheduled" in listed and "posted" in listed

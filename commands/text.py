@@ -61,7 +61,7 @@ def shown(text: object, limit: int = ECHO_MAX) -> str:
 
 def safe_message(text: str) -> str:
     """A whole message that may quote user text (an error naming a token): every hidden
-    character but newline and tab written as ``\u202E``, nothing cut."""
+    character but newline and tab written as ``\u202e``, nothing cut."""
     return "".join(_escaped(c) if c not in "\n\t" and _hidden(c) else c for c in text)
 
 

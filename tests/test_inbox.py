@@ -6,12 +6,14 @@ answered (run again, or told it went through), none in silence."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -19,9 +21,11 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import App
-from db.models import InboxEntry
+from bot.settings import Settings
+from bot.slack.bot import SlackBot
+from db.models import InboxEntry, Platform, ProcessedEvent
 from tests.slack_fakes import FORM, FakeSlack, Signer, command_body
-from tests.test_slack import SECRET, bind_workspace
+from tests.test_slack import SECRET, bind_workspace, slack_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BURST = 60
@@ -115,3 +119,66 @@ async def test_a_burst_cut_by_kill_9_is_answered_after_the_restart(
             select(func.count()).select_from(InboxEntry).where(InboxEntry.done_at.is_(None))
         )
     assert left == 0
+
+
+async def test_recovery_presses_buttons_again_and_tells_about_old_ones(
+    app: App, fake: FakeSlack, settings: Settings
+) -> None:
+    """Entries a stopped process left: a fresh button press is pressed again (its answer
+    goes where the presser is); one that had committed is answered "went through"; one
+    too old for its response URL is answered by DM, truthfully, either way."""
+    await bind_workspace(app)
+    now = app.clock.now()
+    url_fresh, url_done = fake.response_url(), fake.response_url()
+
+    def button(trigger: str, response_url: str) -> dict[str, object]:
+        return {
+            "user": {"id": "UALICE", "username": "alice", "team_id": "T1"},
+            "team": {"id": "T1"},
+            "channel": {"id": "DUALICE"},
+            "container": {},
+            "response_url": response_url,
+            "trigger_id": trigger,
+            "value": "papers.page:all:::2",
+        }
+
+    async with app.db.transaction() as session:
+        for trigger, url, age in (("b-fresh", url_fresh, 1), ("b-done", url_done, 2)):
+            session.add(
+                InboxEntry(
+                    platform=Platform.SLACK,
+                    event_id=f"trigger:{trigger}",
+                    kind="button",
+                    payload=button(trigger, url),
+                    received_at=now - timedelta(minutes=age),
+                )
+            )
+        session.add(  # this one had committed before the crash
+            ProcessedEvent(platform=Platform.SLACK, event_id="trigger:b-done", created_at=now)
+        )
+        session.add(
+            InboxEntry(
+                platform=Platform.SLACK,
+                event_id="trigger:c-old",
+                kind="command",
+                payload={"user_id": "UBOB", "text": "whoami", "trigger_id": "c-old"},
+                received_at=now - timedelta(hours=1),
+            )
+        )
+    bot = SlackBot(
+        dataclasses.replace(app, settings=slack_settings(settings, fake)), post_interval=0.0
+    )
+    await bot.start(sweep=False)  # recovers the inbox
+    try:
+        answered = {r["_url"]: r for r in fake.responses}
+        assert "(page 2 of 3)" in answered[url_fresh]["text"]  # pressed again, answered
+        assert "went through just before the bot restarted" in answered[url_done]["text"]
+        dm = [c for c in fake.of("chat.postMessage") if c["channel"] == "DUBOB"]
+        assert len(dm) == 1 and "was not run" in dm[0]["text"] and "/course whoami" in dm[0]["text"]
+        async with app.db.session() as session:
+            left = await session.scalar(
+                select(func.count()).select_from(InboxEntry).where(InboxEntry.done_at.is_(None))
+            )
+        assert left == 0
+    finally:
+        await bot.stop()

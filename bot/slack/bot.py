@@ -69,6 +69,12 @@ INBOX_FIELDS = (
     "response_url",
     "trigger_id",
 )
+#: What the inbox keeps of a button press (the message it sits on is not needed).
+BUTTON_FIELDS = ("user", "team", "channel", "container", "response_url", "trigger_id")
+_WENT_THROUGH = (
+    "Your {what} went through just before the bot restarted, so its answer may not have "
+    "reached you. Nothing needs to be done again."
+)
 #: A command cut off by a restart is run again if it is younger than this (its response
 #: URL lives 30 minutes); an older one is answered with what became of it.
 INBOX_REPLAY = timedelta(minutes=25)
@@ -375,12 +381,8 @@ class SlackBot:
             # After a restart: no modal can open (its trigger expired); run the line.
             reply = await self.core.handle_text(self._with_pending(request), text or "help")
             if reply.meta.get("duplicate"):
-                reply = Reply(
-                    text=f"Your `{self.command} {text}` went through just before the bot "
-                    "restarted, so its answer may not have reached you. Nothing needs to be "
-                    "done again.",
-                    ephemeral=True,
-                )
+                what = f"`{self.command} {text}`"
+                reply = Reply(text=_WENT_THROUGH.format(what=what), ephemeral=True)
             await self.send(reply, target)
 
     async def recover_inbox(self) -> int:
@@ -391,23 +393,26 @@ class SlackBot:
         entries = await inbox.unfinished(self.app.db, Platform.SLACK, before=self._started)
         for entry, ran in entries:
             body = entry.payload
-            text = body.get("text", "")
+            button = entry.kind == "button"
             if now - entry.received_at < INBOX_REPLAY:
-                # Run again: the core's event record turns a command that did commit into
-                # "it went through", answered where the sender is waiting for it.
+                # Run again: the core's event record turns one that did commit into "it
+                # went through", answered where the sender is waiting for it.
                 log.warning("running %s again: it was cut off by a restart", entry.event_id)
-                await self._run_command(body, replay=True)
+                if button:
+                    await self._press(body, str(body.get("value", "")), replay=True)
+                else:
+                    await self._run_command(body, replay=True)
             else:
-                what = (
-                    "went through just before the bot restarted, so its answer may not have "
-                    "reached you. Nothing needs to be done again."
+                what = "button press" if button else f"`{self.command} {body.get('text', '')}`"
+                text = (
+                    _WENT_THROUGH.format(what=what)
                     if ran
-                    else "was not run: the bot restarted before it could. Please run it again."
+                    else f"Your {what} was not run: the bot restarted before it could. "
+                    "Please try again."
                 )
+                user = (body.get("user") or {}).get("id") if button else body.get("user_id")
                 with suppress(Exception):
-                    await self.dm_account(
-                        0, body["user_id"], Reply(text=f"Your `{self.command} {text}` {what}")
-                    )
+                    await self.dm_account(0, str(user), Reply(text=text))
             await inbox.done(self.app.db, Platform.SLACK, entry.event_id, now)
         return len(entries)
 
@@ -465,15 +470,31 @@ class SlackBot:
 
     # -- buttons --------------------------------------------------------------------
     async def _on_button(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        value = str(action.get("value", ""))
+        trigger = body.get("trigger_id")
+        # A button that acts (not one that opens a form) is kept before the ack, like a
+        # slash command: after a crash it is pressed again or its presser is told.
+        event_id = f"trigger:{trigger}" if trigger and not value.startswith("form:") else None
+        if event_id is not None:
+            payload = {k: body.get(k) for k in BUTTON_FIELDS} | {"value": value}
+            await inbox.receive(
+                self.app.db, Platform.SLACK, event_id, "button", payload, self.core.clock.now()
+            )
         await ack()
+        await self._press(body, value)
+        if event_id is not None:
+            await inbox.done(self.app.db, Platform.SLACK, event_id, self.core.clock.now())
+
+    async def _press(self, body: dict[str, Any], value: str, *, replay: bool = False) -> None:
         target = self._interaction_target(body)
         async with self._guard(target):
-            value = str(action.get("value", ""))
             if value.startswith("form:"):
                 await self._open_form(value, body, target)
                 return
             request = self._interaction_request(body, target)
             reply = await self.core.handle_action(request, value)
+            if replay and reply.meta.get("duplicate"):
+                reply = Reply(text=_WENT_THROUGH.format(what="button press"), ephemeral=True)
             await self.send(reply, target)
 
     async def _open_form(self, custom_id: str, body: dict[str, Any], target: Target) -> None:

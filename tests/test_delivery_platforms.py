@@ -144,3 +144,26 @@ async def test_slack_reminders_honour_429_and_count_the_unreached(
     posted = [c["channel"] for c in fake_slack.of("chat.postMessage")]
     assert posted.count("DUALICE") == 4
     assert await outbox_states(app) == {UNREACHABLE: 23, SENT: 2}
+
+
+async def test_slack_a_channel_that_is_gone_fails_at_once_and_is_kept(
+    app: App, fake_slack: FakeSlack, settings: Settings
+) -> None:
+    """A post to a channel Slack no longer has is not retried for minutes: it is kept
+    as failed at once, with Slack's reason, for staff to see and send again."""
+    await bind_workspace(app)
+    SlackBot(
+        dataclasses.replace(app, settings=slack_settings(settings, fake_slack)), post_interval=0.0
+    )
+    fake_slack.fail_channel = {"CANNOUNCE": ["channel_not_found"]}
+    request = Request(
+        Platform.SLACK, TEAM, Caller(Platform.SLACK, "UGEDAS", "gedas"), Where("CGENERAL")
+    )
+    reply = await app.core.handle_text(request, 'announce "Room change: SN011."')
+    assert "Not delivered yet" in render_text(reply)
+    async with app.db.session() as session:
+        row = await session.scalar(select(OutboxMessage).where(OutboxMessage.person_id.is_(None)))
+    assert row is not None and row.status == "failed" and row.attempts == 1
+    assert "channel_not_found" in (row.last_error or "")
+    listing = render_text(await app.core.handle_text(request, "outbox failed"))
+    assert "channel_not_found" in listing and "Room change" in listing

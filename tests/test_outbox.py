@@ -304,3 +304,22 @@ async def test_kill_9_while_sending_loses_nothing(
     duplicates = sum(n - 1 for n in got.values())
     assert duplicates <= kills
     assert await statuses(app) == Counter({SENT: 60})
+
+
+async def test_a_clock_that_jumps_back_is_logged_and_sends_nothing_twice(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakePlatform()
+    sweeper = ReminderSweeper(app.db, fake, app.clock, hours_before=[24])
+    assert isinstance(app.clock, FixedClock)
+    app.clock.advance(timedelta(days=1, hours=14))  # the 24-hour rankings reminder is due
+    await sweeper.run_due()
+    sent = len(fake.sent)
+    assert sent > 0
+    app.clock.advance(timedelta(hours=-3))  # the clock jumps back
+    with caplog.at_level("WARNING", logger="coursebot.scheduler"):
+        await sweeper.run_due()
+    assert "the clock went back" in caplog.text
+    app.clock.advance(timedelta(hours=3))
+    await sweeper.run_due()
+    assert len(fake.sent) == sent  # what was sent stays sent: nothing twice

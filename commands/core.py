@@ -258,9 +258,9 @@ class CommandCore:
         if late and not reply.is_error:
             reply.sections.append(
                 Section(
-                    "Not delivered yet",
-                    "; ".join(late) + ". It is kept and sent again automatically "
-                    "(`outbox` shows it to staff).",
+                    "Not delivered",
+                    "; ".join(late) + ". What can still go out is kept and sent again "
+                    "automatically (`outbox` shows it to staff).",
                 )
             )
 

@@ -545,21 +545,33 @@ def describe_batch(count: BatchCount, *, what: str = "messages", hint: str = "")
 
 
 async def undelivered_posts(session: AsyncSession, row_ids: Sequence[int]) -> list[str]:
-    """The channel posts among ``row_ids`` that did not go out (yet), each as
-    "the post to #announcements (why)"; DMs are counted by their batch instead."""
+    """What among ``row_ids`` did not go out (yet): channel posts ("the post to
+    #announcements (why)") and single private messages ("the private message to Zoe
+    Williams (why)"); the messages of a mass send are counted by their batch instead."""
     rows = (
         await session.execute(
-            select(OutboxMessage.channel, OutboxMessage.status, OutboxMessage.last_error).where(
+            select(
+                OutboxMessage.channel,
+                OutboxMessage.status,
+                OutboxMessage.last_error,
+                Person.name,
+            )
+            .outerjoin(Person, Person.id == OutboxMessage.person_id)
+            .where(
                 OutboxMessage.id.in_(list(row_ids)),
-                OutboxMessage.status.in_((PENDING, FAILED)),
-                OutboxMessage.person_id.is_(None),
+                OutboxMessage.status.in_((PENDING, FAILED, UNREACHABLE)),
                 OutboxMessage.edit_key.is_(None),
-                OutboxMessage.channel.is_not(None),
+                OutboxMessage.batch.is_(None),
             )
         )
     ).all()
-    return [
-        f"the post to #{channel.lstrip('#')} ({error or status})"
-        for channel, status, error in rows
-        if not channel.startswith("@")
-    ]
+    out = []
+    for channel, status, error, name in rows:
+        why = error or status
+        if name is not None:
+            out.append(f"the private message to {name} ({why})")
+        elif channel and channel.startswith("@"):
+            out.append(f"the private message to {channel[1:]} ({why})")
+        elif channel:
+            out.append(f"the post to #{channel.lstrip('#')} ({why})")
+    return out

@@ -155,7 +155,7 @@ async def test_a_failing_post_is_retried_kept_and_sent_again_on_request(app: App
     reply = await say(app, "gedas", 'announce "Class moves to SN011."')
     text = render_text(reply)
     assert not reply.is_error
-    assert "Not delivered yet --\nthe post to #announcements (ConnectionError" in text
+    assert "Not delivered --\nthe post to #announcements (ConnectionError" in text
     assert "503" in text and "sent again automatically" in text
     assert await statuses(app) == Counter({PENDING: 1})
 

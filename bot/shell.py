@@ -157,7 +157,9 @@ class Shell:
             target = clock.now() + delta
             posts = 0
             for _ in range(100_000):  # a bound, not a limit anyone reaches
-                nxt = earliest(await self.sweeper.next_at(), await self._next_retry())
+                nxt = earliest(
+                    await self.sweeper.next_at(), await self.sweeper.dispatcher.next_due()
+                )
                 if nxt is None or nxt > target:
                     break
                 clock.at = max(nxt, clock.at)
@@ -175,9 +177,6 @@ class Shell:
         if say:
             self.out(f"(clock moved to {self._local(clock.now())})")
         return posts
-
-    async def _next_retry(self) -> datetime | None:
-        return await self.sweeper.dispatcher.next_due()
 
     def _local(self, instant: datetime) -> str:
         """An instant in the course's zone, as the shell shows the clock."""

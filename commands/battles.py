@@ -918,10 +918,4 @@ async def next_battle_post(session: AsyncSession, now: datetime, scope: Scope) -
     return best
 
 
-async def _collect_battles(
-    session: AsyncSession, now: datetime, scope: Scope
-) -> list[tuple[int, Outgoing]]:
-    return await due_battle_posts(session, now, course_ids=scope.course_ids)
-
-
-due_registry.register("battles", _collect_battles, next_battle_post)
+due_registry.register_by_course("battles", due_battle_posts, next_battle_post)

@@ -192,12 +192,14 @@ class CommandCore:
                         ctx = await self.context(session, request)
                         if request.event_id and await self._seen(session, request):
                             return Reply(text="", meta={"duplicate": True}, ephemeral=True)
+                        session.info["wrote"] = False  # the event record is not a change
                         reply = await call(ctx)
                         # What the command owes others is written with its change.
                         rows = enqueue(session, ctx.course.id, ctx.outgoing, ctx.now)
                         await session.flush()
                         row_ids = [row.id for row in rows]
-                        if self.db.backend == "postgresql":
+                        changed = bool(session.info.get("wrote"))
+                        if changed and self.db.backend == "postgresql":
                             # Delivered at commit: the leading replica's scheduler looks again.
                             await session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
                     break
@@ -208,8 +210,8 @@ class CommandCore:
                     if attempt == ATTEMPTS:
                         return Reply.error(CONFLICT)
             await self.deliver(row_ids, reply)
-            if not reply.is_error:
-                wake_all()  # timers, GPU jobs, retries: the scheduler looks again
+            if changed:  # a timer, a GPU job, a retry: the scheduler looks again (not on reads)
+                wake_all()
             return reply
         except CourseBotError as err:
             # A message may quote what the user typed: never let it display reversed.

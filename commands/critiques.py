@@ -684,10 +684,4 @@ async def next_critique_ping(session: AsyncSession, now: datetime, scope: Scope)
     return best
 
 
-async def _collect_critiques(
-    session: AsyncSession, now: datetime, scope: Scope
-) -> list[tuple[int, Outgoing]]:
-    return await due_critique_posts(session, now, course_ids=scope.course_ids)
-
-
-due_registry.register("critiques", _collect_critiques, next_critique_ping)
+due_registry.register_by_course("critiques", due_critique_posts, next_critique_ping)

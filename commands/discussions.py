@@ -879,10 +879,4 @@ async def next_discussion_post(
     return best
 
 
-async def _collect_discussions(
-    session: AsyncSession, now: datetime, scope: Scope
-) -> list[tuple[int, Outgoing]]:
-    return await due_discussion_posts(session, now, course_ids=scope.course_ids)
-
-
-due_registry.register("discussions", _collect_discussions, next_discussion_post)
+due_registry.register_by_course("discussions", due_discussion_posts, next_discussion_post)

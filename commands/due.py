@@ -36,6 +36,8 @@ class Scope:
 
 Collect = Callable[[AsyncSession, datetime, Scope], Awaitable[list[tuple[int, Outgoing]]]]
 NextAt = Callable[[AsyncSession, datetime, Scope], Awaitable[datetime | None]]
+#: The features' own form: ``due_x(session, now, *, course_ids=None)``.
+DueByCourse = Callable[..., Awaitable[list[tuple[int, Outgoing]]]]
 Poll = Callable[[AsyncSession, Scope], Awaitable[bool]]
 
 
@@ -59,6 +61,16 @@ class DueRegistry:
         if name in self.providers:
             raise ValueError(f"due work {name!r} declared twice")
         self.providers[name] = DueWork(name, collect, next_at, poll)
+
+    def register_by_course(self, name: str, due: DueByCourse, next_at: NextAt) -> None:
+        """Register a feature's ``due(session, now, *, course_ids)`` as is."""
+
+        async def collect(
+            session: AsyncSession, now: datetime, scope: Scope
+        ) -> list[tuple[int, Outgoing]]:
+            return await due(session, now, course_ids=scope.course_ids)
+
+        self.register(name, collect, next_at)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.providers.values())

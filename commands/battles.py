@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commands.audit import local_iso, record
 from commands.charts import bar_png
 from commands.context import Context
-from commands.coursefile import BattleRules
-from commands.due import Scope, due_registry, earliest
+from commands.coursefile import BattleRules, PhaseEntry, battle_number
+from commands.due import Scope, due_registry
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
 from commands.exports import table_files
-from commands.outbox import Outgoing
+from commands.outbox import Outgoing, register_refresher
 from commands.registry import Access, LongText, registry
 from commands.replies import (
     Button,
@@ -42,6 +42,15 @@ from commands.replies import (
 )
 from commands.text import shown, visible_length
 from commands.timefmt import fmt_day, fmt_instant
+from commands.timers import (
+    TimerRules,
+    clock,
+    start_timer,
+    started_text,
+    stop_timers,
+    stopped_text,
+    timer_channel,
+)
 from db.models import (
     Assignment,
     Battle,
@@ -49,7 +58,6 @@ from db.models import (
     BattleTimer,
     BattleVote,
     Course,
-    Notification,
     Paper,
     Person,
     Role,
@@ -58,14 +66,6 @@ from db.models import (
 EMOJI = {"A": "🅰️", "B": "🅱️"}
 SIDE_OF = {"🅰️": "A", "🅰": "A", "🅱️": "B", "🅱": "B", "a": "A", "b": "B"}
 Side = Literal["A", "B"]
-PHASES = {
-    "a": "side A presents",
-    "b": "side B presents",
-    "reasons": "3 reasons",
-    "rebuttal": "rebuttal",
-}
-#: A timer nobody stops ends itself this long after its end, with a note.
-MAX_OVERRUN = timedelta(minutes=15)
 
 # ----------------------------------------------------------------------------- services
 
@@ -91,6 +91,20 @@ class BattleView:
     def label(self, side: str) -> str:
         p = self.paper(side)
         return f"{EMOJI[side]} #{p.number} {p.title}"
+
+    def require_running(self, doing: str) -> None:
+        """A battle runs when the published assignment gives both sides presenters;
+        timing or polling one that does not would be a show with nobody on stage."""
+        empty = [s for s in ("A", "B") if not self.groups[s]]
+        if empty:
+            which = " and ".join(f"side {s} (#{self.paper(s).number})" for s in empty)
+            raise Conflict(
+                f"Battle {self.battle.number} is not running: {which} "
+                f"{'have' if len(empty) > 1 else 'has'} no presenters in the published "
+                f"assignment, so there is nothing to {doing}.",
+                hint="`assign show` lists the battles that run; give it sides with "
+                "`assign set <student> <paper>`, or compute and publish the assignment again.",
+            )
 
 
 async def load_battle(session: AsyncSession, course: Course, number: int) -> BattleView:
@@ -247,8 +261,29 @@ def poll_reply(
 
 
 async def _refresh_poll(ctx: Context, view: BattleView, poll: BattlePoll) -> None:
+    """The poll's running count is edited in: rendered when the edit is sent, so that a
+    burst of votes costs one edit a second or so and always ends on the real count."""
     counted, pending = await vote_counts(ctx.session, poll)
-    ctx.edit(poll_key(view.battle), poll_reply(view, counted, pending, rules_=rules(ctx.course)))
+    ctx.outgoing.append(
+        Outgoing(
+            poll_reply(view, counted, pending, rules_=rules(ctx.course)),
+            edit_key=poll_key(view.battle),
+            refresh=("battle-poll", str(view.battle.number)),
+        )
+    )
+
+
+@register_refresher("battle-poll")
+async def _render_poll(session: AsyncSession, course_id: int, number: str) -> Reply | None:
+    course = await session.get(Course, course_id)
+    if course is None:
+        return None
+    view = await load_battle(session, course, int(number))
+    poll = await poll_of(session, view.battle)
+    if poll is None or poll.closed_at is not None:
+        return None  # the close edit says the last word
+    counted, pending = await vote_counts(session, poll)
+    return poll_reply(view, counted, pending, rules_=rules(course))
 
 
 async def _voter(ctx: Context, view: BattleView) -> tuple[Person, BattlePoll]:
@@ -326,10 +361,11 @@ async def close_poll(
     if pending:
         turnout += f" {pending} vote(s) without a justification did not count."
     chart = bar_png(
-        [f"A: #{view.a.number}", f"B: #{view.b.number}"],
+        [f"A: #{view.a.number} {view.a.title}", f"B: #{view.b.number} {view.b.title}"],
         [counted["A"], counted["B"]],
         title=f"Battle {n}: votes",
         ylabel="Votes",
+        note=turnout,
     )
     results = Reply(
         title=f"Battle {n} results",
@@ -344,103 +380,48 @@ async def close_poll(
     ]
 
 
-# ------------------------------------------------------------------ timers (the ticker)
+# ------------------------------------------------------------------ timers (commands.timers)
 
 
-@dataclass(frozen=True)
-class Tick:
-    key: str
-    at: datetime
-    text: str
+def phases_of(course: Course, battle: Battle) -> list[PhaseEntry]:
+    """The battle's format: its own phases, else the course's (default: side A, side B,
+    3 reasons, rebuttal)."""
+    if battle.phases:
+        return [PhaseEntry.model_validate(p) for p in battle.phases]
+    return rules(course).phase_list()
 
 
-def timer_ticks(timer: BattleTimer, rules_: BattleRules, title: str) -> list[Tick]:
-    """Every post a timer makes, up to MAX_OVERRUN past its end (computed, not stored,
-    so a restart resumes it exactly)."""
-    end = timer.started_at + timedelta(seconds=timer.seconds)
-    ticks = [
-        Tick(
-            f"timer:{timer.id}:warn{w}",
-            end - timedelta(minutes=w),
-            f"⏳ {title}: {w} minute{'s' * (w != 1)} left.",
-        )
-        for w in sorted(rules_.warnings, reverse=True)
-        if timedelta(minutes=w) < timedelta(seconds=timer.seconds)
-    ]
-    ticks.append(Tick(f"timer:{timer.id}:up", end, f"⏰ {title}: time's up!"))
-    step = timedelta(seconds=rules_.overrun_every_seconds)
-    k = 1
-    while step * k <= MAX_OVERRUN:
-        over = step * k
-        mins, secs = divmod(int(over.total_seconds()), 60)
-        ticks.append(
-            Tick(
-                f"timer:{timer.id}:over{k}", end + over, f"🔴 {title}: over time +{mins}:{secs:02d}"
-            )
-        )
-        k += 1
-    return ticks
+def battle_subject(battle: Battle) -> str:
+    return f"battle:{battle.number}"
+
+
+async def battle_on(
+    session: AsyncSession, course: Course, ref: int | str | None, day: date
+) -> Battle | None:
+    """The battle ``ref`` names (a number or a label), else the one on ``day``."""
+    q = select(Battle).where(Battle.course_id == course.id)
+    if ref is not None:
+        q = q.where(Battle.number == battle_number(ref))
+    else:
+        q = q.where(Battle.class_date == day)
+    return await session.scalar(q.order_by(Battle.number).limit(1))
 
 
 async def due_battle_posts(
     session: AsyncSession, now: datetime, *, course_ids: set[int] | None = None
 ) -> list[tuple[int, Outgoing]]:
-    """Timer ticks and scheduled poll closes that are due now, for every course; each
-    is recorded so it goes out once. Missed warnings (the bot was down) are skipped;
-    a missed "time's up" goes out late; of missed overrun ticks only the latest."""
+    """Polls that close by themselves now, for every course (their timers' posts are
+    :func:`commands.timers.due_timer_posts`)."""
     out: list[tuple[int, Outgoing]] = []
-    tq = select(BattleTimer).where(BattleTimer.stopped_at.is_(None))
     pq = select(BattlePoll).where(BattlePoll.closed_at.is_(None), BattlePoll.closes_at <= now)
     if course_ids is not None:
-        tq = tq.where(BattleTimer.course_id.in_(course_ids))
         pq = pq.where(BattlePoll.course_id.in_(course_ids))
-    timers = list(await session.scalars(tq))
     courses: dict[int, Course] = {}
-    for timer in timers:
-        course = courses.get(timer.course_id) or await session.get(Course, timer.course_id)
-        assert course is not None
-        courses[course.id] = course
-        battle = await session.get(Battle, timer.battle_id)
-        assert battle is not None
-        title = f"Battle {battle.number}, {PHASES[timer.phase]}"
-        sent = set(
-            await session.scalars(
-                select(Notification.key).where(
-                    Notification.course_id == course.id,
-                    Notification.key.like(f"timer:{timer.id}:%"),
-                )
-            )
-        )
-        ticks = [
-            t for t in timer_ticks(timer, rules(course), title) if t.at <= now and t.key not in sent
-        ]
-        end = timer.started_at + timedelta(seconds=timer.seconds)
-        chosen: list[Tick] = []
-        for t in ticks:
-            if ":warn" in t.key and now - t.at > timedelta(seconds=30):
-                continue  # stale warning
-            chosen.append(t)
-        overs = [t for t in chosen if ":over" in t.key]
-        chosen = [t for t in chosen if ":over" not in t.key] + overs[-1:]
-        for t in ticks:  # record skipped ones too, so they never go out later
-            session.add(Notification(course_id=course.id, key=t.key, sent_at=now))
-        for t in chosen:
-            out.append((course.id, Outgoing(Reply(text=t.text), channel=timer.channel)))
-        if now >= end + MAX_OVERRUN:
-            timer.stopped_at = now
-            out.append(
-                (
-                    course.id,
-                    Outgoing(
-                        Reply(text=f"⏹ {title}: timer stopped after 15 minutes over."),
-                        channel=timer.channel,
-                    ),
-                )
-            )
     polls = await session.scalars(pq)
     for poll in polls:
         course = courses.get(poll.course_id) or await session.get(Course, poll.course_id)
         assert course is not None
+        courses[course.id] = course
         battle = await session.get(Battle, poll.battle_id)
         assert battle is not None
         view = await load_battle(session, course, battle.number)
@@ -500,85 +481,89 @@ async def battle_show(ctx: Context, opts: BattleRef) -> Reply:
     )
     if running:
         left = running.started_at + timedelta(seconds=running.seconds) - ctx.now
-        state += f"; timer running: {PHASES[running.phase]} ({_clock(left)})"
+        phase = next(
+            (p.title for p in phases_of(ctx.course, view.battle) if p.key == running.phase),
+            running.phase,
+        )
+        state += f"; timer running: {phase} ({clock(left)})"
     fields.append(("State", state))
     return Reply(title=f"Battle {view.battle.number}", sections=[Section("", "", fields)])
 
 
-def _clock(delta: timedelta) -> str:
-    s = int(delta.total_seconds())
-    sign = "-" if s >= 0 else "+"
-    m, sec = divmod(abs(s), 60)
-    return f"{sign}{m}:{sec:02d} {'left' if s >= 0 else 'over'}"
-
-
 class TimerOptions(BaseModel):
-    battle: int = Field(ge=1, description="battle number")
-    phase: Literal["a", "b", "reasons", "rebuttal", "stop"] = Field(
-        description="a or b (that side presents), reasons, rebuttal, or stop"
+    battle: str = Field(max_length=32, description="battle number (or its id, B4)")
+    phase: str = Field(
+        max_length=16,
+        description="a phase of its format (default: a, b, reasons, rebuttal), or stop",
     )
+
+
+async def _timed_battle(ctx: Context, ref: str) -> BattleView:
+    """The battle ``battle timer`` names: its number, or its id in the course file."""
+    text = ref.strip().lstrip("#")
+    number = None
+    if text.isdigit():
+        number = int(text)
+    else:
+        for b in await ctx.session.scalars(
+            select(Battle).where(Battle.course_id == ctx.course.id, Battle.label.is_not(None))
+        ):
+            if (b.label or "").lower() == text.lower():
+                number = b.number
+    if number is None:
+        raise InvalidInput(
+            f"`{shown(ref)}` is not a battle: give its number (`battle timer 1 a`).",
+            hint="`schedule --all` shows the battles.",
+        )
+    return await load_battle(ctx.session, ctx.course, number)
 
 
 @registry.command(
     "battle timer",
-    "Start a strict battle timer (a, b, reasons, rebuttal) or stop it",
+    "Start a strict timer for a battle's phase (a, b, reasons, rebuttal) or stop it",
     access=Access.STAFF,
     topic="battle",
     examples=("battle timer 1 a", "battle timer 1 stop"),
 )
 async def battle_timer(ctx: Context, opts: TimerOptions) -> Reply:
-    view = await load_battle(ctx.session, ctx.course, opts.battle)
-    running = list(
-        await ctx.session.scalars(
-            select(BattleTimer).where(
-                BattleTimer.battle_id == view.battle.id, BattleTimer.stopped_at.is_(None)
-            )
-        )
-    )
-    for t in running:
-        t.stopped_at = ctx.now
-    n = view.battle.number
-    if opts.phase == "stop":
-        if not running:
+    view = await _timed_battle(ctx, opts.battle)
+    battle = view.battle
+    n = battle.label or battle.number
+    key = opts.phase.strip().lower()
+    subject = battle_subject(battle)
+    if key == "stop":
+        stopped = await stop_timers(ctx.session, ctx.course.id, subject, ctx.now)
+        if not stopped:
             raise Conflict(f"No timer is running for battle {n}.")
-        t = running[0]
-        used = ctx.now - t.started_at
-        return Reply(
-            text=f"⏹ Battle {n}, {PHASES[t.phase]}: stopped after {_mmss(used)} (of {_mmss(timedelta(seconds=t.seconds))})."
+        return Reply(text=stopped_text(stopped[0], ctx.now))
+    phases = phases_of(ctx.course, battle)
+    phase = next((p for p in phases if p.key == key), None)
+    if phase is None:
+        raise InvalidInput(
+            f"`{shown(opts.phase)}` is not a phase of battle {n}.",
+            hint=f"Its phases: {', '.join(f'`{p.key}` ({p.title})' for p in phases)}; or `stop`.",
         )
+    view.require_running("time")
     r = rules(ctx.course)
-    minutes = {
-        "a": r.present_minutes,
-        "b": r.present_minutes,
-        "reasons": r.reasons_minutes,
-        "rebuttal": r.rebuttal_minutes,
-    }[opts.phase]
-    channel = ctx.request.where.channel or ctx.course.channels.get("battles", "battles")
-    ctx.session.add(
-        BattleTimer(
-            course_id=ctx.course.id,
-            battle_id=view.battle.id,
-            phase=opts.phase,
-            channel=channel,
-            started_at=ctx.now,
-            seconds=minutes * 60,
-        )
+    timer_rules = TimerRules(tuple(r.warnings), r.overrun_every_seconds)
+    title = f"Battle {n}, {phase.title}"
+    await start_timer(
+        ctx.session,
+        ctx.course,
+        subject=subject,
+        title=title,
+        minutes=phase.minutes,
+        channel=timer_channel(ctx, "battles"),
+        now=ctx.now,
+        rules=timer_rules,
+        battle_id=battle.id,
+        phase=phase.key,
     )
-    what = PHASES[opts.phase]
-    if opts.phase in ("a", "b"):
-        side = opts.phase.upper()
-        names = ", ".join(p.name for p in view.groups[side])
-        what += f": {view.label(side)}" + (f" ({names})" if names else "")
-    return Reply(
-        text=f"⏱ Battle {n}, {what}. {minutes}:00 starts now; warnings at "
-        + ", ".join(f"{w} min" for w in r.warnings)
-        + ", then the overrun is counted."
-    )
-
-
-def _mmss(delta: timedelta) -> str:
-    m, s = divmod(int(delta.total_seconds()), 60)
-    return f"{m}:{s:02d}"
+    what = title
+    if phase.side is not None:
+        names = ", ".join(p.name for p in view.groups[phase.side])
+        what += f": {view.label(phase.side)}" + (f" ({names})" if names else "")
+    return Reply(text=started_text(what, phase.minutes, timer_rules))
 
 
 class OpenOptions(BaseModel):
@@ -603,6 +588,7 @@ async def battle_open(ctx: Context, opts: OpenOptions) -> Reply:
     if poll is not None:
         state = "closed" if poll.closed_at else "already open"
         raise Conflict(f"The poll for battle {n} is {state}.", hint=f"`battle show {n}` shows it.")
+    view.require_running("vote on")
     channel = ctx.request.where.channel or ctx.course.channels.get("battles", "battles")
     closes_at = ctx.now + timedelta(minutes=opts.minutes) if opts.minutes else None
     poll = BattlePoll(
@@ -900,22 +886,13 @@ def _export(number: int, rows: Sequence[Sequence[str]]) -> list[FileOut]:
 
 
 async def next_battle_post(session: AsyncSession, now: datetime, scope: Scope) -> datetime | None:
-    """The next timer phase, overrun tick or timer stop, or a poll that closes by itself."""
-    tq = select(BattleTimer).where(BattleTimer.stopped_at.is_(None))
+    """The next poll that closes by itself (timers: :mod:`commands.timers`)."""
     pq = select(func.min(BattlePoll.closes_at)).where(
         BattlePoll.closed_at.is_(None), BattlePoll.closes_at > now
     )
     if scope.course_ids is not None:
-        tq = tq.where(BattleTimer.course_id.in_(scope.course_ids))
         pq = pq.where(BattlePoll.course_id.in_(scope.course_ids))
-    best = await session.scalar(pq)
-    for timer in await session.scalars(tq):
-        course = await session.get(Course, timer.course_id)
-        assert course is not None
-        stop = timer.started_at + timedelta(seconds=timer.seconds) + MAX_OVERRUN
-        ahead = [t.at for t in timer_ticks(timer, rules(course), "") if t.at > now]
-        best = earliest(best, *ahead, stop if stop > now else None)
-    return best
+    return await session.scalar(pq)
 
 
 due_registry.register_by_course("battles", due_battle_posts, next_battle_post)

@@ -77,6 +77,9 @@ class Context:
     data_dir: Path
     outgoing: list[Outgoing] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)  # deployment options (settings)
+    #: What the command's ``prepare`` step computed before its transaction (slow work
+    #: such as the assignment solver, done on a read snapshot; see Registry.command).
+    prepared: Any = None
 
     @property
     def caller(self) -> Caller:
@@ -104,9 +107,12 @@ class Context:
         send whose delivery is counted, see :class:`commands.replies.Delivery`)."""
         self.outgoing.append(Outgoing(reply, person_id=person_id, batch=batch))
 
-    def dm_account(self, platform: Platform, user_id: str, reply: Reply) -> None:
-        """Send a private message to one chat account (linked or not) after commit."""
-        self.outgoing.append(Outgoing(reply, account=(platform.value, user_id)))
+    def dm_account(
+        self, platform: Platform, user_id: str, reply: Reply, *, batch: str | None = None
+    ) -> None:
+        """Send a private message to one chat account (linked or not) after commit
+        (``batch``: counted in the reply, see :class:`commands.replies.Delivery`)."""
+        self.outgoing.append(Outgoing(reply, account=(platform.value, user_id), batch=batch))
 
     def me(self) -> Person:
         """The caller's roster entry, or a friendly refusal if not linked."""

@@ -9,6 +9,8 @@ nothing stored changes.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,6 +39,7 @@ from commands.outbox import (
 from commands.parsing import list_items, parse_tokens, split_line, validate
 from commands.registry import Access, Command, Registry
 from commands.replies import Form, Reply, Section
+from commands.share import offer_share
 from commands.text import forged_id, safe_message
 from db.models import Course, CourseBinding, Identity, Person, ProcessedEvent
 from db.session import Database
@@ -92,6 +95,14 @@ class CommandCore:
         self._slots = asyncio.Semaphore(db.max_concurrency)
         #: Sends the outbox rows; set with :attr:`outbox` by each adapter at start.
         self.dispatcher: Dispatcher | None = None
+        #: Edits sent after the reply (a poll's count), so the person who acted never
+        #: waits for them; :meth:`settle` waits for them (tests, shutdown).
+        self._after: set[asyncio.Task[int]] = set()
+        #: Event ids of lookups answered lately: a lookup does not write, so a retried
+        #: delivery of one (Slack retries after 3 s) is recognised here, in memory.
+        self._recent_reads: collections.OrderedDict[tuple[str, str], None] = (
+            collections.OrderedDict()
+        )
 
     @property
     def outbox(self) -> Outbox | None:
@@ -172,32 +183,70 @@ class CommandCore:
     async def _run(
         self, request: Request, parse: Callable[[], Awaitable[tuple[Command, BaseModel]]]
     ) -> Reply:
-        async def call(ctx: Context) -> Reply:
+        try:
             cmd, opts = await parse()
+        except CourseBotError as err:
+            return Reply.error(safe_message(str(err)))
+
+        prepared: list[Any] = []
+        if cmd.prepare is not None:
+            prepare = cmd.prepare
+
+            async def first(ctx: Context) -> Reply:
+                if not cmd.access.allows(ctx.person):
+                    raise self._forbidden(cmd.access, ctx.person, cmd)
+                prepared.append(await prepare(ctx, opts))
+                return Reply()
+
+            early = await self._guarded(request, first, read_only=True)
+            if early.is_error:
+                return early
+
+        async def call(ctx: Context) -> Reply:
             if not cmd.access.allows(ctx.person):
                 raise self._forbidden(cmd.access, ctx.person, cmd)
+            ctx.prepared = prepared[0] if prepared else None
             reply = await cmd.handler(ctx, opts)
             reply.ephemeral = reply.ephemeral or cmd.ephemeral
+            if cmd.share and not reply.is_error and ctx.request.where.channel:
+                offer_share(reply, cmd, opts)
             return reply
 
-        return await self._guarded(request, call)
+        # A lookup only reads: on SQLite it runs beside the one writer (WAL), not
+        # behind it in the queue; a repeated delivery of one simply answers again.
+        return await self._guarded(request, call, read_only=cmd.share)
 
     async def _guarded(
-        self, request: Request, call: Callable[[Context], Awaitable[Reply]]
+        self,
+        request: Request,
+        call: Callable[[Context], Awaitable[Reply]],
+        *,
+        read_only: bool = False,
     ) -> Reply:
+        queue = self._slots
+        if read_only and self.db.backend == "sqlite":
+            queue = contextlib.nullcontext()  # type: ignore[assignment]
         try:
             for attempt in range(1, ATTEMPTS + 1):
                 try:
-                    async with self._slots, self.db.transaction() as session:
+                    tx = self.db.read() if read_only else self.db.transaction()
+                    async with queue, tx as session:
                         ctx = await self.context(session, request)
-                        if request.event_id and await self._seen(session, request):
+                        if request.event_id and (
+                            self._seen_read(request)
+                            if read_only
+                            else await self._seen(session, request)
+                        ):
                             return Reply(text="", meta={"duplicate": True}, ephemeral=True)
                         session.info["wrote"] = False  # the event record is not a change
                         reply = await call(ctx)
                         # What the command owes others is written with its change.
                         rows = enqueue(session, ctx.course.id, ctx.outgoing, ctx.now)
                         await session.flush()
-                        row_ids = [row.id for row in rows]
+                        # Edits (a poll's running count) go out after the reply, and
+                        # the dispatcher coalesces them: the caller never waits for one.
+                        row_ids = [row.id for row in rows if row.edit_key is None]
+                        edits = [row.id for row in rows if row.edit_key is not None]
                         changed = bool(session.info.get("wrote"))
                         if changed and self.db.backend == "postgresql":
                             # Delivered at commit: the leading replica's scheduler looks again.
@@ -210,7 +259,11 @@ class CommandCore:
                     if attempt == ATTEMPTS:
                         return Reply.error(CONFLICT)
             await self.deliver(row_ids, reply)
-            if changed:  # a timer, a GPU job, a retry: the scheduler looks again (not on reads)
+            if edits and self.dispatcher is not None:
+                task = asyncio.create_task(self.dispatcher.deliver(edits))
+                self._after.add(task)
+                task.add_done_callback(self._after.discard)
+            if changed or edits:  # a timer, a GPU job, an edit: the scheduler looks again
                 wake_all()
             return reply
         except CourseBotError as err:
@@ -220,6 +273,18 @@ class CommandCore:
             err_id = new_error_id()
             log.exception("unexpected error %s handling %r", err_id, request)
             return Reply.error(UNEXPECTED.format(id=err_id), error_id=err_id)
+
+    def _seen_read(self, request: Request) -> bool:
+        """A lookup's event id seen lately by this process (a retried delivery)."""
+        assert request.event_id is not None
+        key = (request.platform.value, request.event_id)
+        if key in self._recent_reads:
+            log.info("duplicate %s event %s ignored", *key)
+            return True
+        self._recent_reads[key] = None
+        while len(self._recent_reads) > 10_000:
+            self._recent_reads.popitem(last=False)
+        return False
 
     async def _seen(self, session: AsyncSession, request: Request) -> bool:
         """Record the event id; True if it was handled before (a retry or a duplicate)."""
@@ -237,6 +302,12 @@ class CommandCore:
             log.info("duplicate %s event %s ignored", request.platform.value, request.event_id)
             return True
         return False
+
+    async def settle(self) -> None:
+        """Wait for the edits commands queued after their replies (a deferred one stays
+        for the dispatcher's loop)."""
+        while self._after:
+            await asyncio.gather(*list(self._after), return_exceptions=True)
 
     async def deliver(self, row_ids: list[int], reply: Reply) -> None:
         """Send the outbox rows the command wrote, now that it committed (rows that

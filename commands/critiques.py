@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ from commands.people import find_person
 from commands.registry import Access, Complete, LongText, registry
 from commands.replies import FileOut, Reply, Section, Table, Tone
 from commands.timefmt import fmt_instant, fmt_time, relative
-from db.models import Course, Critique, Notification, Paper, Person, Role
+from db.models import Assignment, Course, Critique, CritiqueMark, Notification, Paper, Person, Role
 
 #: The largest critique PDF accepted.
 MAX_BYTES = 20 * 1024 * 1024
@@ -51,7 +52,9 @@ MISSED_LOOKBACK = timedelta(days=2)
 #: Longest question / answer kept (a Discord/Slack modal holds 4000 characters).
 MAX_TEXT = 4000
 
-Grade = Literal["pass", "fail"]
+Grade = Literal["pass", "fail", "missing", "excused", "clear"]
+#: What staff record for a critique never submitted: 0 points, or not counted.
+MARKS = ("missing", "excused")
 
 # ----------------------------------------------------------------------------- services
 
@@ -117,6 +120,126 @@ async def critiques_of_paper(session: AsyncSession, paper_id: int) -> dict[int, 
     """The paper's critiques by person id."""
     rows = await session.scalars(select(Critique).where(Critique.paper_id == paper_id))
     return {c.person_id: c for c in rows}
+
+
+async def presenters_of(session: AsyncSession, course_id: int) -> dict[int, set[int]]:
+    """Paper id -> the people presenting it in the published assignment: they are excused
+    from critiquing it (never pinged, never missing)."""
+    rows = await session.execute(
+        select(Assignment.paper_id, Assignment.person_id).where(
+            Assignment.course_id == course_id, Assignment.published.is_(True)
+        )
+    )
+    out: dict[int, set[int]] = {}
+    for paper_id, person_id in rows:
+        out.setdefault(paper_id, set()).add(person_id)
+    return out
+
+
+async def marks_of(
+    session: AsyncSession, course_id: int, paper_id: int | None = None
+) -> dict[tuple[int, int], CritiqueMark]:
+    """(paper id, person id) -> the staff's mark (missing / excused)."""
+    q = select(CritiqueMark).where(CritiqueMark.course_id == course_id)
+    if paper_id is not None:
+        q = q.where(CritiqueMark.paper_id == paper_id)
+    return {(m.paper_id, m.person_id): m for m in await session.scalars(q)}
+
+
+#: A student's standing on one critique paper, as `standing` says it.
+PASS, FAIL, ZERO, EXCUSED, PRESENTING, SUBMITTED, NOT_YET = (
+    "pass",
+    "fail",
+    "missing",
+    "excused",
+    "presenting",
+    "submitted",
+    "not yet",
+)
+
+
+def standing(c: Critique | None, mark: CritiqueMark | None, presenting: bool) -> str:
+    """What one critique counts as: a grade (pass/fail) wins; then the staff's mark
+    (missing = 0, excused); then presenting the paper (excused); else submitted and
+    waiting for a grade, or not yet."""
+    if c is not None and c.grade in (PASS, FAIL):
+        return str(c.grade)
+    if mark is not None:
+        return ZERO if mark.mark == "missing" else EXCUSED
+    if presenting:
+        return PRESENTING
+    return SUBMITTED if c is not None else NOT_YET
+
+
+@dataclass
+class Tally:
+    """A student's critiques: the component is computed over the graded ones only."""
+
+    papers: int = 0
+    passed: int = 0
+    failed: int = 0
+    zero: int = 0  # recorded missing
+    excused: int = 0  # presenting, or excused by staff
+
+    @property
+    def graded(self) -> int:
+        return self.passed + self.failed + self.zero
+
+    @property
+    def not_yet(self) -> int:
+        return self.papers - self.excused - self.graded
+
+    @property
+    def points(self) -> float | None:
+        """Out of 100 over the graded critiques (None: nothing graded yet)."""
+        return 100.0 * self.passed / self.graded if self.graded else None
+
+    def summary(self) -> str:
+        text = f"{self.graded} of {self.papers - self.excused} graded, {self.not_yet} not yet"
+        if self.zero:
+            text += f"; {self.zero} missing (0)"
+        if self.excused:
+            text += f"; {self.excused} excused"
+        return text
+
+
+async def critique_tallies(session: AsyncSession, course: Course) -> dict[int, Tally]:
+    """Every student's critique tally (students with nothing graded included)."""
+    papers = await critique_papers(session, course.id)
+    students = await course_students(session, course.id)
+    crits = {
+        (c.paper_id, c.person_id): c
+        for c in await session.scalars(select(Critique).where(Critique.course_id == course.id))
+    }
+    marks = await marks_of(session, course.id)
+    presenting = await presenters_of(session, course.id)
+    return {
+        s.id: tally(
+            standing(
+                crits.get((p.id, s.id)),
+                marks.get((p.id, s.id)),
+                s.id in presenting.get(p.id, set()),
+            )
+            for p in papers
+        )
+        for s in students
+    }
+
+
+def tally(states: Iterable[str]) -> Tally:
+    """A tally from one student's standings (see :func:`standing`), one per paper."""
+    t = Tally()
+    for state in states:
+        t.papers += 1
+        if state == PASS:
+            t.passed += 1
+        elif state == FAIL:
+            t.failed += 1
+        elif state == ZERO:
+            t.zero += 1
+        elif state in (EXCUSED, PRESENTING):
+            t.excused += 1
+    return t
 
 
 def storage_path(data_dir: Path, course: Course, paper: Paper, person: Person) -> Path:
@@ -220,8 +343,23 @@ def _short(instant: datetime, tz: ZoneInfo) -> str:
     return f"{local:%b} {local.day} {fmt_time(local.time())} {local.tzname()}"
 
 
-def _short_state(course: Course, paper: Paper, c: Critique | None, now: datetime) -> str:
-    """One table cell: on time/late with when, the grade; or missing (overdue)."""
+def _short_state(
+    course: Course,
+    paper: Paper,
+    c: Critique | None,
+    now: datetime,
+    mark: CritiqueMark | None = None,
+    presenting: bool = False,
+) -> str:
+    """One table cell: on time/late with when, the grade; missing (overdue), recorded
+    missing (0), or excused (presenting)."""
+    state = standing(c, mark, presenting)
+    if state == ZERO and c is None:
+        return "missing, recorded as 0"
+    if state == EXCUSED and c is None:
+        return "excused"
+    if state == PRESENTING:
+        return "excused (presenting)"
     if c is None:
         due = deadline_of(course, paper)
         return "missing (overdue)" if due is not None and now > due else "missing"
@@ -320,6 +458,7 @@ async def due_critique_posts(
         if not due_now:
             continue
         students: list[Person] | None = None
+        presenting: dict[int, set[int]] | None = None
         for paper, ping in due_now:
             if ping.key in sent:
                 continue
@@ -330,22 +469,30 @@ async def due_critique_posts(
             students = (
                 students if students is not None else await course_students(session, course.id)
             )
+            presenting = (
+                presenting if presenting is not None else await presenters_of(session, course.id)
+            )
+            marked = await marks_of(session, course.id, paper.id)
+            # Presenters of the paper and students staff excused or marked owe nothing.
+            owing = [
+                s
+                for s in students
+                if s.id not in presenting.get(paper.id, set()) and (paper.id, s.id) not in marked
+            ]
             done = await critiques_of_paper(session, paper.id)
             if ping.key.endswith(":closed"):
                 on_time = sum(1 for c in done.values() if c.submitted_at <= due)
                 late = " Late critiques are still accepted and marked late." if ACCEPT_LATE else ""
                 text = (
                     f"🔒 Critiques for **{paper_label(paper)}** are closed: {on_time} of "
-                    f"{len(students)} students submitted on time.{late}"
+                    f"{len(owing)} students submitted on time.{late}"
                 )
                 channel = course.channels.get("announcements", "announcements")
                 out.append((course.id, Outgoing(Reply(text=text), channel=channel)))
             else:
                 reply = _reminder(course, paper, due, now)
                 out += [
-                    (course.id, Outgoing(reply, person_id=s.id))
-                    for s in students
-                    if s.id not in done
+                    (course.id, Outgoing(reply, person_id=s.id)) for s in owing if s.id not in done
                 ]
     await session.flush()
     return out
@@ -412,20 +559,29 @@ async def critique_status(ctx: Context, _: BaseModel) -> Reply:
         c.paper_id: c
         for c in await ctx.session.scalars(select(Critique).where(Critique.person_id == me.id))
     }
+    marks = await marks_of(ctx.session, ctx.course.id)
+    presenting = await presenters_of(ctx.session, ctx.course.id)
     rows = []
+    excused = 0
     for p in papers:
         due = deadline_of(ctx.course, p)
+        mark = marks.get((p.id, me.id))
+        on_stage = me.id in presenting.get(p.id, set())
+        if standing(mine.get(p.id), mark, on_stage) in (EXCUSED, PRESENTING):
+            excused += 1
         rows.append(
             [
                 f"#{p.number} {p.title}",
                 _short(due, ctx.tz) if due else "no date yet",
-                _short_state(ctx.course, p, mine.get(p.id), ctx.now),
+                _short_state(ctx.course, p, mine.get(p.id), ctx.now, mark, on_stage),
             ]
         )
     passed = sum(1 for c in mine.values() if c.grade == "pass")
+    owed = len(papers) - excused
+    note = f" (excused from {excused})" if excused else ""
     return Reply(
         title="Your critiques",
-        text=f"{len(mine)} of {len(papers)} submitted; {passed} passed so far.",
+        text=f"{len(mine)} of {owed} submitted{note}; {passed} passed so far.",
         tables=[Table(["Paper", "Due", "Status"], rows)],
     )
 
@@ -459,52 +615,101 @@ async def critique_list(ctx: Context, opts: PaperOptions) -> Reply:
                 c.grade.capitalize() if c.grade else "—",
             ]
         )
-    missing = [s.name for s in students if s.id not in done]
+    marks = await marks_of(ctx.session, ctx.course.id, paper.id)
+    on_stage = (await presenters_of(ctx.session, ctx.course.id)).get(paper.id, set())
+    missing, zero, excused = [], [], []
+    for s in students:
+        if s.id in done:
+            continue
+        state = standing(None, marks.get((paper.id, s.id)), s.id in on_stage)
+        if state == ZERO:
+            zero.append(s.name)
+        elif state == EXCUSED:
+            excused.append(f"{s.name} (excused)")
+        elif state == PRESENTING:
+            excused.append(f"{s.name} (presenting)")
+        else:
+            missing.append(s.name)
+    owing = len(students) - len(excused)
     due = deadline_of(ctx.course, paper)
     when = f" Due {fmt_instant(due, ctx.tz)}." if due else ""
+    sections = [Section("Missing", ", ".join(missing) or "nobody")]
+    if zero:
+        sections.append(Section("Recorded missing (0)", ", ".join(zero)))
+    if excused:
+        sections.append(Section("Excused", ", ".join(excused)))
     return Reply(
         title=f"Critiques: {paper_label(paper)}",
-        text=f"{len(rows)} of {len(students)} students submitted.{when}",
+        text=f"{len(rows)} of {owing} students submitted.{when}",
         tables=[Table(["Student", "Submitted", "Timing", "Grade"], rows)] if rows else [],
-        sections=[Section("Missing", ", ".join(missing) or "nobody")],
+        sections=sections,
     )
 
 
 class GradeOptions(BaseModel):
     paper: PaperId = Field(description="the paper id")
-    grade: Grade = Field(description="pass or fail")
+    grade: Grade = Field(
+        description="pass or fail (a submitted critique); missing (counted 0) or excused "
+        "(not counted) for one never submitted; clear undoes either"
+    )
     students: list[str] = Field(
         min_length=1, description="the students (email, onyen or name), one or more"
     )
     reason: Reason = None
 
 
+def _was(c: Critique | None, mark: CritiqueMark | None) -> str | None:
+    """The grade or mark before a change (for the audit log)."""
+    if c is not None and c.grade:
+        return c.grade
+    return mark.mark if mark is not None else None
+
+
 async def _set_grades(
     ctx: Context, paper: Paper, people: list[Person], grade: str, reason: str | None = None
 ) -> None:
-    """Grade the people's critiques of ``paper``; each change is an audit entry."""
+    """Grade the people's critiques of ``paper`` (pass/fail), record a critique never
+    submitted as missing or excused, or clear either; each change is an audit entry.
+    A pass or fail replaces a mark: the graded submission wins."""
     done = await critiques_of_paper(ctx.session, paper.id)
+    marks = await marks_of(ctx.session, ctx.course.id, paper.id)
     me = ctx.me()
     for p in people:
-        c = done[p.id]
-        before = c.grade
-        c.grade = grade
-        c.graded_at = ctx.now
-        c.graded_by_id = me.id
+        c = done.get(p.id)
+        mark = marks.get((paper.id, p.id))
+        before = _was(c, mark)
+        after: str | None = grade
+        if grade in ("pass", "fail"):
+            assert c is not None
+            c.grade, c.graded_at, c.graded_by_id = grade, ctx.now, me.id
+            if mark is not None:
+                await ctx.session.delete(mark)
+        elif grade in MARKS:
+            if mark is None:
+                mark = CritiqueMark(course_id=ctx.course.id, paper_id=paper.id, person_id=p.id)
+                ctx.session.add(mark)
+            mark.mark, mark.set_by_id, mark.set_at = grade, me.id, ctx.now
+        else:  # clear
+            after = None
+            if mark is not None:
+                await ctx.session.delete(mark)
+            if c is not None:
+                c.grade, c.graded_at, c.graded_by_id = None, None, None
         record(
             ctx,
             "critique.grade",
             subject=p,
-            summary=f"critique of #{paper.number}: {grade}",
+            summary=f"critique of #{paper.number}: {after or 'not graded'}",
             before={"paper": paper.number, "grade": before},
-            after={"paper": paper.number, "grade": grade},
+            after={"paper": paper.number, "grade": after},
             reason=reason,
         )
+    await ctx.session.flush()
 
 
 @registry.command(
     "critique grade",
-    "Grade critiques of a paper pass or fail, for one or more students",
+    "Grade critiques of a paper (pass, fail), or record one never submitted (missing, excused)",
     access=Access.STAFF,
     ephemeral=True,
     topic="critique",
@@ -512,6 +717,9 @@ async def _set_grades(
         "critique grade 5 pass achen bob.okafor@unc.edu",
         "critique grade 5 fail carol",
         'critique grade 5 pass carol reason="the file was unreadable; she resent it"',
+        "critique grade 6 missing deepak",
+        'critique grade 6 excused emily reason="at a conference"',
+        "critique grade 6 clear deepak",
     ),
 )
 async def critique_grade(ctx: Context, opts: GradeOptions) -> Reply:
@@ -524,37 +732,93 @@ async def critique_grade(ctx: Context, opts: GradeOptions) -> Reply:
         if p not in people:
             people.append(p)
     done = await critiques_of_paper(ctx.session, paper.id)
-    missing = [p.name for p in people if p.id not in done]
-    if missing:
-        raise Conflict(
-            f"No critique of {paper_label(paper)} from {', '.join(missing)}; nothing was graded.",
-            hint=f"`critique list {paper.number}` shows who submitted.",
-        )
+    if opts.grade in ("pass", "fail"):
+        missing = [p.name for p in people if p.id not in done]
+        if missing:
+            raise Conflict(
+                f"No critique of {paper_label(paper)} from {', '.join(missing)}; nothing was "
+                "graded.",
+                hint=f"`critique list {paper.number}` shows who submitted; `critique grade "
+                f"{paper.number} missing <student>` records one never submitted as 0.",
+            )
+    elif opts.grade in MARKS:
+        submitted = [p.name for p in people if p.id in done]
+        if submitted:
+            raise Conflict(
+                f"{', '.join(submitted)} submitted a critique of {paper_label(paper)}; nothing "
+                "was recorded.",
+                hint=f"Grade it: `critique grade {paper.number} pass|fail <student>`.",
+            )
+        on_stage = (await presenters_of(ctx.session, ctx.course.id)).get(paper.id, set())
+        presenting = [p.name for p in people if p.id in on_stage]
+        if presenting:
+            raise Conflict(
+                f"{', '.join(presenting)} present{'s' * (len(presenting) == 1)} "
+                f"{paper_label(paper)}, so they are excused from critiquing it; nothing was "
+                "recorded.",
+            )
+        due = deadline_of(ctx.course, paper)
+        if opts.grade == "missing" and (due is None or ctx.now <= due):
+            when = f"until {fmt_instant(due, ctx.tz)}" if due else "(it has no class date yet)"
+            raise Conflict(
+                f"Critiques of {paper_label(paper)} are not due {when}; nothing was recorded."
+            )
     await _set_grades(ctx, paper, people, opts.grade, opts.reason)
     names = ", ".join(p.name for p in people)
-    return Reply(
-        text=f"Graded {opts.grade.capitalize()} for {paper_label(paper)}: {names}.",
-        tone=Tone.SUCCESS,
-    )
+    said = {
+        "pass": "Graded Pass",
+        "fail": "Graded Fail",
+        "missing": "Recorded as missing (0)",
+        "excused": "Excused",
+        "clear": "Cleared the grade or mark",
+    }[opts.grade]
+    return Reply(text=f"{said} for {paper_label(paper)}: {names}.", tone=Tone.SUCCESS)
 
 
 class GradeAllOptions(BaseModel):
     paper: PaperId = Field(description="the paper id")
-    grade: Grade = Field(description="pass or fail")
+    grade: Literal["pass", "fail", "missing"] = Field(
+        description="pass or fail (every on-time critique not graded yet), or missing (every "
+        "student who owes one and sent none)"
+    )
     reason: Reason = None
 
 
 @registry.command(
     "critique grade-all",
-    "Grade every on-time, ungraded critique of a paper pass or fail",
+    "Grade every on-time, ungraded critique of a paper, or record every absent one as missing",
     access=Access.STAFF,
     ephemeral=True,
     topic="critique",
-    examples=("critique grade-all 5 pass",),
+    examples=("critique grade-all 5 pass", "critique grade-all 5 missing"),
 )
 async def critique_grade_all(ctx: Context, opts: GradeAllOptions) -> Reply:
     paper = await critique_paper(ctx.session, ctx.course.id, opts.paper)
     done = await critiques_of_paper(ctx.session, paper.id)
+    if opts.grade == "missing":
+        due = deadline_of(ctx.course, paper)
+        if due is None or ctx.now <= due:
+            raise Conflict(
+                f"Critiques of {paper_label(paper)} are not due yet; nothing was recorded."
+            )
+        marks = await marks_of(ctx.session, ctx.course.id, paper.id)
+        on_stage = (await presenters_of(ctx.session, ctx.course.id)).get(paper.id, set())
+        absent = [
+            s
+            for s in await course_students(ctx.session, ctx.course.id)
+            if s.id not in done and s.id not in on_stage and (paper.id, s.id) not in marks
+        ]
+        if not absent:
+            raise Conflict(
+                f"Everyone who owes a critique of {paper_label(paper)} sent one or is marked."
+            )
+        await _set_grades(ctx, paper, absent, "missing", opts.reason)
+        return Reply(
+            text=f"Recorded {len(absent)} missing critique(s) of {paper_label(paper)} as 0: "
+            + ", ".join(s.name for s in absent)
+            + ".",
+            tone=Tone.SUCCESS,
+        )
     todo = [c for c in done.values() if c.grade is None and not is_late(ctx.course, paper, c)]
     if not todo:
         raise Conflict(
@@ -577,6 +841,23 @@ def last_first(name: str) -> str:
     return f"{last}, {first}" if first else last
 
 
+def canvas_name(person: Person) -> str:
+    """``Family, Given`` as Canvas shows a student: the given and family names when the
+    roster has them, else the display name's last word first."""
+    if person.family_name and person.given_name:
+        return f"{person.family_name}, {person.given_name}"
+    if person.family_name:
+        given = person.name.removesuffix(person.family_name).strip()
+        return f"{person.family_name}, {given}" if given else person.family_name
+    return last_first(person.name)
+
+
+def name_key(person: Person) -> tuple[str, str]:
+    """Sort by family name, then given name (casefolded)."""
+    family, _, given = canvas_name(person).partition(", ")
+    return (family.casefold(), given.casefold())
+
+
 def canvas_column(paper: Paper) -> str:
     return f"Critique #{paper.number}: {paper.title}"
 
@@ -591,28 +872,48 @@ def canvas_column(paper: Paper) -> str:
 async def critique_export(ctx: Context, _: BaseModel) -> Reply:
     papers = await critique_papers(ctx.session, ctx.course.id)
     students = await course_students(ctx.session, ctx.course.id)
-    grades = {
-        (c.person_id, c.paper_id): c.grade
+    crits = {
+        (c.person_id, c.paper_id): c
         for c in await ctx.session.scalars(
             select(Critique).where(Critique.course_id == ctx.course.id)
         )
     }
+    marks = await marks_of(ctx.session, ctx.course.id)
+    presenting = await presenters_of(ctx.session, ctx.course.id)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(
         ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
         + [canvas_column(p) for p in papers]
     )
-    value = {"pass": "1", "fail": "0"}
-    for s in sorted(students, key=lambda s: last_first(s.name).lower()):
+    # Canvas's gradebook import: a number, or EX for excused (not counted); blank: none.
+    value = {PASS: "1", FAIL: "0", ZERO: "0", EXCUSED: "EX", PRESENTING: "EX"}
+    graded = excused = 0
+    for s in sorted(students, key=name_key):
+        cells = []
+        for p in papers:
+            state = standing(
+                crits.get((s.id, p.id)),
+                marks.get((p.id, s.id)),
+                s.id in presenting.get(p.id, set()),
+            )
+            graded += state in (PASS, FAIL, ZERO)
+            excused += state in (EXCUSED, PRESENTING)
+            cells.append(value.get(state, ""))
         w.writerow(
-            [last_first(s.name), s.canvas_id or "", s.sis_id or "", s.onyen or "", s.section or ""]
-            + [value.get(grades.get((s.id, p.id)) or "", "") for p in papers]
+            [
+                canvas_name(s),
+                s.canvas_id or "",
+                s.sis_id or "",
+                s.onyen or "",
+                s.section or "",
+                *cells,
+            ]
         )
-    graded = sum(1 for g in grades.values() if g)
     return Reply(
-        text=f"{len(students)} students × {len(papers)} critiques; {graded} graded "
-        "(1 = pass, 0 = fail, blank = not graded). Import it in Canvas: Grades → Import.",
+        text=f"{len(students)} students × {len(papers)} critiques; {graded} graded, "
+        f"{excused} excused (1 = pass, 0 = fail or missing, EX = excused, blank = not graded). "
+        "Import it in Canvas: Grades → Import.",
         files=[FileOut(f"{ctx.course.key}-critiques.csv", buf.getvalue().encode(), "text/csv")],
     )
 

@@ -1,9 +1,15 @@
-"""GPU demo jobs from chat: the catalogue, submitting, following and cancelling jobs.
-The worker (gpu_queue/worker.py) runs them; the one-second tick turns their progress
-and results into messages (an edited progress message, then the result with images)."""
+"""GPU demo jobs from chat: the catalogue, submitting, following and cancelling jobs,
+the instructor's controls and the term's usage. Every change of a job's state goes
+through :class:`gpu_queue.jobs.Jobs`; the workers (gpu_queue/worker.py) run the jobs;
+the bot's GPU pass turns their progress into edits of one progress message and each
+terminal state (succeeded, failed, cancelled, expired) into exactly one announcement,
+written to the outbox in the transaction that marks the job ``posted``."""
 
 from __future__ import annotations
 
+import csv
+import io
+import time
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
@@ -25,9 +31,10 @@ from commands.outbox import Outgoing
 from commands.registry import Access, registry
 from commands.replies import FileOut, Reply, Table, Tone
 from db.models import GpuJob, GpuJobFile, Person
-from gpu_queue import queue
+from gpu_queue import fleet, queue
 from gpu_queue.demos import catalogue
 from gpu_queue.demos.images import TooManyPixels, open_image
+from gpu_queue.jobs import TERMINAL, IllegalTransition, Jobs, JobState
 
 ICON = {
     "queued": "⏳",
@@ -43,28 +50,50 @@ def _key(job: GpuJob) -> str:
     return f"gpu:{job.id}"
 
 
-def _progress_text(job: GpuJob, ahead: int | None = None) -> str:
-    head = f"{ICON.get(job.state, '')} GPU job #{job.id} ({job.demo}): {job.state}"
-    if job.state == "queued" and ahead is not None:
-        head += f", position {ahead + 1} in the queue"
-    if job.state == "running":
+def _progress_text(job: GpuJob, ahead: int | None = None, *, paused: bool = False) -> str:
+    """The progress message: one line, edited as the job moves. For a finished job it
+    names the final state only; the announcement below it carries the details."""
+    state = JobState(job.state)
+    head = f"{ICON.get(state, '')} GPU job #{job.id} ({job.demo}): {state}"
+    if state == JobState.QUEUED:
+        if paused:
+            head += " (the GPU queue is paused)"
+        elif ahead is not None:
+            head += f", position {ahead + 1} in the queue"
+    if state == JobState.RUNNING:
         head += f" {job.progress * 100:.0f}%" + (f" ({job.note})" if job.note else "")
-    if job.state in ("failed", "expired") and job.error:
-        head += f" — {job.error}"
     return head
 
 
-async def _estimate(session: AsyncSession, demo: str, ahead: int) -> int:
-    """Seconds until a new job starts: jobs ahead × the recent mean run time."""
-    rows = await session.execute(
-        select(GpuJob.started_at, GpuJob.finished_at)
-        .where(GpuJob.demo == demo, GpuJob.state == "succeeded")
-        .order_by(GpuJob.id.desc())
-        .limit(20)
-    )
-    times = [(f - s).total_seconds() for s, f in rows if s and f]
-    mean = sum(times) / len(times) if times else catalogue()[demo].timeout_s / 4
-    return int(mean * (ahead + 1))
+def _announcement(job: GpuJob) -> str:
+    """What a failed, cancelled or expired job's owner reads (once)."""
+    state = JobState(job.state)
+    text = f"{ICON.get(state, '')} GPU job #{job.id} ({job.demo}) {state}"
+    if state == JobState.CANCELLED:
+        return text + (f" ({job.note})." if job.note else ".")
+    return text + (f": {job.error}" if job.error else ".")
+
+
+async def _paused(ctx: Context) -> bool:
+    return bool((ctx.course.gpu_rules or {}).get("paused"))
+
+
+async def _check_memory(ctx: Context, demo: str, params: dict[str, object]) -> None:
+    """Refuse at submission parameters that no serving GPU could hold."""
+    spec = catalogue().get(demo)
+    if spec is None or spec.memory_mib is None:
+        return
+    try:
+        need = spec.memory_mib(spec.params.model_validate(params))
+    except Exception:  # bad parameters: the submission says why
+        return
+    gpus = [w.memory_mib for w in await fleet.live(ctx.session, ctx.now) if w.memory_mib]
+    if gpus and need > max(gpus):
+        raise InvalidInput(
+            f"`{demo}` with these parameters needs about {need:,.0f} MiB of GPU memory; the "
+            f"largest GPU serving the queue has {max(gpus):,} MiB.",
+            hint="Try smaller parameters (see `gpu demos`).",
+        )
 
 
 class DemosOptions(BaseModel):
@@ -162,6 +191,7 @@ async def gpu_run(ctx: Context, opts: RunOptions) -> Reply:
         check_input(opts.demo, att.name, data)
         inputs["image"] = queue.JobInput(att.name, data, att.content_type)
     channel = ctx.request.where.channel or ""
+    await _check_memory(ctx, opts.demo, raw)
     try:
         job = await queue.submit(
             ctx.session,
@@ -176,23 +206,17 @@ async def gpu_run(ctx: Context, opts: RunOptions) -> Reply:
         )
     except queue.QueueError as exc:
         raise InvalidInput(str(exc)) from None
-    if (ctx.course.gpu_rules or {}).get("paused"):
-        return Reply(
-            text=f"Job #{job.id} ({job.demo}) is queued, but the instructor has paused the GPU "
-            "queue; it runs when the queue resumes.",
-            tone=Tone.WARNING,
-            ephemeral=True,
-        )
-    ahead = await queue.position(ctx.session, job)
-    wait = await _estimate(ctx.session, job.demo, ahead)
-    progress = Reply(text=_progress_text(job, ahead))
+    est = await queue.estimate(ctx.session, job, ctx.now)
     if channel:
-        ctx.post_remembered(channel, _key(job), progress)
+        ctx.post_remembered(
+            channel, _key(job), Reply(text=_progress_text(job, est.ahead, paused=est.paused))
+        )
+    where = "here" if channel else "to you"
     return Reply(
-        text=f"Job #{job.id} ({job.demo}) is queued at position {ahead + 1}; it should start in "
-        f"about {wait} s. The result will be posted {'here' if channel else 'to you'}; "
+        text=f"Job #{job.id} ({job.demo}) is queued at position {est.ahead + 1}; "
+        f"{est.words()}. The result will be posted {where}; "
         f"`gpu status {job.id}` follows it, `gpu cancel {job.id}` stops it.",
-        tone=Tone.SUCCESS,
+        tone=Tone.WARNING if est.paused or est.seconds is None else Tone.SUCCESS,
         ephemeral=True,
     )
 
@@ -217,8 +241,13 @@ async def _job(ctx: Context, number: int) -> GpuJob:
 async def gpu_status(ctx: Context, opts: JobRef) -> Reply:
     if opts.job is not None:
         job = await _job(ctx, opts.job)
-        ahead = await queue.position(ctx.session, job) if job.state == "queued" else None
-        text = _progress_text(job, ahead)
+        if job.state == JobState.QUEUED:
+            est = await queue.estimate(ctx.session, job, ctx.now)
+            text = _progress_text(job, est.ahead, paused=est.paused) + f"; {est.words()}"
+        elif job.state in TERMINAL and job.state != JobState.SUCCEEDED:
+            text = _announcement(job)
+        else:
+            text = _progress_text(job)
         if job.result_text:
             text += "\n" + job.result_text
         return Reply(text=text)
@@ -233,24 +262,25 @@ class CancelOptions(BaseModel):
 @registry.command("gpu cancel", "Cancel a queued or running GPU job", ephemeral=True, topic="gpu")
 async def gpu_cancel(ctx: Context, opts: CancelOptions) -> Reply:
     job = await _job(ctx, opts.job)
-    if job.state not in ("queued", "running"):
-        raise InvalidInput(f"Job #{job.id} is already {job.state}.")
-    was = job.state
-    job.state = "cancelled"
-    job.finished_at = ctx.now
-    if job.person_id != ctx.me().id:  # staff cancelling someone else's job
+    mine = job.person_id == ctx.me().id
+    by = "cancelled by its owner" if mine else f"cancelled by {ctx.me().name}"
+    try:
+        was = await Jobs(ctx.session).cancel(job.id, ctx.now, by=by)
+    except IllegalTransition as exc:
+        raise InvalidInput(str(exc)) from None
+    if not mine:  # staff cancelling someone else's job
         record(
             ctx,
             "gpu.cancel",
             subject=await ctx.session.get(Person, job.person_id),
             summary=f"GPU job #{job.id} ({job.demo})",
-            before={"job": job.id, "state": was},
-            after={"job": job.id, "state": "cancelled"},
+            before={"job": job.id, "state": str(was)},
+            after={"job": job.id, "state": str(JobState.CANCELLED)},
             reason=opts.reason,
         )
     return Reply(
         text=f"Job #{job.id} is cancelled"
-        + (" (its run is being stopped)." if was == "running" else "."),
+        + (" (its run is being stopped)." if was == JobState.RUNNING else "."),
         tone=Tone.SUCCESS,
     )
 
@@ -264,27 +294,41 @@ class QueueOptions(BaseModel):
 )
 async def gpu_queue_cmd(ctx: Context, _: QueueOptions) -> Reply:
     me = ctx.me()
-    order = await queue.queue_order(ctx.session)
+    paused = await _paused(ctx)
+    order = await queue.queue_order(ctx.session, include_paused=True)
     place = {j.id: i + 1 for i, j in enumerate(order)}
+    waiting = sum(1 for j in order if j.course_id == ctx.course.id)
     q = (
         select(GpuJob, Person.name)
         .join(Person, Person.id == GpuJob.person_id)
         .where(
             GpuJob.course_id == ctx.course.id,
-            GpuJob.created_at >= ctx.now - timedelta(days=7),
+            (GpuJob.created_at >= ctx.now - timedelta(days=7))
+            | GpuJob.state.in_((JobState.QUEUED, JobState.RUNNING)),
         )
     )
     if not me.is_staff:
         q = q.where(GpuJob.person_id == me.id)
     rows = []
     for job, name in await ctx.session.execute(q.order_by(GpuJob.id.desc()).limit(50)):
-        where = (
-            f"#{place[job.id]}" if job.id in place else ("now" if job.state == "running" else "—")
+        if job.id in place:
+            where = f"#{place[job.id]}" + (" (paused)" if paused else "")
+        else:
+            where = "now" if job.state == JobState.RUNNING else "—"
+        rows.append([str(job.id), name, job.demo, str(job.state), where])
+    workers = await fleet.live(ctx.session, ctx.now)
+    idle = sum(1 for w in workers if w.state == fleet.IDLE)
+    serving = f"{len(workers)} GPU worker(s) serving, {idle} idle."
+    if paused:
+        head = (
+            f"⏸ The GPU queue is paused: {waiting} job(s) waiting; they run when the "
+            f"instructor resumes it. {serving}"
         )
-        rows.append([str(job.id), name, job.demo, job.state, where])
+    else:
+        head = f"{waiting} job(s) waiting; the queue takes turns between students. {serving}"
     return Reply(
         title="GPU queue" if me.is_staff else "Your GPU jobs",
-        text=f"{len(order)} job(s) waiting; the queue takes turns between students.",
+        text=head,
         tables=[Table(["Job", "Owner", "Demo", "State", "Place"], rows)],
     )
 
@@ -293,17 +337,20 @@ async def gpu_queue_cmd(ctx: Context, _: QueueOptions) -> Reply:
 
 
 def _unposted(course_ids: set[int] | None) -> Select[tuple[GpuJob]]:
-    q = select(GpuJob).where(GpuJob.posted.is_(False), GpuJob.state != "queued")
+    q = select(GpuJob).where(GpuJob.posted.is_(False), GpuJob.state != JobState.QUEUED)
     if course_ids is not None:
         q = q.where(GpuJob.course_id.in_(course_ids))
     return q
 
 
 async def gpu_posts_pending(session: AsyncSession, *, course_ids: set[int] | None = None) -> bool:
-    """Whether a result or a progress step waits to be posted: a cheap read, polled
-    often (every 50 ms) so that a result is posted within tens of milliseconds."""
+    """Whether the GPU pass has something to do: a result or a progress step to post,
+    or a job running (whose result a worker in another process may write at any
+    moment: the scheduler then polls every 50 ms, so a result is posted within tens of
+    milliseconds). A cheap indexed read."""
     q = _unposted(course_ids).where(
-        GpuJob.state.in_(queue.FINISHED)
+        GpuJob.state.in_(tuple(TERMINAL))
+        | (GpuJob.state == JobState.RUNNING)
         | (func.abs(GpuJob.progress - GpuJob.shown_progress) >= 0.1)
     )
     return await session.scalar(q.with_only_columns(GpuJob.id).limit(1)) is not None
@@ -312,13 +359,16 @@ async def gpu_posts_pending(session: AsyncSession, *, course_ids: set[int] | Non
 #: How long a finished job's files (its input and result images) stay in the database:
 #: the result is posted in chat, and `gpu status` still describes the job afterwards.
 FILES_KEPT = timedelta(days=7)
+#: The GPU pass prunes old files at most this often (it runs every 50 ms while a job runs).
+PRUNE_EVERY_S = 600.0
+_last_prune = {"at": float("-inf")}
 
 
 async def prune_job_files(session: AsyncSession, now: datetime) -> int:
     """Delete the files of jobs finished and posted more than FILES_KEPT ago; how many."""
     old = select(GpuJob.id).where(
         GpuJob.posted.is_(True),
-        GpuJob.state.in_(queue.FINISHED),
+        GpuJob.state.in_(tuple(TERMINAL)),
         GpuJob.finished_at < now - FILES_KEPT,
     )
     result = await session.execute(delete(GpuJobFile).where(GpuJobFile.job_id.in_(old)))
@@ -327,8 +377,8 @@ async def prune_job_files(session: AsyncSession, now: datetime) -> int:
 
 async def recover_gpu_jobs(session: AsyncSession, now: datetime) -> None:
     """Jobs of workers that died (no heartbeat): queued again once if young, otherwise
-    expired; either way the next GPU tick tells their owners."""
-    await queue.recover(session, now)
+    expired; either way the next GPU pass tells their owners."""
+    await Jobs(session).recover(now)
 
 
 async def due_gpu_posts(
@@ -338,14 +388,22 @@ async def due_gpu_posts(
     course_ids: set[int] | None = None,
     recover: bool = True,
 ) -> list[tuple[int, Outgoing]]:
-    """Progress edits and results that are due: each result is posted once. With
-    ``recover``, jobs of dead workers are first queued again or expired."""
+    """Progress edits and announcements that are due, as outbox items for the caller's
+    transaction. Each terminal state is announced exactly once: the job is marked
+    ``posted`` in this transaction, and rows another pass is handling are skipped
+    (``FOR UPDATE SKIP LOCKED``). With ``recover``, jobs of dead workers are first
+    queued again or expired."""
     if recover:
-        await queue.recover(session, now)
-    q = _unposted(course_ids)
+        await Jobs(session).recover(now)
+    q = (
+        _unposted(course_ids)
+        .order_by(GpuJob.id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
     out: list[tuple[int, Outgoing]] = []
     for job in await session.scalars(q):
-        finished = job.state in queue.FINISHED
+        finished = job.state in TERMINAL
         if not finished and abs(job.progress - job.shown_progress) < 0.1:
             continue
         job.shown_progress = job.progress
@@ -367,10 +425,11 @@ async def due_gpu_posts(
 
 
 async def _result(session: AsyncSession, job: GpuJob) -> Reply:
-    """The result message: the text and the images the worker stored in the database."""
-    if job.state == "succeeded":
+    """The announcement: the text and the images the worker stored in the database, or
+    what became of the job (failed, cancelled, expired) and why."""
+    if job.state == JobState.SUCCEEDED:
         files = [
-            FileOut(f.name, f.data, f.content_type)
+            FileOut(f.name, f.data, f.content_type, _alt(job.demo, f.name))
             for f in await session.scalars(
                 select(GpuJobFile)
                 .where(GpuJobFile.job_id == job.id, GpuJobFile.role == queue.OUTPUT)
@@ -383,7 +442,13 @@ async def _result(session: AsyncSession, job: GpuJob) -> Reply:
             files=files,
             tone=Tone.SUCCESS,
         )
-    return Reply(text=_progress_text(job), tone=Tone.WARNING)
+    return Reply(text=_announcement(job), tone=Tone.WARNING)
+
+
+def _alt(demo: str, name: str) -> str:
+    """Alt text for a result image (from its file name: ``cnn-conv1.png``)."""
+    what = name.rsplit(".", 1)[0].removeprefix(f"{demo}-").replace("-", " ")
+    return f"{demo} demo: {what}"
 
 
 # ------------------------------------------------------------------ instructor controls
@@ -431,6 +496,7 @@ async def gpu_pause(ctx: Context, opts: ControlOptions) -> Reply:
 async def gpu_resume(ctx: Context, opts: ControlOptions) -> Reply:
     was = bool((ctx.course.gpu_rules or {}).get("paused"))
     _set_rules(ctx, paused=False)
+    await Jobs(ctx.session).resume()  # idle workers look again when this commits
     record(
         ctx,
         "gpu.resume",
@@ -496,6 +562,112 @@ async def gpu_limit(ctx: Context, opts: LimitOptions) -> Reply:
     )
 
 
+# ------------------------------------------------------------------ usage
+
+
+class UsageOptions(BaseModel):
+    pass
+
+
+def _hours(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+async def usage_rows(
+    session: AsyncSession, course_id: int, now: datetime, person_id: int | None = None
+) -> list[tuple[str, str, str, int, int, int, int, float]]:
+    """GPU time of the term (the course's jobs): per (student, demo), the jobs submitted,
+    succeeded, failed (failed or expired), cancelled, and the seconds they ran (from
+    start to finish; a running job counts until now; a run lost to a worker's death is
+    not counted)."""
+    q = (
+        select(GpuJob, Person.name, Person.email)
+        .join(Person, Person.id == GpuJob.person_id)
+        .where(GpuJob.course_id == course_id)
+    )
+    if person_id is not None:
+        q = q.where(GpuJob.person_id == person_id)
+    table: dict[tuple[str, str, str], list[float]] = {}
+    for job, name, email in await session.execute(q):
+        row = table.setdefault((name, email, job.demo), [0, 0, 0, 0, 0.0])
+        row[0] += 1
+        state = JobState(job.state)
+        row[1] += state == JobState.SUCCEEDED
+        row[2] += state in (JobState.FAILED, JobState.EXPIRED)
+        row[3] += state == JobState.CANCELLED
+        if job.started_at is not None:
+            end = job.finished_at or (now if state == JobState.RUNNING else job.started_at)
+            row[4] += max(0.0, (end - job.started_at).total_seconds())
+    return [
+        (name, email, demo, int(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4]))
+        for (name, email, demo), r in sorted(table.items())
+    ]
+
+
+@registry.command(
+    "gpu usage",
+    "GPU time this term: per student and per demo (staff, with a CSV); yours (students)",
+    ephemeral=True,
+    topic="gpu",
+)
+async def gpu_usage(ctx: Context, _: UsageOptions) -> Reply:
+    me = ctx.me()
+    rows = await usage_rows(ctx.session, ctx.course.id, ctx.now, None if me.is_staff else me.id)
+    per_demo: dict[str, list[float]] = {}
+    per_student: dict[str, list[float]] = {}
+    for name, _email, demo, n, ok, bad, cancelled, secs in rows:
+        for key, bucket in ((demo, per_demo), (name, per_student)):
+            acc = bucket.setdefault(key, [0, 0, 0, 0, 0.0])
+            for k, v in enumerate((n, ok, bad, cancelled, secs)):
+                acc[k] += v
+    total = sum(r[-1] for r in rows)
+
+    def table(title: str, first: str, data: dict[str, list[float]]) -> Table:
+        ordered = sorted(data.items(), key=lambda kv: -kv[1][4])
+        return Table(
+            [first, "Jobs", "Succeeded", "Failed", "Cancelled", "GPU time"],
+            [[k, *(str(int(v)) for v in acc[:4]), _hours(acc[4])] for k, acc in ordered],
+            title=title,
+        )
+
+    if not rows:
+        return Reply(
+            title="GPU usage",
+            text="No GPU jobs this term yet."
+            if me.is_staff
+            else "You have not run a GPU job this term.",
+        )
+    tables = [table("Per demo", "Demo", per_demo)]
+    files = []
+    if me.is_staff:
+        tables.insert(0, table("Per student", "Student", per_student))
+        buf = io.StringIO()
+        out = csv.writer(buf)
+        out.writerow(["student", "email", "demo", "jobs", "succeeded", "failed", "cancelled",
+                      "gpu_seconds"])  # fmt: skip
+        for name, email, demo, n, ok, bad, cancelled, secs in rows:
+            out.writerow([name, email, demo, n, ok, bad, cancelled, f"{secs:.1f}"])
+        files.append(
+            FileOut(
+                f"{ctx.course.key}-gpu-usage.csv",
+                buf.getvalue().encode(),
+                "text/csv",
+                "GPU usage per student and demo",
+            )
+        )
+        head = (
+            f"GPU time this term: {_hours(total)} over {sum(r[3] for r in rows)} job(s) by "
+            f"{len(per_student)} student(s)."
+        )
+    else:
+        head = f"Your GPU time this term: {_hours(total)} over {sum(r[3] for r in rows)} job(s)."
+    return Reply(title="GPU usage", text=head, tables=tables, files=files)
+
+
 # ------------------------------------------------------------------ due work
 
 
@@ -504,7 +676,10 @@ async def _collect_gpu(
 ) -> list[tuple[int, Outgoing]]:
     """Dead workers' jobs queued again or expired, old job files pruned, and any result
     or progress step waiting to be posted."""
-    await prune_job_files(session, now)
+    if time.monotonic() - _last_prune["at"] >= PRUNE_EVERY_S:
+        _last_prune["at"] = time.monotonic()
+        await prune_job_files(session, now)
+        await fleet.prune(session, now)
     return await due_gpu_posts(session, now, course_ids=scope.course_ids, recover=True)
 
 

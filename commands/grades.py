@@ -4,21 +4,29 @@ at a scheduled time (kept across restarts), and the course calendar as iCalendar
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.audit import Reason, local_iso, record
 from commands.clock import localize
 from commands.context import Context
+from commands.coursefile import Syllabus, agenda_times
+from commands.critiques import Tally, canvas_name, critique_tallies, name_key
 from commands.due import Scope, due_registry
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
-from commands.logistics import course_deadlines
+from commands.logistics import (
+    agenda_title,
+    course_calendar,
+    course_deadlines,
+    paper_details,
+)
 from commands.outbox import Outgoing
 from commands.people import find_person
 from commands.registry import Access, LongText, registry
@@ -31,12 +39,11 @@ from db.models import (
     Battle,
     Course,
     GradeEntry,
+    Milestone,
     Paper,
     Person,
     Role,
 )
-
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 # ----------------------------------------------------------------------------- grades
 
@@ -57,45 +64,29 @@ def _component(course: Course, name: str) -> str:
     return key
 
 
-async def _has_table(session: AsyncSession, name: str) -> bool:
-    conn = await session.connection()
-    return await conn.run_sync(lambda c: inspect(c).has_table(name))
-
-
 async def critique_points(session: AsyncSession, course: Course) -> dict[int, float]:
-    """Critiques out of 100 per student from pass/fail grades (each critique paper is an
-    equal share), when the critiques table exists and something is graded."""
-    if not await _has_table(session, "critiques"):
-        return {}
-    from db.models import Critique  # another module's table; read only
-
-    papers = await session.scalar(
-        select(func.count())
-        .select_from(Paper)
-        .where(Paper.course_id == course.id, Paper.critique.is_(True))
-    )
-    if not papers:
-        return {}
-    out: dict[int, float] = {}
-    rows = await session.execute(
-        select(Critique.person_id, Critique.grade, func.count())
-        .where(Critique.course_id == course.id, Critique.grade.is_not(None))
-        .group_by(Critique.person_id, Critique.grade)
-    )
-    for person_id, grade, n in rows:
-        out.setdefault(person_id, 0.0)
-        if grade == "pass":
-            out[person_id] += 100.0 * n / papers
-    return out
+    """Critiques out of 100 per student, over the graded ones only (pass/fail, and
+    missing recorded as 0); excused ones (presenting) and ones not graded yet do not
+    count. Students with nothing graded have no points yet."""
+    return {
+        pid: t.points
+        for pid, t in (await critique_tallies(session, course)).items()
+        if t.points is not None
+    }
 
 
-async def standings(session: AsyncSession, course: Course) -> dict[int, dict[str, float]]:
+async def standings(
+    session: AsyncSession, course: Course, tallies: dict[int, Tally] | None = None
+) -> dict[int, dict[str, float]]:
     """Recorded points (0-100) per student and component. A grade set for a component
     wins; critiques otherwise come from the graded critiques."""
     out: dict[int, dict[str, float]] = {}
-    for pid, pts in (await critique_points(session, course)).items():
-        if "critiques" in components(course):
-            out.setdefault(pid, {})["critiques"] = pts
+    if "critiques" in components(course):
+        if tallies is None:
+            tallies = await critique_tallies(session, course)
+        for pid, t in tallies.items():
+            if t.points is not None:
+                out.setdefault(pid, {})["critiques"] = t.points
     for g in await session.scalars(select(GradeEntry).where(GradeEntry.course_id == course.id)):
         out.setdefault(g.person_id, {})[g.component] = g.points
     return out
@@ -138,16 +129,26 @@ async def grades(ctx: Context, opts: GradesOptions) -> Reply:
     comps = components(ctx.course)
     if not comps:
         raise NotFound("The course file defines no grading components.")
-    points = (await standings(ctx.session, ctx.course)).get(who.id, {})
+    tallies = await critique_tallies(ctx.session, ctx.course)
+    points = (await standings(ctx.session, ctx.course, tallies)).get(who.id, {})
+    overridden = await ctx.session.scalar(
+        select(GradeEntry.id).where(
+            GradeEntry.person_id == who.id, GradeEntry.component == "critiques"
+        )
+    )
     rows = []
     for c, w in comps.items():
         p = points.get(c)
+        note = ""
+        if c == "critiques" and who.id in tallies and overridden is None:
+            note = tallies[who.id].summary()
         rows.append(
             [
                 c,
                 f"{_fmt(w)}%",
                 "not recorded" if p is None else f"{_fmt(p)}/100",
                 "" if p is None else f"{_fmt(p * w / 100)}%",
+                note,
             ]
         )
     total, covered = weighted(ctx.course, points)
@@ -160,7 +161,7 @@ async def grades(ctx: Context, opts: GradesOptions) -> Reply:
     return Reply(
         title=f"Grades: {who.name}",
         text=text,
-        tables=[Table(["Component", "Weight", "Points", "Counts"], rows)],
+        tables=[Table(["Component", "Weight", "Points", "Counts", "Note"], rows)],
     )
 
 
@@ -221,12 +222,12 @@ def grades_csv(course: Course, people: list[Person], table: dict[int, dict[str, 
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["Student", "Email", "Onyen", "SIS id", *comps, "Weighted total", "Weight graded"])
-    for p in people:
+    for p in sorted(people, key=name_key):
         pts = table.get(p.id, {})
         total, covered = weighted(course, pts)
         w.writerow(
             [
-                p.name,
+                canvas_name(p),
                 p.email,
                 p.onyen or "",
                 p.sis_id or "",
@@ -453,23 +454,26 @@ async def due_announcements(
 # ----------------------------------------------------------------------------- calendar
 
 
-def class_days(course: Course, first: date, last: date) -> list[date]:
-    """Class meetings from ``first`` to ``last``, skipping the course's no-class days."""
-    wanted = {WEEKDAYS.index(str(d).lower()[:3]) for d in course.class_days or []}
-    skip = {date.fromisoformat(str(d)) for d in course.no_class or []}
-    out, d = [], first
-    while d <= last:
-        if d.weekday() in wanted and d not in skip:
-            out.append(d)
-        d += timedelta(days=1)
-    return out
+def person_key(person: Person) -> str:
+    """A person's stable id for calendar UIDs: from their roster email (the key a
+    re-import matches them by), never a row id."""
+    return hashlib.sha256(person.email.lower().encode()).hexdigest()[:12]
+
+
+def _at(day: date, t: time, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, t, tzinfo=tz)
 
 
 async def calendar_ics(session: AsyncSession, course: Course, person: Person | None) -> bytes:
-    """The course calendar (RFC 5545): every deadline, every class session, and the
-    person's own presentations and battles (published assignments). Times carry the
-    course's TZID with a VTIMEZONE, so they keep their local time across DST."""
-    from icalendar import Calendar, Event
+    """The course calendar (RFC 5545): every class meeting through the last class day
+    (sessions without papers too: project days, guest lectures), breaks, every deadline,
+    weekly office hours, and the person's own presentations and battles (published
+    assignments). Papers come with authors, venue and link. Times carry the course's
+    TZID with a VTIMEZONE, so they keep their local time across DST. Event UIDs come
+    from the course key and what the event is (a date, a paper number, a deadline's key,
+    a person's email), so a re-imported course keeps them and subscribers see no
+    duplicates."""
+    from icalendar import Calendar, Event, vRecur
 
     tz = ZoneInfo(course.timezone)
     cal = Calendar()
@@ -482,76 +486,165 @@ async def calendar_ics(session: AsyncSession, course: Course, person: Person | N
     domain = f"{course.key}.coursebot"
 
     def event(
-        uid: str, summary: str, start: datetime, end: datetime | None, desc: str = ""
-    ) -> None:
+        uid: str,
+        summary: str,
+        start: datetime | date,
+        end: datetime | date | None,
+        desc: str = "",
+        *,
+        location: str | None = None,
+        url: str | None = None,
+    ) -> Event:
         ev = Event()
         ev.add("uid", f"{uid}@{domain}")
         ev.add("dtstamp", stamp)
         ev.add("summary", summary)
-        ev.add("dtstart", start.astimezone(tz))
-        ev.add("dtend", (end or start).astimezone(tz))
+        if isinstance(start, datetime):
+            ev.add("dtstart", start.astimezone(tz))
+            ev.add("dtend", (end or start).astimezone(tz))  # type: ignore[union-attr]
+        else:  # a whole day (or days): DTEND is the day after
+            ev.add("dtstart", start)
+            ev.add("dtend", (end or start) + timedelta(days=1))
         if desc:
             ev.add("description", desc)
+        if location:
+            ev.add("location", location)
+        if url:
+            ev.add("url", url)
         cal.add_component(ev)
+        return ev
 
-    for i, item in enumerate(await course_deadlines(session, course)):
-        event(
-            f"deadline-{item.kind}-{item.due.astimezone(tz):%Y%m%dT%H%M}-{i}",
-            f"Due: {item.title}",
-            item.due,
-            None,
-        )
+    for item in await course_deadlines(session, course):
+        uid = item.uid or f"deadline-{item.kind}-{item.due.astimezone(tz):%Y%m%dT%H%M}"
+        event(uid, f"Due: {item.title}", item.due, None)
 
-    papers = list(
-        await session.scalars(
-            select(Paper).where(Paper.course_id == course.id, Paper.class_date.is_not(None))
-        )
-    )
-    dates = [p.class_date for p in papers if p.class_date]
+    papers = list(await session.scalars(select(Paper).where(Paper.course_id == course.id)))
+    by_number = {p.number: p for p in papers}
     by_day: dict[date, list[Paper]] = {}
     for p in papers:
         if p.class_date:
             by_day.setdefault(p.class_date, []).append(p)
-    if dates and course.class_start and course.class_end:
-        for d in class_days(course, min(dates), max(dates)):
-            listed = sorted(by_day.get(d, []), key=lambda p: p.number)
-            desc = "\n".join(f"#{p.number} {p.title}" for p in listed)
-            event(
-                f"class-{d:%Y%m%d}",
-                f"{course.name}",
-                datetime.combine(d, course.class_start, tzinfo=tz),
-                datetime.combine(d, course.class_end, tzinfo=tz),
-                desc,
+    battles = list(await session.scalars(select(Battle).where(Battle.course_id == course.id)))
+    battles_by_day: dict[date, list[Battle]] = {}
+    for b in battles:
+        if b.class_date:
+            battles_by_day.setdefault(b.class_date, []).append(b)
+    presented_on: dict[date, list[str]] = {}
+    for m in await session.scalars(select(Milestone).where(Milestone.course_id == course.id)):
+        for d in m.presentations or []:
+            presented_on.setdefault(date.fromisoformat(str(d)), []).append(
+                f"{m.title}: presentations"
             )
 
-    if person is not None and course.class_start and course.class_end:
+    meetings = await course_calendar(session, course)
+    for m in meetings.meetings:
+        lines: list[str] = []
+        if m.session is not None and m.session.note:
+            lines.append(m.session.note)
+        shown_papers = set()
+        for b in sorted(battles_by_day.get(m.day, []), key=lambda b: b.number):
+            a, z = (
+                next(p for p in papers if p.id == b.paper_a_id),
+                next(p for p in papers if p.id == b.paper_b_id),
+            )
+            shown_papers |= {a.id, z.id}
+            theme = f" ({b.theme})" if b.theme else ""
+            at = f" at {b.start_time:%H:%M}" if b.start_time else ""
+            lines.append(f"Paper battle {b.label or b.number}{theme}{at}:")
+            lines.append(f"  A: #{a.number} {a.title}\n     {paper_details(a)}")
+            lines.append(f"  B: #{z.number} {z.title}\n     {paper_details(z)}")
+        for p in sorted(by_day.get(m.day, []), key=lambda p: p.number):
+            if p.id in shown_papers:
+                continue
+            lines.append(f"#{p.number} {p.title} ({p.slot.label})\n  {paper_details(p)}")
+        lines += presented_on.get(m.day, [])
+        if m.agenda:
+            lines.append("Agenda:")
+            for item, span in zip(m.agenda, agenda_times(m.start, m.agenda), strict=True):
+                when = ""
+                if span is not None:
+                    when = f"{span[0] // 60 % 24:02d}:{span[0] % 60:02d} "
+                lines.append(f"  {when}{agenda_title(item, by_number)} ({item.minutes} min)")
+        summary = course.name + (f": {m.title}" if m.title else "")
+        where = m.session.place if m.session else None
+        link = m.session.link if m.session else None
+        if m.start and m.end:
+            start: datetime | date = _at(m.day, m.start, tz)
+            end: datetime | date | None = _at(m.day, m.end, tz)
+        else:
+            start, end = m.day, None
+        event(
+            f"class-{m.day:%Y%m%d}",
+            summary,
+            start,
+            end,
+            "\n".join(lines),
+            location=where,
+            url=link,
+        )
+
+    for off in meetings.days_off:
+        if off.reason == "No class":
+            continue  # a single holiday: the missing class says it
+        event(f"break-{off.day:%Y%m%d}", f"No class: {off.reason}", off.day, off.last)
+
+    syl = Syllabus.of(course)
+    if syl.office_hours_slots and meetings.meetings:
+        first, last = meetings.meetings[0].day, meetings.meetings[-1].day
+        days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        for slot in syl.office_hours_slots:
+            day = first + timedelta(days=(days.index(slot.day) - first.weekday()) % 7)
+            if day > last:
+                continue
+            end_t = slot.end or (datetime.combine(day, slot.start) + timedelta(hours=1)).time()
+            ev = event(
+                f"officehours-{slot.day}-{slot.start:%H%M}",
+                f"{course.name}: office hours" + (f" ({slot.host})" if slot.host else ""),
+                _at(day, slot.start, tz),
+                _at(day, end_t, tz),
+                location=slot.place or slot.link,
+                url=slot.link,
+            )
+            until = datetime.combine(last, time(23, 59), tzinfo=tz).astimezone(ZoneInfo("UTC"))
+            ev.add("rrule", vRecur(freq="weekly", until=until))
+
+    if person is not None:
         rows = await session.execute(
             select(Paper)
             .join(Assignment, Assignment.paper_id == Paper.id)
             .where(Assignment.person_id == person.id, Assignment.published.is_(True))
         )
-        battles = {
-            pid: b
-            for b in await session.scalars(select(Battle).where(Battle.course_id == course.id))
-            for pid in (b.paper_a_id, b.paper_b_id)
-        }
+        of_paper = {pid: b for b in battles for pid in (b.paper_a_id, b.paper_b_id)}
+        who = person_key(person)
         for (paper,) in rows:
-            battle = battles.get(paper.id)
+            battle = of_paper.get(paper.id)
             day = (battle.class_date if battle else None) or paper.class_date
             if day is None:
                 continue
-            start = datetime.combine(day, course.class_start, tzinfo=tz)
-            end = datetime.combine(day, course.class_end, tzinfo=tz)
+            m = meetings.on(day)
+            start_t = m.start if m else course.class_start
+            end_t = m.end if m else course.class_end
+            if battle is not None and battle.start_time:
+                start_t = battle.start_time
             if battle is not None:
                 side = "A" if battle.paper_a_id == paper.id else "B"
-                summary = (
-                    f"You present in paper battle {battle.number} (side {side}): #{paper.number}"
-                )
-                uid = f"battle-{battle.number}-{person.id}"
+                n = battle.label or battle.number
+                summary = f"You present in paper battle {n} (side {side}): #{paper.number}"
+                uid = f"battle-{battle.number}-{who}"
             else:
                 summary = f"You present #{paper.number} {paper.title}"
-                uid = f"present-{paper.number}-{person.id}"
-            event(uid, summary, start, end, paper.title)
+                uid = f"present-{paper.number}-{who}"
+                if m is not None and m.agenda:  # the talk's own slot in the agenda
+                    for item, span in zip(m.agenda, agenda_times(m.start, m.agenda), strict=True):
+                        if item.paper == paper.number and item.kind == "talk" and span:
+                            start_t = time(span[0] // 60 % 24, span[0] % 60)
+                            end_t = time(span[1] // 60 % 24, span[1] % 60)
+                            break
+            desc = f"#{paper.number} {paper.title}\n{paper_details(paper)}"
+            if start_t and end_t and end_t > start_t:
+                event(uid, summary, _at(day, start_t, tz), _at(day, end_t, tz), desc)
+            else:
+                event(uid, summary, day, None, desc)
 
     cal.add_missing_timezones()
     return cal.to_ical()

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import Literal
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.context import Context
-from commands.errors import InvalidInput
-from commands.registry import Access, registry
+from commands.coursefile import WEEKDAYS, AgendaItem, SessionEntry, Syllabus, agenda_times
+from commands.errors import InvalidInput, NotFound
+from commands.registry import Access, Complete, registry
 from commands.replies import Button, Reply, Section, Table
 from commands.timefmt import fmt_day, fmt_instant, fmt_time, relative
 from db.models import Assignment, Battle, Course, Deadline, Milestone, Paper, Person, Slot
@@ -53,18 +55,20 @@ async def course_papers(
 async def presenters(
     session: AsyncSession, course_id: int, *, published_only: bool = True
 ) -> dict[int, list[str]]:
-    """Paper id → presenter names."""
+    """Paper id → presenter names, from the published assignment; with
+    ``published_only=False`` (staff), from the proposal while nothing is published."""
     q = (
-        select(Assignment.paper_id, Person.name)
+        select(Assignment.paper_id, Person.name, Assignment.published)
         .join(Person, Person.id == Assignment.person_id)
         .where(Assignment.course_id == course_id)
         .order_by(Person.name)
     )
-    if published_only:
-        q = q.where(Assignment.published.is_(True))
+    rows = list(await session.execute(q))
+    any_published = any(pub for _, _, pub in rows)
     out: dict[int, list[str]] = defaultdict(list)
-    for paper_id, name in await session.execute(q):
-        out[paper_id].append(name)
+    for paper_id, name, pub in rows:
+        if pub or (not published_only and not any_published):
+            out[paper_id].append(name)
     return out
 
 
@@ -73,21 +77,22 @@ class DeadlineItem:
     due: datetime
     title: str
     kind: str
+    #: A stable id from the course file (``critique-5``, ``deadline-survey``): the
+    #: calendar's event UIDs, the same after a re-import.
+    uid: str = ""
 
 
 async def course_deadlines(session: AsyncSession, course: Course) -> list[DeadlineItem]:
     """Every dated obligation of the course, sorted: rankings, critiques, project, others."""
     items: list[DeadlineItem] = []
     if course.ranking_deadline:
-        items.append(DeadlineItem(course.ranking_deadline, "Paper rankings", "rankings"))
-    keys = set()
+        items.append(
+            DeadlineItem(course.ranking_deadline, "Paper rankings", "rankings", "rankings")
+        )
     for d in await session.scalars(select(Deadline).where(Deadline.course_id == course.id)):
-        keys.add(d.key)
         if d.key == "rankings" and course.ranking_deadline:
             continue  # the course setting is the source of truth for rankings
-        items.append(DeadlineItem(d.due, d.title, d.key))
-    from zoneinfo import ZoneInfo
-
+        items.append(DeadlineItem(d.due, d.title, d.key, f"deadline-{d.key}"))
     tz = ZoneInfo(course.timezone)
     for p in await session.scalars(
         select(Paper).where(Paper.course_id == course.id, Paper.critique.is_(True))
@@ -95,13 +100,157 @@ async def course_deadlines(session: AsyncSession, course: Course) -> list[Deadli
         if p.class_date:
             due = datetime.combine(p.class_date, course.critique_deadline, tzinfo=tz)
             items.append(
-                DeadlineItem(due, f"Critique + question: #{p.number} {p.title}", "critique")
+                DeadlineItem(
+                    due,
+                    f"Critique + question: #{p.number} {p.title}",
+                    "critique",
+                    f"critique-{p.number}",
+                )
             )
     for m in await session.scalars(select(Milestone).where(Milestone.course_id == course.id)):
         if m.due:
-            items.append(DeadlineItem(m.due, f"{m.title} write-up", "project"))
+            items.append(
+                DeadlineItem(m.due, f"{m.title} write-up", "project", f"milestone-{m.key}")
+            )
     items.sort(key=lambda i: i.due)
     return items
+
+
+# ------------------------------------------------------------------------ meetings
+
+
+@dataclass(frozen=True)
+class Meeting:
+    """One class meeting: a day of the weekly pattern between the first and last class
+    days (no-class days and breaks left out), a day something is presented, or a
+    session of the course file (its title, kind, place and agenda)."""
+
+    day: date
+    start: time | None
+    end: time | None
+    session: SessionEntry | None = None
+
+    @property
+    def title(self) -> str | None:
+        return self.session.title if self.session else None
+
+    @property
+    def agenda(self) -> list[AgendaItem]:
+        return list(self.session.agenda) if self.session else []
+
+
+@dataclass(frozen=True)
+class DayOff:
+    day: date
+    last: date
+    reason: str
+
+
+@dataclass
+class CourseCalendar:
+    """The course's meetings and days off, first to last."""
+
+    meetings: list[Meeting] = field(default_factory=list)
+    days_off: list[DayOff] = field(default_factory=list)
+
+    def on(self, day: date) -> Meeting | None:
+        return next((m for m in self.meetings if m.day == day), None)
+
+
+async def course_calendar(session: AsyncSession, course: Course) -> CourseCalendar:
+    """Every meeting of the course, papers or not: the weekly pattern from the first to
+    the last class day (without ``first_day``/``last_day``: from the first to the last
+    dated thing), with every day that has papers, a battle, project presentations or a
+    session; no-class days and breaks come as days off."""
+    syl = Syllabus.of(course)
+    dated: set[date] = {s.date for s in syl.sessions}
+    dated |= {
+        d
+        for d in await session.scalars(
+            select(Paper.class_date).where(
+                Paper.course_id == course.id, Paper.class_date.is_not(None)
+            )
+        )
+        if d is not None
+    }
+    dated |= {
+        d
+        for d in await session.scalars(
+            select(Battle.class_date).where(
+                Battle.course_id == course.id, Battle.class_date.is_not(None)
+            )
+        )
+        if d is not None
+    }
+    for m in await session.scalars(select(Milestone).where(Milestone.course_id == course.id)):
+        dated |= {date.fromisoformat(str(d)) for d in m.presentations or []}
+    off = {date.fromisoformat(str(d)) for d in course.no_class or []}
+    first = syl.first_day or (min(dated) if dated else None)
+    last = syl.last_day or (max(dated) if dated else None)
+    cal = CourseCalendar()
+    for d in sorted(off):
+        cal.days_off.append(DayOff(d, d, "No class"))
+    for b in syl.breaks:
+        cal.days_off.append(DayOff(b.start, b.last, b.reason))
+    cal.days_off.sort(key=lambda x: x.day)
+    if first is None or last is None:
+        return cal
+    pattern = {WEEKDAYS.index(str(d).lower()[:3]) for d in course.class_days or []}
+    days = set(dated)
+    d = first
+    while d <= last:
+        if d.weekday() in pattern and d not in off and syl.break_on(d) is None:
+            days.add(d)
+        d += timedelta(days=1)
+    for d in sorted(days):
+        entry = syl.session_on(d)
+        start = (entry.start if entry else None) or course.class_start
+        end = (entry.end if entry else None) or course.class_end
+        cal.meetings.append(Meeting(d, start, end, entry))
+    return cal
+
+
+def short_authors(authors: str) -> str:
+    """``Feichtenhofer et al.`` for three or more authors, else the authors as given."""
+    names = [a.strip() for a in authors.replace(" and ", ", ").split(",") if a.strip()]
+    names = [n for n in names if n.lower() not in ("et al.", "et al")]
+    if len(names) >= 3 or "et al" in authors:
+        return f"{names[0].split()[-1]} et al." if names else authors
+    return authors.strip()
+
+
+def paper_source(paper: Paper, *, short: bool = False) -> str:
+    """Authors and venue: ``Ji Lin, Chuang Gan, Song Han (ICCV 2019)``."""
+    who = short_authors(paper.authors) if short else paper.authors.strip()
+    venue = f"({paper.venue})" if paper.venue else ""
+    return " ".join(x for x in (who, venue) if x)
+
+
+def paper_details(paper: Paper, *, short: bool = False) -> str:
+    """Authors, venue and link on one line (the calendar, the schedule, `papers`)."""
+    return " · ".join(x for x in (paper_source(paper, short=short), paper.url or "") if x)
+
+
+def agenda_lines(meeting: Meeting, papers: dict[int, Paper] | None = None) -> list[str]:
+    """The agenda with its times: ``2:30 PM–3:15 PM  #5 SlowFast… (talk, 45 min)``."""
+    out = []
+    spans = agenda_times(meeting.start, meeting.agenda)
+    for n, (item, span) in enumerate(zip(meeting.agenda, spans, strict=True), 1):
+        when = ""
+        if span is not None:
+            a, b = (time(x // 60 % 24, x % 60) for x in span)
+            when = f"{fmt_time(a)}–{fmt_time(b)} "
+        out.append(f"{n}. {when}{agenda_title(item, papers)} ({item.kind}, {item.minutes} min)")
+    return out
+
+
+def agenda_title(item: AgendaItem, papers: dict[int, Paper] | None = None) -> str:
+    if item.title:
+        return item.title
+    if item.paper is not None:
+        paper = (papers or {}).get(item.paper)
+        return f"#{item.paper} {paper.title}" if paper else f"#{item.paper}"
+    return f"Battle {item.battle}"
 
 
 def week_start(d: date) -> date:
@@ -126,6 +275,7 @@ def _flags(p: Paper) -> str:
     "papers",
     "The reading list, filtered by kind, date or unassigned",
     access=Access.ANYONE,
+    share=True,
     topic="course",
     examples=(
         "papers",
@@ -150,6 +300,7 @@ async def papers(ctx: Context, opts: PapersOptions) -> Reply:
     if opts.page > pages:
         raise InvalidInput(f"There are only {pages} page(s) of {what}.")
     start = (opts.page - 1) * PAGE_SIZE
+    shown = found[start : start + PAGE_SIZE]
     rows = [
         [
             str(p.number),
@@ -158,8 +309,11 @@ async def papers(ctx: Context, opts: PapersOptions) -> Reply:
             p.title,
             _flags(p),
         ]
-        for p in found[start : start + PAGE_SIZE]
+        for p in shown
     ]
+    # Who wrote each, where it appeared and the link, with the table (which stays
+    # narrow enough for a phone and Discord's code blocks).
+    sources = [f"#{p.number} {paper_details(p, short=True)}" for p in shown if paper_details(p)]
     buttons = []
     base = (opts.kind, opts.date.isoformat() if opts.date else "", "1" if opts.unassigned else "")
     if opts.page > 1:
@@ -169,7 +323,9 @@ async def papers(ctx: Context, opts: PapersOptions) -> Reply:
     page_note = f" (page {opts.page} of {pages})" if pages > 1 else ""
     return Reply(
         title=f"{ctx.course.name}: {what}",
-        text=f"{len(found)} {what}{page_note}. Slots: 30/45-min talks, battle, instructor.",
+        text=f"{len(found)} {what}{page_note}. Slots: 30/45-min talks, battle, instructor. "
+        "`paper <id>` shows one in full."
+        + ("\nAuthors, venues and links:\n" + "\n".join(sources) if sources else ""),
         tables=[Table(["#", "Date", "Slot", "Title", "Also"], rows)],
         buttons=buttons,
     )
@@ -193,6 +349,7 @@ class ScheduleOptions(BaseModel):
     "schedule",
     "The class schedule by week, with presenters once assigned",
     access=Access.ANYONE,
+    share=True,
     topic="course",
     examples=("schedule", "schedule week=3", "schedule --all"),
 )
@@ -206,7 +363,29 @@ async def schedule(ctx: Context, opts: ScheduleOptions) -> Reply:
         for b in await ctx.session.scalars(select(Battle).where(Battle.course_id == course.id))
     }
     by_id = {p.id: p for p in all_papers}
+    # Staff see an empty presentation day as such once there is an assignment.
+    flag = staff and bool(names)
+
+    def who(paper_id: int) -> str:
+        if flag and not names.get(paper_id):
+            return "⚠ EMPTY: nobody presents"
+        return _who(names, paper_id)
+
+    cal = await course_calendar(ctx.session, course)
+    numbered = {p.number: p for p in all_papers}
     days: dict[date, list[str]] = defaultdict(list)
+    for m in cal.meetings:  # the session's own line first
+        head = []
+        if m.title:
+            head.append(m.title)
+        if m.session is not None:
+            if m.start and m.end and (m.start, m.end) != (course.class_start, course.class_end):
+                head.append(f"{fmt_time(m.start)}–{fmt_time(m.end)}")
+            head += [x for x in (m.session.place, m.session.note, m.session.link) if x]
+        if head:
+            days[m.day].append(" · ".join(head))
+        if m.agenda:
+            days[m.day].append("Agenda: " + "; ".join(agenda_lines(m, numbered)))
     for p in all_papers:
         if p.class_date is None:
             continue
@@ -215,19 +394,32 @@ async def schedule(ctx: Context, opts: ScheduleOptions) -> Reply:
             if b is None:
                 continue  # listed with its battle, under side A
             other = by_id[b.paper_b_id]
+            idle = flag and not (names.get(p.id) and names.get(other.id))
+            theme = f" ({b.theme})" if b.theme else ""
+            theme += f" at {fmt_time(b.start_time)}" if b.start_time else ""
             days[p.class_date].append(
-                f"Battle {b.number}: #{p.number} {p.title} [{_who(names, p.id)}] vs "
-                f"#{other.number} {other.title} [{_who(names, other.id)}]"
+                f"Battle {b.label or b.number}{theme}: #{p.number} {p.title} [{who(p.id)}] vs "
+                f"#{other.number} {other.title} [{who(other.id)}]"
+                + (" — ⚠ not running" if idle else "")
+                + f"\n    A: {paper_details(p)}\n    B: {paper_details(other)}"
             )
             continue
-        who = "instructor" if p.slot is Slot.INSTRUCTOR else _who(names, p.id)
+        by = "instructor" if p.slot is Slot.INSTRUCTOR else who(p.id)
         crit = " · critique due " + fmt_time(course.critique_deadline) if p.critique else ""
-        days[p.class_date].append(f"#{p.number} ({p.slot.value}) {p.title} — {who}{crit}")
+        days[p.class_date].append(
+            f"#{p.number} ({p.slot.value}) {p.title} — {by}{crit}\n    {paper_details(p)}"
+        )
     for m in await ctx.session.scalars(select(Milestone).where(Milestone.course_id == course.id)):
         for d in m.presentations:
             days[date.fromisoformat(d)].append(f"{m.title}: presentations")
-    for d in course.no_class:
-        days[date.fromisoformat(d)].append("No class")
+    for off in cal.days_off:
+        span = f" ({fmt_day(off.day)} – {fmt_day(off.last)})" if off.last != off.day else ""
+        days[off.day].append(
+            "No class" if off.reason == "No class" else f"No class: {off.reason}{span}"
+        )
+    for m in cal.meetings:  # a class day with nothing on it yet is still a class
+        if m.day not in days:
+            days[m.day].append("Class (nothing scheduled yet)")
     if not days:
         return Reply(text="The schedule is empty: no papers have dates yet.")
     first_week = week_start(min(days))
@@ -282,6 +474,7 @@ class DeadlinesOptions(BaseModel):
     "deadlines",
     "Upcoming deadlines in the course's timezone",
     access=Access.ANYONE,
+    share=True,
     topic="course",
     examples=("deadlines", "deadlines --all"),
 )
@@ -301,7 +494,7 @@ async def deadlines(ctx: Context, opts: DeadlinesOptions) -> Reply:
 
 
 @registry.command(
-    "grading", "How the course grade is made up", access=Access.ANYONE, topic="course"
+    "grading", "How the course grade is made up", access=Access.ANYONE, share=True, topic="course"
 )
 async def grading(ctx: Context, _: BaseModel) -> Reply:
     weights = ctx.course.grading
@@ -330,21 +523,46 @@ async def grading(ctx: Context, _: BaseModel) -> Reply:
 
 
 @registry.command(
-    "officehours", "When and how to meet the instructor", access=Access.ANYONE, topic="course"
+    "officehours",
+    "When and how to meet the instructor",
+    access=Access.ANYONE,
+    share=True,
+    topic="course",
 )
 async def officehours(ctx: Context, _: BaseModel) -> Reply:
     c = ctx.course
-    if not c.office_hours_url and not c.office_hours_note:
+    slots = Syllabus.of(c).office_hours_slots
+    if not c.office_hours_url and not c.office_hours_note and not slots:
         return Reply(text="No office hours are set for this course yet.")
     lines = [
         line
         for line in (c.office_hours_note, c.office_hours_url and f"Sign up: {c.office_hours_url}")
         if line
     ]
-    return Reply(title="Office hours", text="\n".join(lines))
+    rows = [
+        [
+            {d: n for d, n in zip(WEEKDAYS, DAY_NAMES, strict=True)}[s.day],
+            fmt_time(s.start) + (f"–{fmt_time(s.end)}" if s.end else ""),
+            " · ".join(x for x in (s.place, s.link) if x),
+            s.host or "",
+        ]
+        for s in slots
+    ]
+    if rows:
+        lines.append(f"Every week ({c.timezone}):")
+    return Reply(
+        title="Office hours",
+        text="\n".join(lines),
+        tables=[Table(["Day", "Time", "Where", "With"], rows)] if rows else [],
+    )
 
 
-@registry.command("course", "The course at a glance", access=Access.ANYONE, topic="course")
+DAY_NAMES = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
+
+
+@registry.command(
+    "course", "The course at a glance", access=Access.ANYONE, share=True, topic="course"
+)
 async def course_info(ctx: Context, _: BaseModel) -> Reply:
     c = ctx.course
     fields = [("Term", c.term or "—"), ("Timezone", c.timezone)]
@@ -359,3 +577,77 @@ async def course_info(ctx: Context, _: BaseModel) -> Reply:
     n = len(await course_papers(ctx.session, c.id))
     fields.append(("Papers", str(n)))
     return Reply(title=c.name, sections=[Section("", "", fields)])
+
+
+# ----------------------------------------------------------------------------- one paper
+
+
+class PaperOptions(BaseModel):
+    paper: Annotated[int, Complete("paper")] = Field(ge=1, description="the paper id")
+
+
+@registry.command(
+    "paper",
+    "One paper in full: authors, venue, link, date, slot and presenters",
+    access=Access.ANYONE,
+    share=True,
+    topic="course",
+    examples=("paper 5", "paper 9"),
+)
+async def paper(ctx: Context, opts: PaperOptions) -> Reply:
+    course = ctx.course
+    p = await ctx.session.scalar(
+        select(Paper).where(Paper.course_id == course.id, Paper.number == opts.paper)
+    )
+    if p is None:
+        raise NotFound(f"There is no paper #{opts.paper}.", hint="`papers` lists them all.")
+    staff = ctx.person is not None and ctx.person.is_staff
+    names = await presenters(ctx.session, course.id, published_only=not staff)
+    fields = [
+        ("Authors", p.authors or "—"),
+        ("Venue", p.venue or "—"),
+        ("Link", p.url or "—"),
+        ("Slot", p.slot.label),
+    ]
+    if p.class_date:
+        cal = await course_calendar(ctx.session, course)
+        m = cal.on(p.class_date)
+        when = fmt_day(p.class_date)
+        if m is not None and m.start:
+            when += f", class at {fmt_time(m.start)}"
+            spans = agenda_times(m.start, m.agenda)
+            for item, span in zip(m.agenda, spans, strict=True):
+                if item.paper == p.number and span is not None and item.kind == "talk":
+                    a = time(span[0] // 60 % 24, span[0] % 60)
+                    when += f" (talk at {fmt_time(a)}, {item.minutes} min)"
+        fields.append(("Date", when))
+    else:
+        fields.append(("Date", "not scheduled yet"))
+    battle = await ctx.session.scalar(
+        select(Battle).where(
+            Battle.course_id == course.id,
+            (Battle.paper_a_id == p.id) | (Battle.paper_b_id == p.id),
+        )
+    )
+    if battle is not None:
+        side = "A" if battle.paper_a_id == p.id else "B"
+        other = await ctx.session.get(
+            Paper, battle.paper_b_id if side == "A" else battle.paper_a_id
+        )
+        vs = f" vs #{other.number} {other.title}" if other else ""
+        theme = f" ({battle.theme})" if battle.theme else ""
+        fields.append(("Battle", f"Battle {battle.label or battle.number}{theme}, side {side}{vs}"))
+    if p.slot is Slot.INSTRUCTOR:
+        fields.append(("Presented by", "the instructor"))
+    else:
+        fields.append(("Presented by", _who(names, p.id)))
+    also = []
+    if p.critique:
+        also.append(
+            f"critique due {fmt_time(course.critique_deadline)} on its day (`critique submit {p.number}`)"
+        )
+    if p.discussion:
+        also.append("breakout discussion in class")
+    if also:
+        fields.append(("Also", "; ".join(also)))
+    return Reply(title=f"#{p.number} {p.title}", sections=[Section("", "", fields)])

@@ -25,13 +25,13 @@ import os
 import secrets
 import socket
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import TypeAdapter
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.replies import Reply
@@ -125,6 +125,9 @@ class Outgoing:
     account: tuple[str, str] | None = None
     #: Mass sends (an assignment publish) share a batch id so their delivery is counted.
     batch: str | None = None
+    #: For an edit: ``(refresher, arg)`` renders the message when it is sent (see
+    #: :func:`register_refresher`), so coalesced edits always end on the current state.
+    refresh: tuple[str, str] | None = None
 
 
 # ----------------------------------------------------------------------------- rows
@@ -154,6 +157,24 @@ MAX_ATTEMPTS = 10
 MAX_BACKOFF = timedelta(minutes=5)
 #: How long a dispatcher holds a row it is sending before another may take it.
 LEASE = timedelta(seconds=30)
+#: At most one edit of a message this often (a poll under a burst of votes): pending
+#: edits of one message are coalesced into the newest, sent once the gap has passed.
+EDIT_GAP = timedelta(seconds=1)
+
+#: Renders an edit's current content when it is sent: ``(session, course id, arg)`` ->
+#: the reply, or None when there is nothing to show any more (the poll closed).
+Refresher = Callable[[AsyncSession, int, str], Awaitable["Reply | None"]]
+_REFRESHERS: dict[str, Refresher] = {}
+
+
+def register_refresher(name: str) -> Callable[[Refresher], Refresher]:
+    """Declare how to render the edits sent with ``Outgoing(refresh=(name, arg))``."""
+
+    def decorate(fn: Refresher) -> Refresher:
+        _REFRESHERS[name] = fn
+        return fn
+
+    return decorate
 
 
 def backoff(attempts: int) -> timedelta:
@@ -184,6 +205,7 @@ def enqueue(
             members=list(out.members),
             in_thread=out.in_thread,
             reply=reply_to_json(out.reply),
+            refresh=f"{out.refresh[0]}:{out.refresh[1]}" if out.refresh else None,
         )
         if out.account is not None:
             # The account travels in ``channel`` as ``@platform:user``.
@@ -422,6 +444,9 @@ class Dispatcher:
         course_id = row.course_id
         if row.edit_key is not None:
             target = await self._recall_or_wait(row, row.edit_key)
+            fresh = await self._coalesce(row, row.edit_key)
+            if fresh is not None:
+                reply = fresh
             await self.outbox.edit(course_id, target, reply)
             return target
         if row.in_thread is not None:
@@ -446,6 +471,48 @@ class Dispatcher:
                 course_id, row.channel, row.thread_name, reply, tuple(row.members or ())
             )
         return await self.outbox.post(course_id, row.channel, reply)
+
+    async def _coalesce(self, row: OutboxMessage, key: str) -> Reply | None:
+        """An edit that a newer edit of the same message replaces is skipped;
+        one that comes sooner than EDIT_GAP after the last edit waits for it; an edit
+        with a refresher is rendered now (None: send the stored reply)."""
+        now = self.clock.now()
+        async with self.db.session() as session:
+            # A newer edit waiting, or already sent (this one was retried, or released
+            # after a crash), makes this one stale: it must never land after it.
+            newer = await session.scalar(
+                select(OutboxMessage.id).where(
+                    OutboxMessage.course_id == row.course_id,
+                    OutboxMessage.edit_key == key,
+                    OutboxMessage.status.in_((PENDING, SENT)),
+                    OutboxMessage.id > row.id,
+                )
+            )
+            if newer is not None:
+                raise _Skip(f"replaced by the newer edit {newer}")
+            last = await session.scalar(
+                select(func.max(OutboxMessage.sent_at)).where(
+                    OutboxMessage.course_id == row.course_id,
+                    OutboxMessage.edit_key == key,
+                    OutboxMessage.status == SENT,
+                )
+            )
+            if last is not None and now - last < EDIT_GAP:
+                raise _Defer(
+                    "waits a moment after the last edit",
+                    after=max(0.05, (last + EDIT_GAP - now).total_seconds()),
+                )
+            if row.refresh is None:
+                return None
+            name, _, arg = row.refresh.partition(":")
+            render = _REFRESHERS.get(name)
+            if render is None:
+                log.warning("no refresher %r for outbox row %s: sending it as stored", name, row.id)
+                return None
+            fresh = await render(session, row.course_id, arg)
+        if fresh is None:
+            raise _Skip("nothing to show any more")
+        return fresh
 
     async def _recall_or_wait(self, row: OutboxMessage, key: str) -> str:
         """The reference remembered under ``key``; if the message that will carry it is
@@ -504,17 +571,28 @@ class BatchCount:
 async def count_batch(session: AsyncSession, batch: str) -> BatchCount:
     rows = (
         await session.execute(
-            select(OutboxMessage.status, OutboxMessage.last_error, Person.name)
+            select(
+                OutboxMessage.status, OutboxMessage.last_error, Person.name, OutboxMessage.channel
+            )
             .outerjoin(Person, Person.id == OutboxMessage.person_id)
             .where(OutboxMessage.batch == batch)
             .order_by(Person.name)
         )
     ).all()
-    delivered = sum(1 for s, _, _ in rows if s == SENT)
-    pending = sum(1 for s, _, _ in rows if s == PENDING)
+    delivered = sum(1 for s, *_ in rows if s == SENT)
+    pending = sum(1 for s, *_ in rows if s == PENDING)
+
+    def who(name: str | None, channel: str | None) -> str:
+        if name:
+            return name
+        if channel and channel.startswith("@"):  # a DM to one account: "@platform:user"
+            platform, _, user = channel[1:].partition(":")
+            return f"the {platform} account {user}"
+        return f"#{channel}" if channel else "a channel"
+
     missed = [
-        (name or "a channel", err or status)
-        for status, err, name in rows
+        (who(name, channel), err or status)
+        for status, err, name, channel in rows
         if status in (UNREACHABLE, FAILED, SKIPPED)
     ]
     return BatchCount(len(rows), delivered, pending, missed)
@@ -524,10 +602,7 @@ def describe_batch(count: BatchCount, *, what: str = "messages", hint: str = "")
     """ "22 of 25 delivered; 3 could not be reached: …" (true at the moment it is said)."""
     text = f"{count.delivered} of {count.total} {what} delivered"
     if count.pending:
-        text += (
-            f"; {count.pending} still being sent (the platform asked us to wait; "
-            "`outbox` shows the final count)"
-        )
+        text += f"; {count.pending} not sent yet (they are retried; `outbox` shows the final count)"
     if count.missed:
         people = "; ".join(f"{name} ({why})" for name, why in count.missed)
         text += f"; {len(count.missed)} could not be reached: {people}"

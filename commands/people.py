@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 
 from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
@@ -11,10 +13,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commands import audit, registration
 from commands.context import Context
 from commands.errors import InvalidInput, NotFound
+from commands.outbox import new_batch
 from commands.parsing import describe_option
 from commands.registry import Access, Command, registry
-from commands.replies import Reply, Section, Table, Tone
-from db.models import Identity, Person, Platform, RegistrationRequest
+from commands.replies import Delivery, Reply, Section, Table, Tone
+from commands.timefmt import fmt_day, fmt_instant, fmt_time, relative
+from db.models import (
+    Assignment,
+    Battle,
+    Identity,
+    Milestone,
+    Paper,
+    Person,
+    Platform,
+    RegistrationRequest,
+    Role,
+)
 
 # ----------------------------------------------------------------------------- services
 
@@ -103,6 +117,222 @@ class HelpOptions(BaseModel):
     command: list[str] = Field(default_factory=list, description="a command to explain")
 
 
+#: Commands that only students run: their handlers refuse staff (staff do not rank,
+#: present, vote, hand in critiques or join project groups), so ``help`` does not offer
+#: them to a TA or an instructor. tests/test_help.py holds each to its refusal.
+STUDENT_ONLY = frozenset(
+    {
+        "assignment",
+        "battle vote",
+        "battle withdraw",
+        "critique status",
+        "critique submit",
+        "discussion group",
+        "project create",
+        "project instance add",
+        "project join",
+        "project leave",
+        "project lfg",
+        "project submit",
+        "rank battle",
+        "rank partner",
+        "rank show",
+        "rank standard",
+    }
+)
+
+
+def runnable(cmd: Command, person: Person | None) -> bool:
+    """Whether ``person`` (None: not registered) may run ``cmd`` and would not be refused
+    for their role: what ``help`` lists."""
+    if not cmd.access.allows(person):
+        return False
+    return person is None or person.role is Role.STUDENT or cmd.name not in STUDENT_ONLY
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A point of the course that calls for certain commands: ``help`` shows it first."""
+
+    at: datetime
+    heading: str
+    commands: tuple[str, ...]
+
+
+#: What each moment of the course calls for, students' and staff's commands together
+#: (each caller sees those they may run).
+RANKING_COMMANDS = (
+    "rank standard",
+    "rank battle",
+    "rank partner",
+    "rank show",
+    "papers",
+    "rankings status",
+    "rankings remind",
+    "rankings extend",
+)
+ASSIGN_COMMANDS = (
+    "assign",
+    "assign show",
+    "assign why",
+    "assign swap",
+    "assign set",
+    "assign keep",
+    "assign publish",
+    "assign export",
+)
+CRITIQUE_COMMANDS = (
+    "critique submit",
+    "critique status",
+    "critique file",
+    "discussion group",
+    "critique list",
+    "critique grade",
+    "critique grade-all",
+    "discussion questions",
+    "discussion propose",
+    "discussion accept",
+    "discussion checkin",
+    "discussion start",
+    "discussion show",
+    "discussion end",
+)
+BATTLE_COMMANDS = (
+    "battle show",
+    "battle vote",
+    "battle withdraw",
+    "battle timer",
+    "battle open",
+    "battle status",
+    "battle close",
+    "battle export",
+)
+PROJECT_COMMANDS = (
+    "project submit",
+    "project list",
+    "project create",
+    "project join",
+    "project lfg",
+    "project instance add",
+    "project instances",
+    "project submissions",
+)
+GRADE_COMMANDS = ("grades", "grading", "grade set", "grade export", "critique export")
+#: How far ahead a class day or a project deadline counts as "coming up".
+SOON = timedelta(days=7)
+PROJECT_SOON = timedelta(days=14)
+
+
+async def course_moments(ctx: Context) -> list[Moment]:
+    """What the course calls for around ``ctx.now``, soonest first: rankings still
+    open, an assignment to compute and publish, the next critique day and battle day
+    (within a week), a project write-up due within two weeks, the end of term."""
+    from commands.critiques import deadline_of
+    from commands.rankings import deadline_for
+
+    course, now, tz = ctx.course, ctx.now, ctx.tz
+    today = now.astimezone(tz).date()
+    out: list[Moment] = []
+
+    deadline = course.ranking_deadline
+    if ctx.person is not None and ctx.person.role is Role.STUDENT:
+        deadline = await deadline_for(ctx.session, course, ctx.person.id)
+    if deadline is not None and now < deadline:
+        when = f"{fmt_instant(deadline, tz)}, {relative(deadline, now)}"
+        out.append(Moment(deadline, f"Before rankings close ({when})", RANKING_COMMANDS))
+    elif deadline is not None:
+        published = await ctx.session.scalar(
+            select(Assignment.id)
+            .where(Assignment.course_id == course.id, Assignment.published.is_(True))
+            .limit(1)
+        )
+        if published is None:  # overdue: after today's class, before anything later
+            tonight = datetime.combine(today + timedelta(days=1), time(0), tzinfo=tz)
+            heading = "Rankings are closed: compute and publish the assignment"
+            out.append(Moment(tonight, heading, ASSIGN_COMMANDS))
+
+    papers = list(
+        await ctx.session.scalars(
+            select(Paper)
+            .where(
+                Paper.course_id == course.id,
+                Paper.critique.is_(True),
+                Paper.class_date >= today,
+                Paper.class_date <= today + SOON,
+            )
+            .order_by(Paper.class_date, Paper.number)
+        )
+    )
+    if papers:
+        paper = papers[0]
+        due = deadline_of(course, paper)
+        assert due is not None and paper.class_date is not None
+        day = "Today" if paper.class_date == today else fmt_day(paper.class_date)
+        state = f"due {fmt_time(due.astimezone(tz).time())}" + (
+            f", {relative(due, now)}" if due > now else ", closed"
+        )
+        title = paper.title if len(paper.title) <= 60 else paper.title[:59].rstrip() + "…"
+        heading = f"{day} is a critique day: #{paper.number} {title} (critiques {state})"
+        out.append(Moment(due, heading, CRITIQUE_COMMANDS))
+
+    battle = await ctx.session.scalar(
+        select(Battle)
+        .where(
+            Battle.course_id == course.id,
+            Battle.class_date >= today,
+            Battle.class_date <= today + SOON,
+        )
+        .order_by(Battle.class_date, Battle.number)
+        .limit(1)
+    )
+    if battle is not None and battle.class_date is not None:
+        day = "Today" if battle.class_date == today else fmt_day(battle.class_date)
+        start = datetime.combine(battle.class_date, course.class_start or time(0), tzinfo=tz)
+        heading = f"{day} is a battle day: battle {battle.number}"
+        out.append(Moment(start, heading, BATTLE_COMMANDS))
+
+    milestone = await ctx.session.scalar(
+        select(Milestone)
+        .where(
+            Milestone.course_id == course.id,
+            Milestone.due > now,
+            Milestone.due <= now + PROJECT_SOON,
+        )
+        .order_by(Milestone.due)
+        .limit(1)
+    )
+    if milestone is not None and milestone.due is not None:
+        when = f"{fmt_instant(milestone.due, tz)}, {relative(milestone.due, now)}"
+        heading = f"{milestone.title} write-up due ({when})"
+        out.append(Moment(milestone.due, heading, PROJECT_COMMANDS))
+
+    # The term is over after its last class, battle, project day and write-up.
+    days = [
+        await ctx.session.scalar(
+            select(func.max(Paper.class_date)).where(Paper.course_id == course.id)
+        ),
+        await ctx.session.scalar(
+            select(func.max(Battle.class_date)).where(Battle.course_id == course.id)
+        ),
+    ]
+    for m in await ctx.session.scalars(select(Milestone).where(Milestone.course_id == course.id)):
+        days += [date.fromisoformat(str(d)) for d in m.presentations or []]
+        days.append(m.due.astimezone(tz).date() if m.due else None)
+    known = [d for d in days if d is not None]
+    if known and today > max(known):
+        out.append(Moment(now, "The term's classes are over: grades", GRADE_COMMANDS))
+    return sorted(out, key=lambda m: m.at)
+
+
+def _for_whom(cmd: Command, person: Person | None) -> str:
+    """Who may run a command that ``person`` may not: in their words."""
+    if cmd.access.allows(person):
+        return "students"  # one that only students run
+    if cmd.access is Access.INSTRUCTOR and person is not None and person.role is Role.TA:
+        return "instructors"
+    return "staff" if cmd.access >= Access.STAFF else "registered people"
+
+
 def _listing(cmds: list[Command]) -> str:
     """One line per command: its usage and what it does."""
     return "\n".join(
@@ -115,23 +345,32 @@ def _listing(cmds: list[Command]) -> str:
     "What you can run here, or how to use one command",
     access=Access.ANYONE,
     ephemeral=True,
-    examples=("help", "help papers"),
+    examples=("help", "help papers", "help battle"),
     topic="course",
 )
 async def help_(ctx: Context, opts: HelpOptions) -> Reply:
-    visible = ctx.registry.visible_to(ctx.person)
+    visible = [c for c in ctx.registry if runnable(c, ctx.person)]
     group = list(opts.command)
     if len(group) == 1 and not any(c.path == tuple(group) for c in ctx.registry):
-        family = [c for c in ctx.registry if c.path[0] == group[0]]
+        family = [c for c in ctx.registry if c.path[0] == group[0].lower()]
         mine = [c for c in family if c in visible]
         if mine:  # `help discussion`: that family's commands this caller may run
             body = _listing(mine)
+            others = sorted({_for_whom(c, ctx.person) for c in family if c not in mine})
             hidden = len(family) - len(mine)
-            more = f" ({hidden} more are for staff.)" if hidden else ""
+            verb = "is" if hidden == 1 else "are"
+            more = f" ({hidden} more {verb} for {' and '.join(others)}.)" if hidden else ""
             return Reply(
                 title=f"help: {group[0]}",
                 text=f"Type `help {mine[0].name}` for one command's details.{more}",
                 sections=[Section(heading=group[0], body=body)],
+            )
+        if family:  # `help rank` asked by an instructor
+            names = ", ".join(f"`{c.name}`" for c in family)
+            return Reply(
+                title=f"help: {group[0]}",
+                text=f"{names} {'are' if len(family) > 1 else 'is'} not for you: "
+                "`help` lists what you can run.",
             )
     if opts.command:
         cmd, _ = ctx.registry.match(opts.command)
@@ -144,26 +383,37 @@ async def help_(ctx: Context, opts: HelpOptions) -> Reply:
             )
         if cmd.examples:
             lines.append("Examples: " + ", ".join(f"`{e}`" for e in cmd.examples))
-        lines.append(f"Who may run it: {cmd.access.label}.")
+        who = "students" if cmd.name in STUDENT_ONLY else cmd.access.label
+        lines.append(f"Who may run it: {who}.")
         return Reply(title=f"help: {cmd.name}", text="\n".join(lines))
     sections = []
+    shown: set[str] = set()
+    by_name = {c.name: c for c in visible}
+    for moment in await course_moments(ctx) if ctx.person is not None else []:
+        mine = [by_name[n] for n in moment.commands if n in by_name and n not in shown]
+        if mine:
+            sections.append(Section(heading=moment.heading, body=_listing(mine)))
+            shown.update(c.name for c in mine)
     order = ["course", "rank", "critique", "discussion", "battle", "project", "grades", "gpu"]
     topics = sorted(
         ctx.registry.topics().items(),
         key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]),
     )
-    for group, cmds in topics:
-        mine = [c for c in cmds if c in visible]
+    soon = bool(sections)
+    for topic, cmds in topics:
+        mine = [c for c in cmds if c in visible and c.name not in shown]
         if mine:
-            sections.append(Section(heading=group, body=_listing(mine)))
+            heading = f"{topic} (any time)" if soon else topic
+            sections.append(Section(heading=heading, body=_listing(mine)))
     who = (
         f"You are {ctx.person.name} ({ctx.person.role.value})."
         if ctx.person
         else f"You are not registered yet. {registration.next_step(ctx)}"
     )
+    first = " What the course calls for now comes first." if soon else ""
     return Reply(
         title=f"{ctx.course.name}: commands",
-        text=f"{who} Type `help <command>` for details.",
+        text=f"{who}{first} Type `help <command>` for details.",
         sections=sections,
     )
 
@@ -275,16 +525,18 @@ async def register_link(ctx: Context, opts: LinkOptions) -> Reply:
         after={"platform": platform.value, "account": account},
         reason=opts.reason,
     )
+    batch = new_batch("link")
     for lo in lost:
         ctx.dm_account(
             lo.platform,
             lo.user_id,
             registration.lost_message(ctx.course, lo, actor.name, opts.reason),
+            batch=batch,
         )
-    told = f" The previous holder{'s were' if len(lost) > 1 else ' was'} told." if lost else ""
     return Reply(
-        text=f"Linked {platform.value} account `{account}` to {person.name}.{told}",
+        text=f"Linked {platform.value} account `{account}` to {person.name}.",
         tone=Tone.SUCCESS,
+        delivery=Delivery(batch, what="messages to the previous holder") if lost else None,
     )
 
 
@@ -316,15 +568,20 @@ async def register_unlink(ctx: Context, opts: UnlinkOptions) -> Reply:
         after={},
         reason=opts.reason,
     )
+    batch = new_batch("unlink")
     for ident in removed:
         lost = registration.Lost(ident.platform, ident.user_id, person)
         ctx.dm_account(
             ident.platform,
             ident.user_id,
             registration.lost_message(ctx.course, lost, actor.name, opts.reason),
+            batch=batch,
         )
-    told = "each account was told" if len(removed) > 1 else "the account was told"
-    return Reply(text=f"Unlinked {person.name} ({names}); {told}.", tone=Tone.SUCCESS)
+    return Reply(
+        text=f"Unlinked {person.name} ({names}).",
+        tone=Tone.SUCCESS,
+        delivery=Delivery(batch, what="messages to the unlinked accounts") if removed else None,
+    )
 
 
 @registry.command(

@@ -39,7 +39,8 @@ from commands.context import Context
 from commands.coursefile import link_identity
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
 from commands.mail import MailConfig, send_mail
-from commands.replies import Button, Reply, Table, Tone
+from commands.outbox import new_batch
+from commands.replies import Button, Delivery, Reply, Table, Tone
 from commands.timefmt import fmt_instant, relative
 from db.models import (
     AuditEntry,
@@ -180,9 +181,12 @@ async def _holder(
 
 
 def _role(person: Person) -> str:
-    return {Role.INSTRUCTOR: "an instructor", Role.TA: "a TA", Role.STUDENT: "a student"}[
-        person.role
-    ]
+    return {
+        Role.INSTRUCTOR: "an instructor",
+        Role.TA: "a TA",
+        Role.STUDENT: "a student",
+        Role.WITHDRAWN: "a student who left the course",
+    }[person.role]
 
 
 def refuse_staff_entry(person: Person) -> None:
@@ -684,11 +688,14 @@ async def decide(
         reason=reason,
     )
     why = f" ({reason})" if reason else ""
+    batch = new_batch("register")
+    told = Delivery(batch, what="messages to the account")
     if not approve:
         ctx.dm_account(
             platform,
             req.user_id,
-            Reply(
+            batch=batch,
+            reply=Reply(
                 text=f"Your request to be linked to {person.name} in {ctx.course.name} was "
                 f"not approved by {actor.name}{why}. If this is you, talk to your course staff.",
                 tone=Tone.WARNING,
@@ -696,13 +703,15 @@ async def decide(
         )
         return Reply(
             text=f"Denied: {_account(platform, req.user_id, req.display_name)} is not linked "
-            f"to {person.name}; they were told.",
+            f"to {person.name}.",
             tone=Tone.SUCCESS,
+            delivery=told,
         )
     ctx.dm_account(
         platform,
         req.user_id,
-        Reply(
+        batch=batch,
+        reply=Reply(
             text=f"Welcome, {person.name}! {actor.name} approved your registration in "
             f"{ctx.course.name}: this {_platform(platform)} account is now linked. Type "
             "`help` to see what you can do.",
@@ -745,8 +754,9 @@ async def decide(
     extra = f" {closed} other request(s) for {person.name} were denied." if closed else ""
     return Reply(
         text=f"Approved: {_account(platform, req.user_id, req.display_name)} is now linked "
-        f"to {person.name}; they were told.{extra}",
+        f"to {person.name}.{extra}",
         tone=Tone.SUCCESS,
+        delivery=told,
     )
 
 

@@ -73,6 +73,8 @@ class LongText:
 
 
 Handler = Callable[["Context", Any], Awaitable["Reply"]]
+#: A command's slow first step (see Command.prepare): any result.
+Preparer = Callable[["Context", Any], Awaitable[Any]]
 ActionHandler = Callable[["Context", tuple[str, ...], str | None], Awaitable["Reply"]]
 
 
@@ -193,6 +195,13 @@ class Command:
     #: When the command takes a file (a critique PDF), what the upload is; Discord shows
     #: a file option, Slack takes a file shared with the command, the shell `:attach`.
     attachment: str | None = None
+    #: A read-only lookup (``schedule``, ``papers``): answered privately, with a
+    #: "Share in channel" button, so fifty students asking do not flood the channel.
+    share: bool = False
+    #: Slow work done first, on a read snapshot outside the write queue (the solver):
+    #: ``prepare(ctx, opts)``'s result reaches the handler as ``ctx.prepared``, and the
+    #: handler checks that what it was computed from has not changed meanwhile.
+    prepare: Preparer | None = None
 
     def form_spec(self, fixed: dict[str, str] | None = None) -> Form:
         """The modal for this command's ``form`` options (see :class:`Form`)."""
@@ -296,6 +305,8 @@ class Registry:
         topic: str | None = None,
         form: Iterable[str] = (),
         attachment: str | None = None,
+        share: bool = False,
+        prepare: Preparer | None = None,
     ) -> Callable[[Handler], Handler]:
         path = tuple(name.split())
 
@@ -309,12 +320,14 @@ class Registry:
                 handler=fn,
                 options=model,
                 access=access,
-                ephemeral=ephemeral,
+                ephemeral=ephemeral or share,  # a lookup answers privately (see share)
                 examples=tuple(examples),
                 specs=tuple(_option_specs(model)),
                 topic=topic or path[0],
                 form=tuple(form),
                 attachment=attachment,
+                share=share,
+                prepare=prepare,
             )
             return fn
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -67,6 +68,9 @@ class Role(enum.StrEnum):
     INSTRUCTOR = "instructor"
     TA = "ta"
     STUDENT = "student"
+    #: A student who left the course (``people drop``): kept for the record (grades,
+    #: critiques), no longer pinged, ranked, assigned or counted.
+    WITHDRAWN = "withdrawn"
 
 
 class Degree(enum.StrEnum):
@@ -124,8 +128,15 @@ class Course(Base):
     office_hours_url: Mapped[str | None] = mapped_column(String(500))
     office_hours_note: Mapped[str | None] = mapped_column(Text)
     grading: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: The assignment's rules (``course.assignment`` in the course file, people as
+    #: roster emails): presenter limits per slot, coverage, notice, partners, conflicts.
+    assign_rules: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     channels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     no_class: Mapped[list[Any]] = mapped_column(default=list)
+    #: The meetings as a syllabus describes them (issue #19, as the course file has them,
+    #: JSON): first_day, last_day, breaks, sessions with agendas, office_hours_slots,
+    #: talk_rules. Read with ``commands.coursefile.Syllabus``.
+    syllabus: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
     bindings: Mapped[list[CourseBinding]] = relationship(
         back_populates="course", cascade="all, delete-orphan"
@@ -161,6 +172,10 @@ class Person(Base):
     onyen: Mapped[str | None] = mapped_column(String(64))
     canvas_id: Mapped[str | None] = mapped_column(String(64))
     section: Mapped[str | None] = mapped_column(String(100))
+    #: Given and family names, when known (Canvas exports and sorting use them; the
+    #: display ``name`` may differ).
+    given_name: Mapped[str | None] = mapped_column(String(100))
+    family_name: Mapped[str | None] = mapped_column(String(100))
     #: Other addresses that are this person's (a personal address on their Slack
     #: profile, login@domain next to first.last@domain): ``register`` accepts them.
     email_aliases: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
@@ -221,6 +236,13 @@ class Battle(Base):
     paper_a_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
     paper_b_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
     class_date: Mapped[date | None] = mapped_column(Date())
+    #: The course file's id when it is not a plain number (``B4``); ``number`` is its digits.
+    label: Mapped[str | None] = mapped_column(String(32))
+    theme: Mapped[str | None] = mapped_column(String(200))
+    #: When the battle starts on its day (local time); None: with the class.
+    start_time: Mapped[time | None] = mapped_column(Time())
+    #: This battle's own phases (``[{key, title, minutes, side}]``); None: the course's.
+    phases: Mapped[list[Any] | None] = mapped_column(JSON)
 
     paper_a: Mapped[Paper] = relationship(foreign_keys=[paper_a_id])
     paper_b: Mapped[Paper] = relationship(foreign_keys=[paper_b_id])
@@ -274,13 +296,30 @@ class Assignment(Base):
     """
 
     __tablename__ = "assignments"
-    __table_args__ = (UniqueConstraint("paper_id", "person_id"),)
+    # The published assignment and a new proposal live side by side until it is published.
+    __table_args__ = (UniqueConstraint("paper_id", "person_id", "published"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
     paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
     published: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: ``assign keep``: the next proposal keeps this student on this paper.
+    kept: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class PartnerRequest(Base):
+    """``rank partner``: a student asks to present their standard paper with another;
+    a request is confirmed when the other asks for them too."""
+
+    __tablename__ = "partner_requests"
+    __table_args__ = (UniqueConstraint("course_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    partner_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime]
 
 
 class RankKind(enum.StrEnum):
@@ -396,19 +435,28 @@ class BattleVote(Base):
 
 
 class BattleTimer(Base):
-    """A strict presentation timer; its ticks are computed from ``started_at``, so it
-    keeps running across restarts."""
+    """A strict timer (a battle phase, a talk, an agenda item; ``commands.timers``); its
+    ticks are computed from ``started_at``, so it keeps running across restarts."""
 
     __tablename__ = "battle_timers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
-    battle_id: Mapped[int] = mapped_column(ForeignKey("battles.id", ondelete="CASCADE"))
-    phase: Mapped[str] = mapped_column(String(16))  # a | b | reasons | rebuttal
+    #: The battle a phase belongs to (None: a talk or an agenda item).
+    battle_id: Mapped[int | None] = mapped_column(ForeignKey("battles.id", ondelete="CASCADE"))
+    phase: Mapped[str] = mapped_column(String(16))  # a battle phase's key; "" otherwise
     channel: Mapped[str] = mapped_column(String(100))
     started_at: Mapped[datetime]
     seconds: Mapped[int]
     stopped_at: Mapped[datetime | None]
+    #: What is timed (``battle:1``, ``paper:5``, ``agenda:2023-09-13:2``): a new timer
+    #: for the same subject replaces the running one.
+    subject: Mapped[str | None] = mapped_column(String(100), index=True)
+    #: How the ticks name it ("Battle 1, side A presents").
+    title: Mapped[str | None] = mapped_column(String(200))
+    #: Minutes before the end that warn, and the overrun step, fixed when it started.
+    warnings: Mapped[list[Any] | None] = mapped_column(JSON)
+    overrun_seconds: Mapped[int | None]
 
 
 class MessageRef(Base):
@@ -707,6 +755,9 @@ class OutboxMessage(Base):
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     remember: Mapped[str | None] = mapped_column(String(100))
     edit_key: Mapped[str | None] = mapped_column(String(100))
+    #: An edit whose content is rendered when it is sent (``name:arg`` of a refresher
+    #: registered in :mod:`commands.outbox`): a poll's count is never stale.
+    refresh: Mapped[str | None] = mapped_column(String(200))
     thread_name: Mapped[str | None] = mapped_column(String(200))
     members: Mapped[list[Any]] = mapped_column(default=list)
     in_thread: Mapped[str | None] = mapped_column(String(100))
@@ -800,3 +851,110 @@ class InboxEntry(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     received_at: Mapped[datetime]
     done_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+# ------------------------------------------------------------------ the instructor's desk
+# (issue #23: a web dashboard served by the bot, signed in from chat)
+
+
+class WebLink(Base):
+    """A link the bot handed out in chat: ``signin`` (one use, valid minutes) opens a web
+    session; ``calendar`` (until replaced) serves a person's calendar feed.
+
+    Only the SHA-256 of the link's secret is stored. The link acts as the chat account
+    that asked for it (``platform``, ``workspace``, ``user_id``): each use resolves that
+    account through the roster again, as the command core does for every command."""
+
+    __tablename__ = "web_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="signin")  # signin | calendar
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
+    workspace: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    #: When a sign-in link was used (it never works twice) or a calendar link replaced.
+    used_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie's secret (hashed), its CSRF token, and the chat
+    account it acts as. Ends at ``expires_at`` or when signed out (``ended_at``)."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
+    workspace: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+# ----------------------------------------------------------------------------- GPU workers
+# (issue #21)
+
+
+class GpuWorker(Base):
+    """A GPU worker process as it reports itself: where it runs (host, pid, device, the
+    Slurm job holding it), whether it is idle or running a job, when it was last seen
+    and, under Slurm, when its allocation ends. Estimates ("starting now") and
+    ``coursebot slurm status`` read it; ``state``: idle | busy | stopping | stopped."""
+
+    __tablename__ = "gpu_workers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    host: Mapped[str] = mapped_column(String(200), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    device: Mapped[str] = mapped_column(String(32), default="")
+    #: The GPU's memory (0: the CPU, or not known yet): demos too big for it are refused.
+    memory_mib: Mapped[int] = mapped_column(Integer, default=0)
+    slurm_job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="idle")
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)
+    ends_at: Mapped[datetime | None]
+    stopped_at: Mapped[datetime | None]
+    jobs_run: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str] = mapped_column(String(200), default="")
+
+
+from sqlalchemy import CheckConstraint  # noqa: E402  (appended with issue #21)
+
+#: The job state machine's states, checked by the database too (migration 0017; the
+#: enum is ``gpu_queue.jobs.JobState``).
+GPU_JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
+GpuJob.__table__.append_constraint(  # type: ignore[attr-defined]
+    CheckConstraint(f"state IN {GPU_JOB_STATES!r}", name="state")
+)
+
+
+# (issue #19)
+
+
+class CritiqueMark(Base):
+    """A staff decision about a critique that was never submitted: ``missing`` (counted
+    as 0) or ``excused`` (not counted). Presenters of a paper are excused from critiquing
+    it without a mark. A graded submission wins over a mark."""
+
+    __tablename__ = "critique_marks"
+    __table_args__ = (UniqueConstraint("paper_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    mark: Mapped[str] = mapped_column(String(16))  # missing | excused
+    set_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    set_at: Mapped[datetime]

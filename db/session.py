@@ -60,7 +60,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock at the start (waiting up to busy_timeout), so two
     # transactions never deadlock upgrading a read lock, and reads see one snapshot.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read transaction (Database.read) begins deferred: with WAL it runs beside the
+    # writer on its own snapshot.
+    if conn.get_execution_options().get(READ_OPTION):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+#: The connection option that marks a read transaction (see :meth:`Database.read`).
+READ_OPTION = "coursebot_read"
 
 
 class Database:
@@ -94,6 +103,21 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessionmaker() as session:
             yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A transaction for a command that only reads. On SQLite it begins deferred, so
+        it does not take the write lock and runs beside the writer (WAL); should it
+        write after all, SQLite takes the lock then (waiting up to busy_timeout).
+        Elsewhere it is an ordinary transaction."""
+        async with self.sessionmaker() as session:
+            await session.connection(execution_options={READ_OPTION: True})
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -1,18 +1,16 @@
-"""The job queue: jobs are rows in the bot's database, the single source of truth.
+"""Submitting GPU jobs, the queue's order and the estimates; no torch here (the bot
+uses this module).
 
-Fairness: each student may have ``RUNNING_CAP`` running and ``QUEUED_CAP`` queued jobs,
-and the queue is served round-robin across students: a job's turn is its position
-among its owner's queued jobs, so when A has 10 jobs queued and B submits one, B's
-runs next. A worker claims a job in the same transaction that marks it running
-(a row lock, ``FOR UPDATE SKIP LOCKED`` when scanning, and a per-owner advisory lock
-for the running cap on Postgres; SQLite has one writer), so a job never runs twice at
-once, however often it is delivered.
+Jobs are rows in the bot's database, the single source of truth; every change of a
+job's state goes through :class:`gpu_queue.jobs.Jobs` (the state machine). This module
+checks what a student submits (the demo's own parameter model, attached files) before
+the submission's transaction, computes the order the queue serves, and estimates when a
+job starts.
 
-Two engines hand jobs to workers (``gpu_queue/procrastinate_app.py``): on SQLite (or
-``COURSEBOT_GPU_QUEUE=db``) workers scan the rows (:func:`claim`); on Postgres
-procrastinate carries "run job <id>" (deferred in the transaction that inserts the
-row, with the round-robin turn as its priority) and the worker claims that row
-(:func:`claim_job`). No torch here: this module is used by the bot.
+Fairness: each student may have ``RUNNING_CAP`` running and ``QUEUED_CAP`` queued jobs
+(the instructor may change the latter), and the queue is served round-robin across
+students: a job's turn is its position among its owner's queued jobs, so when A has 10
+jobs queued and B submits one, B's runs next.
 
 **Files travel through the database**, so a worker on another host needs no shared
 folder. An attachment (a parameter named in ``FILE_PARAMS``, e.g. ``image``) is checked
@@ -20,58 +18,76 @@ at submission from a temporary copy (the demo's own validator, plus :data:`CHECK
 then stored as a ``GpuJobFile`` row (role ``input``) in the same transaction as the job;
 the job's params refer to it as ``image = "db:<file id>"`` (:func:`file_ref`). Before a
 job runs, its worker writes those rows to a private temporary folder on its own host and
-hands the demo that path (the file keeps the student's file name); it stores the result
-images as ``output`` rows, which the bot posts.
+hands the demo that path; it stores the result images as ``output`` rows, which the bot
+posts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import re
+import statistics
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Course, GpuJob, GpuJobFile
-from gpu_queue import procrastinate_app
+from db.models import GpuJob
+from gpu_queue import fleet
+from gpu_queue.jobs import (
+    INPUT,
+    MAX_ATTEMPTS,
+    OUTPUT,
+    QUEUED_CAP,
+    RUNNING_CAP,
+    STALE,
+    TERMINAL,
+    YOUNG,
+    Jobs,
+    JobState,
+    QueueError,
+    StoredFile,
+)
 
-QUEUED, RUNNING = "queued", "running"
-SUCCEEDED, FAILED, CANCELLED, EXPIRED = "succeeded", "failed", "cancelled", "expired"
-FINISHED = (SUCCEEDED, FAILED, CANCELLED, EXPIRED)
-RUNNING_CAP = 1
-QUEUED_CAP = 2
-#: A running job whose worker has not beaten its heart for this long is presumed dead.
-STALE = timedelta(seconds=30)
-#: A presumed-dead job younger than this is queued again (once); older ones expire.
-YOUNG = timedelta(minutes=10)
-#: A job that may not start yet (its owner has one running, the queue is paused) is
-#: offered to the workers again this much later (the procrastinate engine).
-RETRY_WAIT = timedelta(seconds=2)
-PAUSED_WAIT = timedelta(seconds=5)
+QUEUED, RUNNING = JobState.QUEUED, JobState.RUNNING
+SUCCEEDED, FAILED = JobState.SUCCEEDED, JobState.FAILED
+CANCELLED, EXPIRED = JobState.CANCELLED, JobState.EXPIRED
+FINISHED = tuple(sorted(TERMINAL))
 #: Parameters that name a file: only ever an attachment, stored as a ``GpuJobFile``.
 FILE_PARAMS = ("image",)
 #: How a stored job's params refer to its input file: ``db:<GpuJobFile id>``.
 FILE_REF = "db:"
 #: The largest attachment any demo takes (a demo may take less: :func:`input_limit`).
 MAX_INPUT_BYTES = 50 * 1024 * 1024
-INPUT, OUTPUT = "input", "output"
+#: Run times of a demo's last jobs that its estimate is measured from.
+MEASURED_RUNS = 20
 
-
-class QueueError(Exception):
-    """A refusal the student reads (cap reached, unknown demo, bad parameters)."""
-
-
-@dataclass(frozen=True)
-class Position:
-    job: GpuJob
-    ahead: int  # jobs that run before it
+__all__ = [
+    "CANCELLED",
+    "EXPIRED",
+    "FAILED",
+    "FINISHED",
+    "INPUT",
+    "MAX_ATTEMPTS",
+    "OUTPUT",
+    "QUEUED",
+    "QUEUED_CAP",
+    "RUNNING",
+    "RUNNING_CAP",
+    "STALE",
+    "SUCCEEDED",
+    "YOUNG",
+    "JobInput",
+    "QueueError",
+    "submit",
+]
 
 
 def validate_params(demo_name: str, raw: dict[str, Any]) -> dict[str, Any]:
@@ -182,8 +198,9 @@ async def submit(
     queued_cap: int = QUEUED_CAP,
     inputs: Mapping[str, JobInput] | None = None,
 ) -> GpuJob:
-    """Queue a job; ``inputs``: attached files for file parameters (``image``), checked
-    here and stored with the job (the params then say ``image = "db:<file id>"``)."""
+    """Check and queue a job (:meth:`Jobs.submit`, in the caller's transaction);
+    ``inputs``: attached files for file parameters (``image``), checked here and stored
+    with the job (the params then say ``image = "db:<file id>"``)."""
     inputs = dict(inputs or {})
     for key in FILE_PARAMS:
         if key in params:
@@ -202,92 +219,48 @@ async def submit(
         clean = await asyncio.to_thread(_validate_with_files, demo, params, inputs)
     else:
         clean = validate_params(demo, params)
-    if queued_cap <= 0:
-        raise QueueError("The instructor has not allowed you GPU jobs; ask them if you need one.")
-    queued = await session.scalar(
-        select(func.count()).where(GpuJob.person_id == person_id, GpuJob.state == QUEUED)
-    )
-    if (queued or 0) >= queued_cap:
-        raise QueueError(
-            f"You already have {queued} jobs waiting (the limit is {queued_cap}); "
-            "wait for one to finish or cancel one with `gpu cancel <job>`."
+    files = {
+        key: StoredFile(
+            safe_name(item.name), item.data, item.content_type or "application/octet-stream"
         )
-    job = GpuJob(
+        for key, item in inputs.items()
+    }
+    return await Jobs(session).submit(
         course_id=course_id,
         person_id=person_id,
         demo=demo,
         params=clean,
-        state=QUEUED,
         channel=channel,
-        created_at=now,
+        now=now,
+        queued_cap=queued_cap,
+        files=files,
     )
-    session.add(job)
-    await session.flush()
-    if inputs:  # the files, in this transaction too
-        refs: dict[str, str] = {}
-        for key, item in inputs.items():
-            row = GpuJobFile(
-                job_id=job.id,
-                role=INPUT,
-                name=safe_name(item.name),
-                content_type=item.content_type or "application/octet-stream",
-                data=item.data,
-                created_at=now,
-            )
-            session.add(row)
-            await session.flush()
-            refs[key] = file_ref(row.id)
-        job.params = {**clean, **refs}  # a new dict, so the JSON column is saved
-        await session.flush()
-    if procrastinate_app.uses_procrastinate(session):
-        # In this transaction: the row and its procrastinate job commit together.
-        await procrastinate_app.defer(session, job.id, priority=-await turn(session, job))
-    return job
 
 
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
+# ------------------------------------------------------------------ the queue's order
 
 
-async def turn(session: AsyncSession, job: GpuJob) -> int:
-    """The job's round-robin turn: its owner's queued jobs ahead of it, plus one while
-    one of theirs runs (0 = among the next to run)."""
-    ahead = await session.scalar(
-        select(func.count()).where(
-            GpuJob.person_id == job.person_id,
-            GpuJob.state == QUEUED,
-            GpuJob.id < job.id,
-        )
-    )
-    running = await session.scalar(
-        select(func.count()).where(GpuJob.person_id == job.person_id, GpuJob.state == RUNNING)
-    )
-    return int(ahead or 0) + (1 if running else 0)
-
-
-async def queue_order(session: AsyncSession) -> list[GpuJob]:
+async def queue_order(
+    session: AsyncSession, *, include_paused: bool = False, course_id: int | None = None
+) -> list[GpuJob]:
     """Queued jobs in the order they will run: round-robin across owners (jobs of a
-    course whose queue the instructor paused are left out until it resumes).
+    course whose queue the instructor paused are left out unless ``include_paused``).
 
     A job's turn is its place among its owner's queued jobs (plus one while one of
     theirs runs); among equal turns, the owner served longest ago goes first, so when A
     has 10 queued and B submits one, B's runs as soon as the GPU is free, even if A's
     next job is older."""
-    paused = [
-        cid
-        for cid, rules in await session.execute(select(Course.id, Course.gpu_rules))
-        if (rules or {}).get("paused")
-    ]
     q = select(GpuJob).where(GpuJob.state == QUEUED).order_by(GpuJob.created_at, GpuJob.id)
-    if paused:  # a paused course's jobs wait, in place, until it resumes
-        q = q.where(GpuJob.course_id.not_in(paused))
+    if course_id is not None:
+        q = q.where(GpuJob.course_id == course_id)
+    if not include_paused:
+        paused = await Jobs(session).paused_courses()
+        if paused:  # a paused course's jobs wait, in place, until it resumes
+            q = q.where(GpuJob.course_id.not_in(paused))
     jobs = list(await session.scalars(q))
     if not jobs:
         return []
-    running = {
-        pid
-        for pid in await session.scalars(select(GpuJob.person_id).where(GpuJob.state == RUNNING))
-    }
+    running = set(await session.scalars(select(GpuJob.person_id).where(GpuJob.state == RUNNING)))
     owners = {job.person_id for job in jobs}
     served: dict[int, datetime] = {
         pid: at
@@ -310,138 +283,107 @@ async def queue_order(session: AsyncSession) -> list[GpuJob]:
 
 
 async def position(session: AsyncSession, job: GpuJob) -> int:
-    order = await queue_order(session)
+    """How many jobs run before ``job`` (its own course's pause aside); -1: not queued."""
+    order = await queue_order(session, include_paused=True)
     return next((i for i, j in enumerate(order) if j.id == job.id), -1)
 
 
-async def _lock_owner(session: AsyncSession, person_id: int, *, wait: bool = True) -> bool:
-    """Serialise claims of one owner's jobs until commit (the running cap), on Postgres;
-    SQLite's write lock (``BEGIN IMMEDIATE``) already does. ``wait=False``: False at
-    once if another worker is claiming one of theirs."""
-    if not _is_postgres(session):
-        return True
-    fn = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-    got = await session.scalar(text(f"SELECT {fn}(790, :pid)"), {"pid": person_id})
-    return got is not False
+# ------------------------------------------------------------------ estimates
 
 
-async def _owner_running(session: AsyncSession, person_id: int) -> int:
-    n = await session.scalar(
-        select(func.count()).where(GpuJob.person_id == person_id, GpuJob.state == RUNNING)
-    )
-    return int(n or 0)
+async def run_times(session: AsyncSession) -> dict[str, float]:
+    """Each demo's measured run time: the median of its last :data:`MEASURED_RUNS`
+    successful runs; demos never run yet fall back to their declared typical time."""
+    from gpu_queue.demos import catalogue
 
-
-def _start(job: GpuJob, worker: str, now: datetime) -> None:
-    job.state = RUNNING
-    job.worker = worker
-    job.started_at = now
-    job.heartbeat_at = now
-    job.attempts += 1
-    job.progress = 0.0
-
-
-async def claim(session: AsyncSession, worker: str, now: datetime) -> GpuJob | None:
-    """Mark the next job running for ``worker`` (in the caller's transaction)."""
-    running = set(await session.scalars(select(GpuJob.person_id).where(GpuJob.state == RUNNING)))
-    for candidate in await queue_order(session):
-        if candidate.person_id in running and RUNNING_CAP <= 1:
-            continue
-        q = select(GpuJob).where(GpuJob.id == candidate.id, GpuJob.state == QUEUED)
-        if _is_postgres(session):
-            q = q.with_for_update(skip_locked=True)
-        job = await session.scalar(q)
-        if job is None:
-            continue
-        # Not waiting for the owner's lock: scanning workers never wait on each other.
-        if not await _lock_owner(session, job.person_id, wait=False):
-            continue  # another worker is claiming one of theirs right now
-        if await _owner_running(session, job.person_id) >= RUNNING_CAP:
-            continue  # another worker just started one of theirs
-        _start(job, worker, now)
-        await session.flush()
-        return job
-    return None
-
-
-Claim = Literal["claimed", "gone", "wait"]
-
-
-async def claim_job(
-    session: AsyncSession, job_id: int, worker: str, now: datetime
-) -> tuple[Claim, GpuJob | None]:
-    """Claim one given job (a procrastinate delivery), in the caller's transaction.
-
-    ``claimed``: it is now running for ``worker``. ``gone``: it is no longer queued
-    (cancelled, already claimed by an earlier delivery, finished): nothing to do.
-    ``wait``: it may not start yet (its owner has a job running, or the instructor
-    paused the queue); with procrastinate it has been offered again a little later."""
-    q = select(GpuJob).where(GpuJob.id == job_id, GpuJob.state == QUEUED)
-    if _is_postgres(session):
-        q = q.with_for_update()  # a concurrent claim waits here, then finds it running
-    job = await session.scalar(q)
-    if job is None:
-        return "gone", None
-    rules = await session.scalar(select(Course.gpu_rules).where(Course.id == job.course_id))
-    wait: timedelta | None = PAUSED_WAIT if (rules or {}).get("paused") else None
-    if wait is None:
-        await _lock_owner(session, job.person_id)
-        if await _owner_running(session, job.person_id) >= RUNNING_CAP:
-            wait = RETRY_WAIT
-    if wait is not None:
-        if procrastinate_app.uses_procrastinate(session):
-            await procrastinate_app.defer(
-                session, job.id, priority=-await turn(session, job), at=now + wait
+    times: dict[str, float] = {name: d.typical_s for name, d in catalogue().items()}
+    for name in times:
+        rows = await session.execute(
+            select(GpuJob.started_at, GpuJob.finished_at)
+            .where(
+                GpuJob.demo == name,
+                GpuJob.state == SUCCEEDED,
+                GpuJob.started_at.is_not(None),
+                GpuJob.finished_at.is_not(None),
             )
-        return "wait", job
-    _start(job, worker, now)
-    await session.flush()
-    return "claimed", job
+            .order_by(GpuJob.id.desc())
+            .limit(MEASURED_RUNS)
+        )
+        measured = [(f - s).total_seconds() for s, f in rows]
+        if measured:
+            times[name] = max(0.1, statistics.median(measured))
+    return times
 
 
-async def release(session: AsyncSession, job_id: int, worker: str, now: datetime) -> bool:
-    """Give a running job back to the queue (its worker is stopping): queued again at
-    once, without counting the attempt. False if it was not running for ``worker``."""
-    q = select(GpuJob).where(GpuJob.id == job_id)
-    if _is_postgres(session):
-        q = q.with_for_update()
-    job = await session.scalar(q)
-    if job is None or job.state != RUNNING or job.worker != worker:
-        return False
-    job.state = QUEUED
-    job.worker = None
-    job.attempts = max(0, job.attempts - 1)
-    job.progress = 0.0
-    job.note = "its worker stopped; queued again"
-    await session.flush()
-    if procrastinate_app.uses_procrastinate(session):
-        await procrastinate_app.defer(session, job.id, priority=-await turn(session, job))
-    return True
+@dataclass(frozen=True)
+class Estimate:
+    ahead: int  # jobs that start before this one
+    seconds: float | None  # until it starts (None: no worker is serving)
+    workers: int  # workers serving now
+    paused: bool = False
+
+    @property
+    def starting_now(self) -> bool:
+        return self.seconds is not None and self.seconds < 1 and not self.paused
+
+    def words(self) -> str:
+        if self.paused:
+            return "the instructor has paused the GPU queue; it starts when the queue resumes"
+        if self.seconds is None:
+            return "no GPU worker is running right now; it starts when one comes up"
+        if self.starting_now:
+            return "starting now (a GPU worker is free)"
+        return f"it should start in about {_duration(self.seconds)}"
 
 
-async def recover(session: AsyncSession, now: datetime) -> list[GpuJob]:
-    """Running jobs whose worker died (no heartbeat): queued again once if young,
-    otherwise expired. Returns the expired ones (their owners are told)."""
-    expired = []
-    q = select(GpuJob).where(GpuJob.state == RUNNING, GpuJob.heartbeat_at < now - STALE)
-    if _is_postgres(session):
-        # Rows another transaction holds (a heartbeat, a claim, another recovery) are
-        # skipped: their worker is alive, or someone else is recovering them.
-        q = q.with_for_update(skip_locked=True)
-    requeued = []
-    for job in await session.scalars(q):
-        if job.attempts < 2 and now - job.created_at < YOUNG:
-            job.state = QUEUED
-            job.worker = None
-            job.note = "the worker stopped; queued again"
-            requeued.append(job)
-        else:
-            job.state = EXPIRED
-            job.finished_at = now
-            job.error = "The worker stopped while running this job; it was not run again."
-            expired.append(job)
-    await session.flush()
-    if requeued and procrastinate_app.uses_procrastinate(session):
-        for job in requeued:
-            await procrastinate_app.defer(session, job.id, priority=-await turn(session, job))
-    return expired
+def _duration(seconds: float) -> str:
+    s = max(1, round(seconds))
+    if s < 90:
+        return f"{s} s"
+    if s < 90 * 60:
+        return f"{round(s / 60)} min"
+    return f"{s / 3600:.1f} h"
+
+
+async def estimate(session: AsyncSession, job: GpuJob, now: datetime) -> Estimate:
+    """When ``job`` should start: the live workers (an idle one is free now, a busy one
+    when its job's measured run time is over) take the jobs ahead of it in queue order,
+    each for its demo's measured run time (an owner's next job waits for their running
+    one: the running cap)."""
+    paused = job.course_id in await Jobs(session).paused_courses([job.course_id])
+    order = await queue_order(session, include_paused=True)
+    ahead = next((i for i, j in enumerate(order) if j.id == job.id), len(order))
+    workers = await fleet.live(session, now)
+    if paused:
+        return Estimate(ahead, None, len(workers), paused=True)
+    if not workers:
+        return Estimate(ahead, None, 0)
+    took = await run_times(session)
+    running = {
+        j.id: j for j in await session.scalars(select(GpuJob).where(GpuJob.state == RUNNING))
+    }
+    owner_free: dict[int, float] = {}
+    free: list[float] = []
+    for w in workers:
+        current = running.get(w.job_id or -1) if w.state == fleet.BUSY else None
+        if current is None:
+            free.append(0.0)
+            continue
+        elapsed = (now - (current.started_at or now)).total_seconds()
+        left = max(1.0, took.get(current.demo, 1.0) - elapsed)
+        free.append(left)
+        owner_free[current.person_id] = left
+    for j in running.values():  # running on a worker that is not (yet) in the table
+        owner_free.setdefault(j.person_id, 1.0)
+    heapq.heapify(free)
+    paused_courses = await Jobs(session).paused_courses()
+    for j in order:
+        if j.course_id in paused_courses and j.id != job.id:
+            continue
+        start = max(heapq.heappop(free), owner_free.get(j.person_id, 0.0))
+        if j.id == job.id:
+            return Estimate(ahead, start, len(workers))
+        end = start + took.get(j.demo, 1.0)
+        owner_free[j.person_id] = end
+        heapq.heappush(free, end)
+    return Estimate(ahead, None, len(workers))

@@ -7,17 +7,19 @@ past its demo's wall-clock limit, runs out of GPU memory or kills its process ta
 child with it; the next job gets a fresh one. The child dies with its worker, even
 under ``kill -9`` (Linux ``PR_SET_PDEATHSIG``, and a watchdog thread elsewhere).
 
-**The worker** beats the job's heartbeat while it runs and writes progress and the
-result to the job's row (only while the row is still running for it). A worker killed
-with ``kill -9`` leaves a stale heartbeat, which :func:`gpu_queue.queue.recover` turns
-into a retry (young jobs, once) or an expiry. A worker that is stopped (SIGTERM, Ctrl-C,
-the bot exiting) kills its child and gives the running job back to the queue.
+**The worker** changes a job only through :class:`gpu_queue.jobs.Jobs`, one transaction
+per step: it claims the next job in round-robin order, beats its heartbeat (with the
+progress) while it runs, and finishes or fails it. A worker killed with ``kill -9``
+leaves a stale heartbeat, which :meth:`Jobs.recover` turns into a retry (young jobs,
+once) or an expiry. A worker that is stopped (SIGTERM, Ctrl-C, the bot exiting, Slurm's
+``scancel`` or its warning signal ``USR1`` before the time limit) kills its child and
+hands the running job back to the queue, where it runs again from the start, once.
 
-**Engines** (``gpu_queue/procrastinate_app.py``): on SQLite, or with
-``COURSEBOT_GPU_QUEUE=db``, :meth:`Worker.serve` claims rows itself (woken within ~25 ms
-of a commit: SQLite's ``data_version``, or a cheap look every 50 ms on Postgres); on
-Postgres :meth:`Worker.serve_procrastinate` runs a procrastinate worker (concurrency 1,
-woken by LISTEN/NOTIFY) whose task is :meth:`Worker.run_job`.
+**Waking** is the only part that differs between the backends
+(:mod:`gpu_queue.engines`): SQLite's ``data_version``, Postgres ``LISTEN``. The worker
+also registers itself in ``gpu_workers`` (:mod:`gpu_queue.fleet`) and beats there while
+idle, so the bot knows whether a job will start now.
+
 **Files** travel through the database (``GpuJobFile``), so a worker on another host
 needs no shared folder: before a job runs, its input files are written to a private
 temporary folder on this host (removed afterwards) and the demo is given that path;
@@ -35,10 +37,10 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -46,30 +48,14 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from commands.clock import Clock, SystemClock
-from db.models import GpuJob, GpuJobFile
+from db.models import GpuJobFile
 from db.session import Database
-from gpu_queue import procrastinate_app
-from gpu_queue.queue import (
-    CANCELLED,
-    FAILED,
-    INPUT,
-    OUTPUT,
-    QUEUED,
-    RUNNING,
-    STALE,
-    SUCCEEDED,
-    claim,
-    claim_job,
-    recover,
-    ref_id,
-    release,
-    safe_name,
-    turn,
-)
+from gpu_queue import engines, fleet
+from gpu_queue.jobs import INPUT, Jobs, JobState, StoredFile
+from gpu_queue.queue import ref_id, safe_name
 
 if TYPE_CHECKING:
     from gpu_queue.demos import Demo, Progress
@@ -81,6 +67,13 @@ HEARTBEAT_S = 2.0
 CHILD_START_S = 300.0
 #: Progress reported by a demo is written at most this often (each write also beats).
 PROGRESS_EVERY_S = 0.5
+#: An idle worker beats its ``gpu_workers`` row this often (it counts as live for STALE).
+IDLE_BEAT_S = 5.0
+#: How soon a running job notices that its worker is being stopped.
+STOP_CHECK_S = 0.2
+#: A worker whose allocation (Slurm's time limit) ends within this many seconds claims
+#: no more jobs (the warning signal ``--signal=B:USR1@60`` comes 60 s before the end).
+END_MARGIN_S = 60.0
 OOM_MESSAGE = (
     "The GPU ran out of memory running `{demo}`. Try smaller parameters (a smaller "
     "image, batch or model), or run it again later when the GPU is less busy."
@@ -106,6 +99,9 @@ def run_demo(demo: Demo, params: dict[str, Any], device: str, progress: Progress
     from gpu_queue.demos import DemoError
 
     try:
+        too_big = memory_refusal(demo, params, device)
+        if too_big:
+            return ("error", too_big, None)
         result = demo.run(demo.params.model_validate(params), device, progress)
         return ("ok", result.text, result.images)
     except DemoError as exc:
@@ -115,6 +111,32 @@ def run_demo(demo: Demo, params: dict[str, Any], device: str, progress: Progress
             return ("fail", OOM_MESSAGE.format(demo=demo.name), None)
         log.exception("demo %s failed", demo.name)
         return ("error", f"The demo failed: {type(exc).__name__}: {exc}", None)
+
+
+def gpu_memory_mib(device: str) -> tuple[int, int]:
+    """(total, free) memory of this process's GPU in MiB; (0, 0) on the CPU."""
+    if not device.startswith("cuda"):
+        return 0, 0
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    return total // 2**20, free // 2**20
+
+
+def memory_refusal(demo: Demo, params: dict[str, Any], device: str) -> str | None:
+    """The student's message when the demo's parameters would not fit this GPU's free
+    memory (checked before anything is allocated), else None."""
+    if demo.memory_mib is None or not device.startswith("cuda"):
+        return None
+    need = demo.memory_mib(demo.params.model_validate(params))
+    total, free = gpu_memory_mib(device)
+    if need <= free:
+        return None
+    return (
+        f"`{demo.name}` with these parameters needs about {need:,.0f} MiB of GPU memory; "
+        f"this GPU has {free:,} MiB free (of {total:,} MiB). Try smaller parameters "
+        "(see `gpu demos`)."
+    )
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -139,6 +161,11 @@ def _die_with_parent(parent_pid: int) -> None:
 def _child_main(conn: Connection, parent_pid: int) -> None:
     """The warm child: import torch once, then run jobs sent through the pipe."""
     _die_with_parent(parent_pid)
+    # Stop signals are the worker's to act on (Slurm's scancel and a terminal's Ctrl-C
+    # reach every process of the job or group): the worker hands the job back, then
+    # kills this child itself.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     try:
         from gpu_queue.demos import catalogue, pick_device
 
@@ -147,7 +174,7 @@ def _child_main(conn: Connection, parent_pid: int) -> None:
     except Exception as exc:
         conn.send(("fail", f"The GPU worker could not start a demo process: {exc}", None))
         return
-    conn.send(("ready", device))
+    conn.send(("ready", device, gpu_memory_mib(device)[0]))
 
     def progress(fraction: float, what: str) -> None:
         conn.send(("progress", float(fraction), str(what)))
@@ -168,6 +195,25 @@ def _child_main(conn: Connection, parent_pid: int) -> None:
 
 
 # ------------------------------------------------------------------ in the worker
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def _stop_signals_ignored() -> Iterator[None]:
+    """Ignore the stop signals while a child is started (an ignored signal stays ignored
+    across exec), then restore this process's own handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 class MissingInput(Exception):
@@ -190,6 +236,7 @@ class _Child:
     proc: BaseProcess
     conn: Connection
     device: str | None = None  # set when the child is ready
+    memory_mib: int = 0
     jobs: int = 0
 
     def kill(self) -> None:
@@ -211,6 +258,8 @@ class Worker:
         clock: Clock | None = None,
         timeouts: dict[str, float] | None = None,
         warm: bool = True,
+        slurm_job_id: str | None = None,
+        ends_at: datetime | None = None,
     ) -> None:
         self.db = db
         self.timeouts = timeouts or {}  # per-demo overrides of the catalogue's limits
@@ -220,8 +269,14 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock or SystemClock()
         self.warm = warm
-        self.stop = asyncio.Event()  # set: release the running job, serve no more
+        #: Under Slurm: the job that holds this worker, and when its time limit ends
+        #: (no job is claimed in the last :data:`END_MARGIN_S` seconds).
+        self.slurm_job_id = slurm_job_id
+        self.ends_at = ends_at
+        self.stop = asyncio.Event()  # set: hand the running job back, serve no more
         self._child: _Child | None = None
+        self._registered = False
+        self._last_seen = 0.0
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -235,7 +290,8 @@ class Worker:
         proc = ctx.Process(
             target=_child_main, args=(child, os.getpid()), name="coursebot-gpu-child", daemon=True
         )
-        proc.start()
+        with _stop_signals_ignored():  # inherited through exec: the child ignores them
+            proc.start()  # from its first instruction (see _child_main)
         child.close()
         return _Child(proc, parent)
 
@@ -264,13 +320,53 @@ class Worker:
 
         return await asyncio.to_thread(get)
 
-    # ---------------------------------------------------------------- the engines
+    # ------------------------------------------------------------------ the fleet row
+
+    async def register(self) -> None:
+        who = fleet.Identity(
+            name=self.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            slurm_job_id=self.slurm_job_id,
+            ends_at=self.ends_at,
+        )
+        async with self.db.transaction() as session:
+            await fleet.register(session, who, self.now())
+        self._registered = True
+        self._last_seen = time.monotonic()
+
+    async def _fleet(self, **values: Any) -> None:
+        if not self._registered:
+            return
+        try:
+            async with self.db.transaction() as session:
+                await fleet.beat(session, self.name, self.now(), **values)
+            self._last_seen = time.monotonic()
+        except Exception:  # the row is a report; a job never fails because of it
+            log.warning("GPU worker %s: could not update its row", self.name, exc_info=True)
+
+    async def _idle_beat(self) -> None:
+        if self._registered and time.monotonic() - self._last_seen >= IDLE_BEAT_S:
+            await self._fleet()
+
+    def time_left(self) -> float | None:
+        """Seconds until this worker's allocation ends (None: no limit)."""
+        if self.ends_at is None:
+            return None
+        return (self.ends_at - self.now()).total_seconds()
+
+    # ---------------------------------------------------------------- claiming
 
     async def run_once(self) -> int | None:
-        """Claim the next job (round-robin) and run it; its id, or None if none waits."""
+        """Recover dead workers' jobs, claim the next job (round-robin) and run it; its
+        id, or None if none may start."""
+        left = self.time_left()
+        if left is not None and left < END_MARGIN_S:
+            return None  # the allocation is about to end: leave the job to another
         async with self.db.transaction() as session:
-            await recover(session, self.now())
-            job = await claim(session, self.name, self.now())
+            jobs = Jobs(session)
+            await jobs.recover(self.now())
+            job = await jobs.claim_next(self.name, self.now())
             if job is None:
                 return None
             job_id, demo, params = job.id, job.demo, dict(job.params)
@@ -278,17 +374,18 @@ class Worker:
         return job_id
 
     async def run_job(self, job_id: int) -> str:
-        """Run one given job (procrastinate's task): ``ran``, or ``gone`` (no longer
-        queued: cancelled, or delivered twice) or ``wait`` (offered again later)."""
+        """Run one given job if it may start now: ``ran``, or ``wait``/``gone``."""
         async with self.db.transaction() as session:
-            status, job = await claim_job(session, job_id, self.name, self.now())
-            if status != "claimed" or job is None:
-                return status
+            job = await Jobs(session).claim(job_id, self.name, self.now())
+            if job is None:
+                current = await Jobs(session).get(job_id, lock=False)
+                return "wait" if current and current.state == JobState.QUEUED else "gone"
             demo, params = job.demo, dict(job.params)
         await self._run_claimed(job_id, demo, params)
         return "ran"
 
     async def _run_claimed(self, job_id: int, demo: str, params: dict[str, Any]) -> None:
+        await self._fleet(state=fleet.BUSY, job_id=job_id)
         try:
             await self.execute(job_id, demo, params)
         except asyncio.CancelledError:
@@ -296,7 +393,13 @@ class Worker:
         except Exception as exc:
             log.exception("GPU job %s could not be run", job_id)
             self._discard_child()
-            await self._finish(job_id, ("fail", f"The job could not be run: {exc}", None))
+            await self._end(job_id, ("fail", f"The job could not be run: {exc}", None))
+        finally:
+            await asyncio.shield(
+                self._fleet(state=fleet.STOPPING if self.stop.is_set() else fleet.IDLE, ran=True)
+            )
+
+    # ---------------------------------------------------------------- running
 
     async def execute(self, job_id: int, demo_name: str, params: dict[str, Any]) -> None:
         """Run a job this worker has claimed and write its outcome to the row."""
@@ -311,12 +414,14 @@ class Worker:
                 outcome: Outcome = ("error", str(exc), None)
             else:
                 outcome = await self._drive(job_id, demo_name, params, limit_s)
-        except asyncio.CancelledError:  # the worker is being stopped (procrastinate abort)
+        except asyncio.CancelledError:  # the worker's task is being cancelled
             self._discard_child()
-            await asyncio.shield(self._release(job_id))
+            await asyncio.shield(self._hand_back(job_id))
             raise
         except (EOFError, OSError):  # the child died mid-message
             outcome = ("fail", "The demo stopped without a result.", None)
+            if self.stop.is_set():  # ... because this worker is being stopped
+                outcome = ("released", None, None)
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -325,10 +430,7 @@ class Worker:
             self._discard_child()  # a child that was killed, failed or is not kept warm
         elif self._child is not None:
             self._child.jobs += 1
-        if kind == "released":
-            await self._release(job_id)
-        elif kind != "lost":
-            await self._finish(job_id, outcome)
+        await self._end(job_id, outcome)
 
     async def _stage_inputs(
         self, job_id: int, params: dict[str, Any]
@@ -381,21 +483,24 @@ class Worker:
             wait = HEARTBEAT_S
             if sent_at is not None:  # wake up in time to enforce the limit
                 wait = max(0.01, min(wait, sent_at + limit_s - loop.time() + 0.01))
-            msg = await self._recv(child.conn, wait)
+            if self.stop.is_set():
+                return ("released", None, None)
+            msg = await self._recv(child.conn, min(wait, STOP_CHECK_S))
             if msg is not None:
                 if msg[0] == "ready":
                     child.device = msg[1]
+                    child.memory_mib = int(msg[2]) if len(msg) > 2 else 0
                     continue
                 if msg[0] != "progress":
                     return (msg[0], msg[1], msg[2] if len(msg) > 2 else None)
                 progress = {"progress": msg[1], "note": msg[2][:200]}
             now = loop.time()
             if now - last_write >= (PROGRESS_EVERY_S if progress else HEARTBEAT_S):
-                state = await self._update(job_id, **progress)
+                state = await self._beat(job_id, **progress)
                 progress, last_write = {}, now
-                if state == CANCELLED:
+                if state == JobState.CANCELLED:
                     return ("cancelled", None, None)
-                if state != RUNNING:
+                if state != JobState.RUNNING:
                     log.warning("GPU job %s was taken from %s (%s)", job_id, self.name, state)
                     return ("lost", None, None)
             if self.stop.is_set():
@@ -409,72 +514,50 @@ class Worker:
             if sent_at is None and now - begun > CHILD_START_S:
                 return ("fail", "The GPU worker could not start the demo in time.", None)
             if not child.proc.is_alive() and not child.conn.poll(0):
+                if self.stop.is_set():
+                    return ("released", None, None)
                 return ("fail", "The demo stopped without a result.", None)
 
-    async def _update(self, job_id: int, **values: Any) -> str:
-        """Beat the heartbeat (and write progress); the row's state, or ``lost`` when
-        it is running for another worker (ours was presumed dead and it was re-run)."""
+    async def _beat(self, job_id: int, **values: Any) -> JobState | None:
+        """Beat the job's heartbeat (and write progress); its state, or None when it is
+        gone or runs for another worker (ours was presumed dead and it was re-run)."""
         async with self.db.transaction() as session:
-            job = await session.get(GpuJob, job_id)
-            if job is None:
-                return "lost"
-            if job.state == RUNNING:
-                if job.worker != self.name:
-                    return "lost"
-                job.heartbeat_at = self.now()
-                for k, v in values.items():
-                    setattr(job, k, v)
-            return job.state
+            state = await Jobs(session).beat(job_id, self.name, self.now(), **values)
+            await fleet.beat(session, self.name, self.now())
+        self._last_seen = time.monotonic()
+        return state
 
-    async def _release(self, job_id: int) -> None:
+    async def _hand_back(self, job_id: int) -> None:
+        note = "its worker stopped (its time was up, or it was cancelled); queued again"
         async with self.db.transaction() as session:
-            if await release(session, job_id, self.name, self.now()):
-                log.info("GPU worker %s: job %s given back to the queue", self.name, job_id)
+            if await Jobs(session).requeue(job_id, self.name, self.now(), note=note):
+                log.info("GPU worker %s: job %s handed back to the queue", self.name, job_id)
 
-    async def _finish(self, job_id: int, outcome: Outcome) -> None:
+    async def _end(self, job_id: int, outcome: Outcome) -> None:
+        """Write the outcome: one transition, in one transaction."""
         kind, first, images = outcome
+        if kind in ("lost", "cancelled"):
+            return  # the row already says what happened (cancelled, or re-run elsewhere)
+        if kind == "released":
+            await self._hand_back(job_id)
+            return
         async with self.db.transaction() as session:
-            job = await session.get(GpuJob, job_id)
-            assert job is not None
-            if job.state != RUNNING or job.worker != self.name:
-                return  # cancelled while finishing, or no longer ours: keep that
-            job.finished_at = self.now()
+            jobs = Jobs(session)
             if kind == "ok":
-                # The result images go to the database (the bot may be on another host).
-                await session.execute(
-                    delete(GpuJobFile).where(GpuJobFile.job_id == job_id, GpuJobFile.role == OUTPUT)
-                )
-                names = []
-                for name, data in images or []:
-                    names.append(safe_name(name))
-                    session.add(
-                        GpuJobFile(
-                            job_id=job_id,
-                            role=OUTPUT,
-                            name=names[-1],
-                            content_type="image/png",
-                            data=data,
-                            created_at=self.now(),
-                        )
-                    )
-                job.state, job.result_text, job.result_files, job.progress = (
-                    SUCCEEDED,
-                    first,
-                    names,
-                    1.0,
-                )
-            elif kind == "cancelled":
-                job.state = CANCELLED
+                files = [StoredFile(safe_name(n), d, "image/png") for n, d in images or []]
+                await jobs.finish(job_id, self.name, self.now(), text=first, images=files)
             else:
-                job.state, job.error = FAILED, first
+                await jobs.fail(job_id, self.name, self.now(), error=str(first))
 
     # ------------------------------------------------------------------ serving
 
     async def serve(self, poll_s: float = 0.5, parent_pid: int | None = None) -> None:
-        """The database engine: claim rows until :attr:`stop` is set."""
-        log.info("GPU worker %s serving (claiming rows)", self.name)
+        """Claim and run jobs until :attr:`stop` is set, woken by the database's own
+        signal (:func:`gpu_queue.engines.open_wake`)."""
+        log.info("GPU worker %s serving", self.name)
         self.warm_up()
-        wake: _SqliteWake | _PollWake = _SqliteWake.open(self.db.url) or _PollWake(self.db)
+        await self.register()
+        wake = await engines.open_wake(self.db)
         watch = _watch_parent(parent_pid, self.stop)
         try:
             while not self.stop.is_set():
@@ -484,42 +567,28 @@ class Worker:
                     log.exception("GPU worker: a job failed unexpectedly")
                     ran = None
                 if ran is None:
+                    await self._idle_beat()
+                    left = self.time_left()
+                    if left is not None and left < END_MARGIN_S:
+                        log.info("GPU worker %s: its time is nearly up; leaving", self.name)
+                        break
                     await wake.wait(self.stop, poll_s)
         finally:
             watch.cancel()
-            wake.close()
+            await wake.close()
             self.close()
+            await asyncio.shield(self._fleet(state=fleet.STOPPED, note="stopped"))
 
     async def serve_procrastinate(self, database_url: str, parent_pid: int | None = None) -> None:
-        """The procrastinate engine: one procrastinate worker (concurrency 1) running
-        :meth:`run_job`, until :attr:`stop` is set."""
-        log.info("GPU worker %s serving (procrastinate, queue %r)", self.name, "gpu")
-        app = procrastinate_app.make_app(database_url, self.run_job)
-        self.warm_up()
-        watch = _watch_parent(parent_pid, self.stop)
-        try:
-            await procrastinate_app.run_worker(
-                app, self.name, self.stop, lambda: self.maintain(app)
-            )
-        finally:
-            watch.cancel()
-            self.close()
+        """The former Postgres engine's entry point: the same as :meth:`serve`."""
+        del database_url
+        await self.serve(parent_pid=parent_pid)
 
     async def maintain(self, app: Any = None) -> None:
-        """Recover rows of dead workers; with procrastinate, also fail dead workers'
-        procrastinate jobs and re-offer queued rows that no procrastinate job carries."""
-        if app is not None:
-            await procrastinate_app.finish_stalled(app, STALE.total_seconds())
+        """Recover dead workers' jobs (queued again once, or expired)."""
+        del app
         async with self.db.transaction() as session:
-            await recover(session, self.now())
-            if procrastinate_app.uses_procrastinate(session):
-                for job_id in await procrastinate_app.orphans(session):
-                    job = await session.get(GpuJob, job_id)
-                    assert job is not None
-                    log.warning("GPU job %s had no procrastinate job; offered again", job_id)
-                    await procrastinate_app.defer(
-                        session, job_id, priority=-await turn(session, job)
-                    )
+            await Jobs(session).recover(self.now())
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
@@ -538,88 +607,6 @@ def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> asyncio.Task[N
             await _sleep(stop, 1.0)
 
     return asyncio.create_task(watch())
-
-
-class _SqliteWake:
-    """Wakes the SQLite worker within ~25 ms of a commit (by another connection) that
-    leaves a job queued, instead of a slow poll: SQLite has no LISTEN. It reads through
-    its own plain connection (a WAL reader never blocks the bot's writes), so only a
-    wake-up with work to do takes the write lock to claim."""
-
-    def __init__(self, path: str) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.seen = self._version()
-
-    @classmethod
-    def open(cls, url: str) -> _SqliteWake | None:
-        parsed = make_url(url)
-        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-            return None
-        return cls(str(parsed.database))
-
-    def _version(self) -> int:
-        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
-
-    def _changed_with_work(self) -> bool:
-        try:
-            version = self._version()
-            if version == self.seen:
-                return False
-            self.seen = version
-            return (
-                self.conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM gpu_jobs WHERE state = 'queued')"
-                ).fetchone()[0]
-                == 1
-            )
-        except sqlite3.Error:  # busy or locked: let the regular poll decide
-            return False
-
-    async def wait(self, stop: asyncio.Event, limit: float) -> None:
-        end = time.monotonic() + limit
-        while not stop.is_set() and time.monotonic() < end:
-            if self._changed_with_work():
-                return
-            await _sleep(stop, 0.025)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-class _PollWake:
-    """The same on Postgres with ``COURSEBOT_GPU_QUEUE=db`` (procrastinate's LISTEN is
-    the default there): a cheap indexed look at the queue every 50 ms, waking when a
-    job was queued or one finished (which may let an owner's next one start)."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.seen: tuple[Any, ...] | None = None
-
-    async def _signature(self) -> tuple[Any, ...]:
-        async with self.db.session() as session:
-            row = await session.execute(
-                select(GpuJob.state, func.count(), func.max(GpuJob.id))
-                .where(GpuJob.state.in_((QUEUED, RUNNING)))
-                .group_by(GpuJob.state)
-                .order_by(GpuJob.state)
-            )
-            return tuple(tuple(r) for r in row)
-
-    async def wait(self, stop: asyncio.Event, limit: float) -> None:
-        end = time.monotonic() + limit
-        while not stop.is_set() and time.monotonic() < end:
-            await _sleep(stop, 0.05)
-            try:
-                signature = await self._signature()
-            except Exception:  # the database is away: let the regular poll decide
-                continue
-            if self.seen is not None and signature != self.seen:
-                self.seen = signature
-                return
-            self.seen = signature
-
-    def close(self) -> None:
-        pass
 
 
 # --------------------------------------------------------------- processes, the CLI
@@ -646,8 +633,9 @@ def worker_main(
     engine: str | None = None,
     gpu: str | None = None,
 ) -> None:
-    """Entry point of the embedded worker process and of `coursebot worker`: serve jobs
-    with the engine ``engine`` (auto, db, procrastinate) until SIGTERM/SIGINT."""
+    """Entry point of the embedded worker process, of `coursebot worker` and of a Slurm
+    worker: serve jobs until SIGTERM/SIGINT (or Slurm's warning, SIGUSR1), handing a
+    running job back to the queue."""
     logging.basicConfig(
         level=os.environ.get("COURSEBOT_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -655,20 +643,29 @@ def worker_main(
         filename=os.environ.get("COURSEBOT_LOG_FILE") or None,
     )
     suffix = select_gpu(gpu)
-    procrastinate_app.configure(engine)
+    engines.configure(engine)
 
     async def main() -> None:
+        from gpu_queue import slurm
+
         db = Database(database_url)
         name = f"{socket.gethostname()}:{os.getpid()}" + (f":{suffix}" if suffix else "")
-        worker = Worker(db, Path(data_dir), name=name)
+        allocation = slurm.this_allocation()
+        if allocation is not None:
+            name = f"slurm-{allocation.job_id}:{name}"
+        worker = Worker(
+            db,
+            Path(data_dir),
+            name=name,
+            slurm_job_id=allocation.job_id if allocation else None,
+            ends_at=allocation.ends_at if allocation else None,
+        )
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             loop.add_signal_handler(sig, worker.stop.set)
         try:
-            if procrastinate_app.engine_for(db.backend, strict=True) == "procrastinate":
-                await worker.serve_procrastinate(database_url, parent_pid=parent_pid)
-            else:
-                await worker.serve(parent_pid=parent_pid)
+            engines.engine_for(db.backend, strict=True)
+            await worker.serve(parent_pid=parent_pid)
         finally:
             await db.dispose()
 
@@ -717,6 +714,7 @@ def run_workers(
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGUSR1, forward)
     for p in procs:
         p.join()
     return max((p.exitcode or 0) for p in procs)

@@ -139,6 +139,7 @@ class Transcript:
     async def say(self, line: str) -> str:
         start = len(self.lines)
         await self.shell.handle_line(line)
+        await self.shell.app.core.settle()  # edits follow the reply (a poll's count)
         return "\n".join(self.lines[start:])
 
     @property

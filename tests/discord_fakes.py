@@ -1,17 +1,27 @@
 """A simulated Discord for the adapter tests: simcord's in-memory REST and gateway
 behind the real discord.py client, a guild bound to the sample course, and members
-linked to roster entries (instructor, TA, students)."""
+linked to roster entries (instructor, TA, students).
+
+simcord's ids are deterministic (its clock starts at a fixed instant and snowflakes are
+allocated in order), so two worlds built the same way, in two processes, have the same
+guild, channels, users and application: a bot restarted in a new world meets the same
+Discord. :func:`adopt_interaction` carries over an interaction the previous process
+deferred and never answered (Discord keeps it, and its follow-up webhook, for 15
+minutes), for the inbox tests (tests/test_inbox_discord.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import discord
 import simcord
 from simcord import ChannelHandle, GuildHandle, MemberActor
+from simcord.backend.models import Interaction
+from simcord.http.router import dispatch
 from sqlalchemy import select
 
 from bot.app import App
@@ -94,11 +104,19 @@ async def bind_and_link(app: App, users: dict[str, int]) -> None:
 
 
 @asynccontextmanager
-async def discord_world(app: App, *, bot_manages_battles: bool = True) -> AsyncIterator[World]:
+async def discord_world(
+    app: App,
+    *,
+    bot_manages_battles: bool = True,
+    bind: bool = True,
+    prepare: Callable[[World], None] | None = None,
+) -> AsyncIterator[World]:
     """A running bot in a guild with #general, #announcements and #battles, an
     instructor (Manage Server), a TA (Manage Messages) and three students.
     ``bot_manages_battles=False``: #battles denies the bot Manage Messages (it cannot
-    remove other people's reactions there)."""
+    remove other people's reactions there). ``bind=False``: the database already has
+    the binding and the linked accounts (a world built the same way before, in another
+    process). ``prepare`` runs on the world before the bot starts (connects)."""
     bot = CourseBot(app, guild_id=GUILD_ID, scheduler=False)
     env = simcord.Env(bot)
     guild = env.create_guild("COMP 790", id=GUILD_ID)
@@ -116,14 +134,14 @@ async def discord_world(app: App, *, bot_manages_battles: bool = True) -> AsyncI
     ta = guild.create_role("TA", permissions=discord.Permissions(manage_messages=True))
     roles = {"gedas": [instructor], "maya": [ta], "bob": [ta]}
     users = {name: env.create_user(name, global_name=name.title()) for name in PEOPLE}
-    await bind_and_link(app, {name: user.id for name, user in users.items()})
+    if bind:
+        await bind_and_link(app, {name: user.id for name, user in users.items()})
     members = {
         name: guild.add_member(user, roles=roles.get(name, ())) for name, user in users.items()
     }
     failures = _Failures()
     adapter_log = logging.getLogger("coursebot.discord")
     adapter_log.addHandler(failures)
-    await env.start()
     world = World(
         env=env,
         app=app,
@@ -133,6 +151,13 @@ async def discord_world(app: App, *, bot_manages_battles: bool = True) -> AsyncI
         members=members,
         failures=failures.records,
     )
+    if prepare is not None:
+        prepare(world)
+    try:
+        await env.start()
+    except BaseException:
+        adapter_log.removeHandler(failures)
+        raise
     try:
         yield world
     except BaseException:
@@ -154,3 +179,60 @@ class _Failures(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(self.format(record))
+
+
+def adopt_interaction(
+    env: simcord.Env,
+    *,
+    interaction_id: int,
+    token: str,
+    channel_id: int,
+    user_id: int,
+    guild_id: int | None,
+    ephemeral: bool,
+    command_name: str | None = None,
+) -> simcord.InteractionResult:
+    """An application-command interaction that a previous bot process deferred and
+    never answered, as Discord still holds it: its token (valid 15 minutes from now)
+    and its "thinking" message, public or private. Whatever the restarted bot sends
+    through the follow-up webhook lands on it; the returned result shows it.
+
+    The deferral is made through simcord's own callback route (it is what the previous
+    process did); that call is then taken out of ``env.http_requests``, which keeps
+    recording only what the bot under test sent."""
+    backend = env.backend
+    with contextlib.suppress(simcord.SetupError):  # reserved already if allocated here
+        backend.reserve_id(interaction_id)  # never given to anything else in this world
+    record = Interaction(
+        id=interaction_id,
+        token=token,
+        type=discord.InteractionType.application_command.value,
+        channel_id=channel_id,
+        guild_id=guild_id,
+        user_id=user_id,
+        expires_at=backend.iso_after(15 * 60),
+        command_name=command_name,
+    )
+    backend.interactions[interaction_id] = record
+    backend.interaction_tokens[token] = interaction_id
+    logged, transcribed = len(backend.http_requests), len(backend.transcript)
+    dispatch(
+        backend,
+        "POST",
+        f"/interactions/{interaction_id}/{token}/callback",
+        json={"type": 5, "data": {"flags": 64 if ephemeral else 0}},
+    )
+    del backend.http_requests[logged:]
+    del backend.transcript[transcribed:]
+    return simcord.InteractionResult(env, record)
+
+
+def world_ids(world: World) -> dict[str, int]:
+    """The ids a restarted world must share with the first one."""
+    return {
+        "application": world.env.backend.application_id,
+        "bot": world.env.backend.bot_user.id,
+        "guild": world.guild.id,
+        **{f"#{name}": channel.id for name, channel in world.channels.items()},
+        **{name: member.id for name, member in world.members.items()},
+    }

@@ -55,6 +55,10 @@ class FakeSlack:
     #: chat.postMessage to a channel answers these errors first, in order
     #: (``{"DU3": ["ratelimited"]}``); ``ratelimited`` is an HTTP 429 with Retry-After: 1.
     fail_channel: dict[str, list[str]] = field(default_factory=dict)
+    #: Seconds a message to a channel (chat.postMessage, chat.postEphemeral) or to a
+    #: response URL is held before Slack takes it (recorded, answered): a bot killed
+    #: meanwhile is certain to be caught between a command's commit and its answer.
+    hold: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
@@ -144,6 +148,8 @@ class FakeSlack:
             args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth else args.get("token")
+        if method in ("chat.postMessage", "chat.postEphemeral"):
+            await asyncio.sleep(self.hold.get(str(args.get("channel")), 0.0))
         self.calls.append(Call(method, args, token))
         if method in self.fail_once:
             error = self.fail_once.pop(method)
@@ -234,6 +240,7 @@ class FakeSlack:
         return {"ok": False, "error": "unknown_method"}
 
     async def _response(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.hold.get(str(request.url), 0.0))
         body = await request.json()
         self.responses.append(body | {"_url": str(request.url)})
         await self._notify()

@@ -38,7 +38,9 @@ def test_solve_without_a_bot_is_reproducible(tmp_path: Path) -> None:
     ]
     first = run(*args, "--out", str(tmp_path / "a.csv"), tmp=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "Worst rank: 4th (2 student(s))" in first.stdout
+    # Coverage: all 18 papers are presented, so one student takes their 6th choice.
+    assert "Worst rank: 6th (1 student(s))" in first.stdout
+    assert "Empty papers: none" in first.stdout
     assert "Battles that run: #9 vs #10, #16 vs #17, #19 vs #20, #27 vs #28" in first.stdout
     again = run(*args, "--out", str(tmp_path / "b.csv"), tmp=tmp_path)
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
@@ -103,3 +105,19 @@ def test_calendar_export_writes_the_whole_course(tmp_path: Path) -> None:
     rankings = next(e for e in events if str(e["SUMMARY"]) == "Due: Paper rankings")
     start = rankings["DTSTART"].dt
     assert (start.hour, start.minute, str(start.tzinfo)) == (23, 59, "America/New_York")
+
+
+def test_a_course_without_battles_solves(tmp_path: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load((ROOT / "examples/comp790-23f.yaml").read_text())
+    data["battles"] = []
+    data["papers"] = [p for p in data["papers"] if p["slot"] != "battle"]
+    course = tmp_path / "nobattles.yaml"
+    course.write_text(yaml.safe_dump(data))
+    rankings = tmp_path / "standard.csv"
+    lines = (ROOT / "examples/rankings.csv").read_text().splitlines()
+    rankings.write_text("\n".join(x for x in lines if ",battle," not in x) + "\n")
+    r = run("assign", "solve", "--course", str(course), "--rankings", str(rankings), tmp=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Battles that run: none" in r.stdout and "Empty papers: none" in r.stdout

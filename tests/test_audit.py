@@ -21,6 +21,7 @@ from commands.errors import InvalidInput
 from commands.registry import Access, Registry
 from commands.replies import Reply, Section, render_text
 from db.models import Assignment, AuditEntry, Course, Paper, Platform, Slot
+from tests.helpers import running_battle
 
 #: Paper #5 (SlowFast) takes critiques; they are due Wed 2023-08-30 1 PM EDT.
 BEFORE_5 = datetime(2023, 8, 29, 17, 0, tzinfo=UTC)
@@ -148,8 +149,9 @@ async def test_assignment_battles_gpu_and_projects_are_recorded(app) -> None:  #
     assert published.after["assignment"]["Alice Chen"]["standard"] == free
     assert len(published.after["assignment"]) == 25
 
-    await ok(app, "maya", "battle open 1 minutes=10")
-    await ok(app, "maya", "battle close 1")
+    n = await running_battle(app)
+    await ok(app, "maya", f"battle open {n} minutes=10")
+    await ok(app, "maya", f"battle close {n}")
     opened, closed = await entries(app, "battle.open") + await entries(app, "battle.close")
     assert opened.after["poll"] == "open" and opened.after["closes_at"].startswith(
         "2023-08-25T10:10"

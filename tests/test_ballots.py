@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 import discord
@@ -22,6 +23,7 @@ from commands.coursefile import BattleRules
 from commands.replies import Reply, render_text
 from db.models import BattlePoll, BattleVote, Course, Identity, Person, Platform, Role
 from tests.discord_fakes import discord_world
+from tests.helpers import QUIET_GROUPS, flush_edits, publish_groups
 from tests.test_battles import BATTLE_DAY, POLL
 from tests.test_discord import button_labels, message_text
 from tests.test_slack import Harness, fake, reaction, slack, texts  # noqa: F401 (fixtures)
@@ -96,13 +98,16 @@ def test_the_ballot_is_a_course_setting_secret_by_default() -> None:
 
 async def test_nothing_about_sides_is_readable_before_the_poll_closes(app) -> None:  # type: ignore[no-untyped-def]
     app.clock.at = BATTLE_DAY
+    await publish_groups(app, QUIET_GROUPS)
     await say(app, "gedas", "battle open 1")
     await say(app, "alice", f'battle vote 1 A "{WHY}"')
     await react(app, "hannah", B)  # pending: no justification yet
 
     status = await say(app, "maya", "battle status 1")
     shown = render_text(status)
-    assert "2 of 25 eligible students have voted: 1 with a justification" in shown
+    assert (
+        "2 of 19 eligible students have voted: 1 with a justification" in shown
+    )  # 25 students, 6 presenting
     assert "1 still owe one" in shown and "sealed until the poll closes" in shown
     for side_info in (A, B, "TSM", "X3D", "#9", "#10", WHY):
         assert side_info not in shown
@@ -120,6 +125,7 @@ async def test_nothing_about_sides_is_readable_before_the_poll_closes(app) -> No
 
 async def test_a_secret_poll_in_the_terminal(app, transcript) -> None:  # type: ignore[no-untyped-def]
     app.clock.at = BATTLE_DAY
+    await publish_groups(app, QUIET_GROUPS)
     out = await transcript.say("battle open 1")
     assert "Secret ballot" in out and "staff included" in out
     assert "taken off as soon as it is recorded" in out
@@ -141,6 +147,7 @@ async def test_a_secret_poll_in_the_terminal(app, transcript) -> None:  # type: 
 async def test_an_open_poll_keeps_reactions_and_counts_live(app, transcript) -> None:  # type: ignore[no-untyped-def]
     app.clock.at = BATTLE_DAY
     await set_ballot(app, "open")
+    await publish_groups(app, QUIET_GROUPS)
     out = await transcript.say("battle open 1")
     assert "Open ballot" in out and "reactions stay on the poll" in out
     assert "taken off" not in out
@@ -153,6 +160,9 @@ async def test_an_open_poll_keeps_reactions_and_counts_live(app, transcript) -> 
     assert "🅰️ 0 · 🅱️ 0; 1 more waiting for a justification" in out
     out = await transcript.say(f'battle vote 1 A "{WHY}"')
     assert "It is in the poll's live count" in out
+    # Poll edits are coalesced: at most one a second, the last one on the real count.
+    assert "🅰️ 0 · 🅱️ 0" in render_text(poll.reply)
+    await transcript.say(":advance 1s")
     assert "🅰️ 1 · 🅱️ 0" in render_text(poll.reply)
     out = await transcript.say(f":unreact {number} {A}")  # an open ballot: withdrawn
     assert "withdrawn" in out and await votes(app) == []
@@ -167,6 +177,7 @@ async def test_concurrent_vote_changes_keep_their_justification(app, backend) ->
     the new reason; a reply that says "counts" must be true of the stored vote."""
     app.clock.at = BATTLE_DAY
     voters = await add_voters(app, 60)
+    await publish_groups(app, QUIET_GROUPS)
     await say(app, "gedas", "battle open 1")
     first = await asyncio.gather(
         *(say(app, v, f'battle vote 1 A "{v} thinks A is the stronger paper."') for v in voters)
@@ -210,6 +221,7 @@ async def test_discord_secret_ballot_removes_the_reaction_at_once(app: App) -> N
     async with discord_world(app) as w:
         battles = w.channels["battles"]
         assert await w.bot.check_ballot_permissions() == []  # the bot may remove reactions
+        await publish_groups(w.app, QUIET_GROUPS)
         await w.gedas.slash(battles, "admin battle open", battle=1)
         poll = battles.last_message
         assert poll is not None and len(button_labels(poll)) == 2  # the private path
@@ -239,6 +251,7 @@ async def test_discord_open_ballot_keeps_reactions_and_shows_live_counts(app: Ap
     async with discord_world(app) as w:
         battles = w.channels["battles"]
         assert await w.bot.check_ballot_permissions() == []
+        await publish_groups(w.app, QUIET_GROUPS)
         await w.gedas.slash(battles, "admin battle open", battle=1)
         poll = battles.last_message
         assert poll is not None
@@ -253,6 +266,7 @@ async def test_discord_open_ballot_keeps_reactions_and_shows_live_counts(app: Ap
         assert "🅰️ 0 · 🅱️ 0; 1 more waiting for a justification" in message_text(poll)
         shown = await w.alice.user.click(dm, label=button_labels(dm)[0])
         await w.alice.user.submit_modal(shown, {"justification": WHY})
+        await flush_edits(w.app)  # poll edits are coalesced, at most one a second
         assert "Live count (votes with a justification): 🅰️ 1 · 🅱️ 0" in message_text(
             battles.history()[0]
         )
@@ -263,6 +277,7 @@ async def test_discord_open_ballot_keeps_reactions_and_shows_live_counts(app: Ap
 async def test_discord_voter_with_closed_dms_is_pointed_to_the_buttons(app: App) -> None:
     async with discord_world(app) as w:
         battles = w.channels["battles"]
+        await publish_groups(w.app, QUIET_GROUPS)
         await w.gedas.slash(battles, "admin battle open", battle=1)
         poll = battles.last_message
         assert poll is not None
@@ -300,6 +315,7 @@ async def test_discord_without_manage_messages_warns_and_tells_the_truth(
         startup = [r.getMessage() for r in caplog.records if "Manage Messages" in r.getMessage()]
         assert startup and "#battles" in startup[0] and "course comp790" in startup[0]
         battles = w.channels["battles"]
+        await publish_groups(w.app, QUIET_GROUPS)
         await w.gedas.slash(battles, "admin battle open", battle=1)
         poll = battles.last_message
         assert poll is not None
@@ -322,6 +338,7 @@ def said(harness: Harness) -> str:
 
 async def test_slack_secret_ballot_says_reactions_are_public(slack: Harness, app: App) -> None:  # noqa: F811
     app.clock.at = BATTLE_DAY
+    await publish_groups(app, QUIET_GROUPS)
     await slack.command("battle open 1", user="gedas")
     poll = await slack.fake.wait_for(
         "chat.postMessage", lambda a: "which paper should be accepted" in texts(a.get("blocks", []))
@@ -353,6 +370,7 @@ async def test_slack_secret_ballot_says_reactions_are_public(slack: Harness, app
 
     ids = await slack.command(f'battle vote 1 A "{WHY}"')
     assert "shows nobody, staff included" in texts((await slack.reply_to(ids))["blocks"])
+    await flush_edits(app)  # poll edits are coalesced, at most one a second
     update = await slack.fake.wait_for(
         "chat.update", lambda a: "1 with a justification" in texts(a.get("blocks", []))
     )
@@ -365,6 +383,7 @@ async def test_slack_secret_ballot_says_reactions_are_public(slack: Harness, app
 async def test_slack_open_ballot_counts_live(slack: Harness, app: App) -> None:  # noqa: F811
     app.clock.at = BATTLE_DAY
     await set_ballot(app, "open")
+    await publish_groups(app, QUIET_GROUPS)
     await slack.command("battle open 1", user="gedas")
     poll = await slack.fake.wait_for(
         "chat.postMessage", lambda a: "which paper should be accepted" in texts(a.get("blocks", []))
@@ -381,3 +400,45 @@ async def test_slack_open_ballot_counts_live(slack: Harness, app: App) -> None: 
     await slack.fake.wait_for("chat.postEphemeral", lambda a: "withdrawn" in texts(a["blocks"]))
     assert await votes(app) == []
     assert slack.fake.of("reactions.remove") == []
+
+
+async def test_a_burst_of_votes_costs_few_poll_edits_and_ends_on_the_real_count(  # type: ignore[no-untyped-def]
+    app, transcript
+) -> None:
+    """60 students vote in the same second (open ballot, so the poll shows the count):
+    the poll is edited about once a second, never once per vote, each voter's reply does
+    not wait for an edit, and the last edit shows all 60."""
+    from db.models import OutboxMessage
+
+    app.clock.at = BATTLE_DAY
+    await set_ballot(app, "open")
+    voters = await add_voters(app, 60)
+    await publish_groups(app, QUIET_GROUPS)
+    await transcript.say("battle open 1")
+    number = next(n for n, m in transcript.shell.messages.items() if m.reply.reactions)
+    poll = transcript.shell.messages[number]
+    replies = await asyncio.gather(
+        *(say(app, v, f'battle vote 1 A "{v} thinks A is the stronger paper."') for v in voters)
+    )
+    assert [r.text for r in replies if r.is_error] == []
+    await app.core.settle()
+    async with app.db.session() as s:
+        edits = list(
+            await s.scalars(select(OutboxMessage).where(OutboxMessage.edit_key == "poll:1"))
+        )
+    assert len(edits) == 60  # one per vote is queued...
+    sent = [e for e in edits if e.status == "sent"]
+    assert 1 <= len(sent) <= 2, [e.status for e in edits]  # ...a second's worth is sent
+    for _ in range(3):  # the clock moves on: the newest pending edit goes out, once
+        app.clock.advance(timedelta(seconds=1))
+        await app.core.dispatcher.deliver()
+    async with app.db.session() as s:
+        statuses = [
+            e.status
+            for e in await s.scalars(
+                select(OutboxMessage).where(OutboxMessage.edit_key == "poll:1")
+            )
+        ]
+    assert statuses.count("pending") == 0
+    assert statuses.count("sent") <= 3 and statuses.count("skipped") >= 57
+    assert "🅰️ 60 · 🅱️ 0" in render_text(poll.reply)

@@ -16,16 +16,16 @@ from commands.battles import due_battle_posts
 from commands.clock import FixedClock
 from commands.context import Caller, Request, Where
 from commands.replies import ReactionFate, Reply, render_text
+from commands.timers import due_timer_posts
 from db.models import (
-    Assignment,
     BattleVote,
     Course,
     Identity,
-    Paper,
     Person,
     Platform,
     Role,
 )
+from tests.helpers import QUIET_GROUPS, publish_groups
 
 BATTLE_DAY = datetime(2023, 9, 13, 18, 30, tzinfo=UTC)  # Wed 2:30 PM EDT
 POLL = "battle.react:1"
@@ -44,29 +44,6 @@ async def say(app, user: str, line: str) -> Reply:  # type: ignore[no-untyped-de
 
 async def react(app, user: str, emoji: str) -> Reply:  # type: ignore[no-untyped-def]
     return await app.core.handle_action(req(user), POLL, emoji)
-
-
-async def publish_groups(app) -> None:  # type: ignore[no-untyped-def]
-    """Battle 1 (#9 TSM vs #10 X3D): Bob, Carol, Deepak on A; Emily, Farah, Gabriel on B."""
-    async with app.db.transaction() as s:
-        people = {p.name.split()[0]: p for p in await s.scalars(select(Person))}
-        papers = {p.number: p for p in await s.scalars(select(Paper))}
-        for name, number in [
-            ("Bob", 9),
-            ("Carol", 9),
-            ("Deepak", 9),
-            ("Emily", 10),
-            ("Farah", 10),
-            ("Gabriel", 10),
-        ]:
-            s.add(
-                Assignment(
-                    course_id=1,
-                    paper_id=papers[number].id,
-                    person_id=people[name].id,
-                    published=True,
-                )
-            )
 
 
 async def counted(app) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -165,11 +142,12 @@ async def test_poll_votes_need_justifications_and_stay_secret(app, transcript) -
 async def test_timer_warnings_overrun_and_restart(settings: Settings) -> None:
     clock = FixedClock(BATTLE_DAY)
     app = await start_app(settings, clock=clock)
+    await publish_groups(app, QUIET_GROUPS)
     posts: list[str] = []
 
     async def tick() -> None:
         async with app.db.transaction() as s:
-            posts.extend(o.reply.text for _, o in await due_battle_posts(s, clock.now()))
+            posts.extend(o.reply.text for _, o in await due_timer_posts(s, clock.now()))
 
     try:
         r = await say(app, "maya", "battle timer 1 a")
@@ -241,6 +219,7 @@ async def test_hundred_students_vote_within_a_second(app, backend) -> None:  # t
                     linked_at=BATTLE_DAY,
                 )
             )
+    await publish_groups(app, QUIET_GROUPS)
     await say(app, "gedas", "battle open 1")
 
     async def one(i: int) -> list[Reply]:
@@ -268,6 +247,7 @@ async def test_restart_keeps_votes_and_buttons_still_work(settings: Settings) ->
     clock = FixedClock(BATTLE_DAY)
     app = await start_app(settings, clock=clock)
     try:
+        await publish_groups(app, QUIET_GROUPS)
         await say(app, "gedas", "battle open 1 minutes=10")
         await say(app, "alice", 'battle vote 1 A "Shifting channels is a clever trick."')
         pending = await react(app, "hannah", B)

@@ -434,3 +434,104 @@ def test_an_unreachable_database_is_one_clear_line(
     assert len(lines) == 1, err
     assert lines[0].startswith("Cannot reach the database: ")
     assert "Connect call failed" in lines[0] and lines[0].endswith("Check DATABASE_URL.")
+
+
+# ---------------------------------------------------- 8. --course with several courses
+@pytest.fixture
+def two_courses(sample: Workdir) -> Workdir:
+    """The sample course and a second one (a copy under another key and binding)."""
+    text = (REPO / SAMPLE).read_text(encoding="utf-8")
+    other = sample.root / "other.yaml"
+    other.write_text(
+        text.replace("key: comp790-23f", "key: comp991-24s").replace(
+            "bindings: {terminal: default}", "bindings: {terminal: spring}"
+        ),
+        encoding="utf-8",
+    )
+    _ok(sample("course", "import", str(other)))
+    return sample
+
+
+WRITES = [
+    ("course", "roster", ROSTER),
+    ("rankings", "import", "examples/rankings.csv"),
+    ("people", "link", "maya.johnson@unc.edu", "terminal", "maya2"),
+    ("people", "unlink", "maya.johnson@unc.edu"),
+]
+
+
+@pytest.mark.parametrize("args", WRITES, ids=lambda a: " ".join(a[:2]))
+def test_a_write_names_its_course_when_there_are_several(
+    two_courses: Workdir, args: tuple[str, ...]
+) -> None:
+    before = two_courses.dump()
+    result = two_courses(*args)
+    err = _no_traceback_failure(result)
+    assert err == (
+        "The database holds 2 courses; say which one this is for with --course KEY:\n"
+        "  comp790-23f  (COMP 590/790 Video Recognition, Fall 2023)\n"
+        "  comp991-24s  (COMP 590/790 Video Recognition, Fall 2023)\n"
+    )
+    assert two_courses.dump() == before  # nothing landed in the first course
+    _ok(two_courses(*args, "--course", "comp991-24s"))
+
+
+def test_a_read_still_takes_the_first_course_and_an_unknown_key_is_named(
+    two_courses: Workdir,
+) -> None:
+    assert "key: comp790-23f" in _ok(two_courses("course", "export"))
+    err = _no_traceback_failure(two_courses("course", "export", "--course", "nope"))
+    assert err.startswith("No course 'nope' in the database. It has: comp790-23f, comp991-24s.")
+
+
+# ------------------------------------------------------------------- 9. backup, restore
+def test_backup_then_restore_brings_back_the_database_and_files(sample: Workdir) -> None:
+    stored = sample.data / "critiques" / "comp790-23f" / "5-3.pdf"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"%PDF-1.4 a critique")
+    (sample.data / "shell-files").mkdir()
+    (sample.data / "shell-files" / "msg1-1-chart.png").write_bytes(b"not kept")
+    archive = sample.root / "backup.tar.gz"
+    out = _ok(sample("backup", "create", "-o", str(archive)))
+    assert out == f"Backed up the database and 1 stored file(s) to {archive}.\n"
+    before = sample.dump()
+
+    _ok(sample("people", "link", "maya.johnson@unc.edu", "terminal", "maya2"))
+    stored.write_bytes(b"%PDF-1.4 overwritten")
+    assert sample.dump() != before
+    err = _no_traceback_failure(sample("backup", "restore", str(archive)))
+    assert err == "Restoring replaces the database and stored files: add --yes to go ahead.\n"
+
+    out = _ok(sample("backup", "restore", str(archive), "--yes"))
+    assert out == f"Restored the database and 1 stored file(s) from {archive}.\n"
+    assert sample.dump() == before
+    assert stored.read_bytes() == b"%PDF-1.4 a critique"
+    kept = list(sample.root.glob("coursebot.db.before-restore-*"))
+    assert [p.name for p in kept if not p.name.endswith(("-wal", "-shm"))]  # the old one, kept
+    assert list(sample.data.glob("before-restore-*/critiques/comp790-23f/5-3.pdf"))
+    err = _no_traceback_failure(sample("backup", "restore", str(ROSTER), "--yes"))
+    assert "Cannot read the backup" in err
+
+
+def test_restore_is_refused_while_the_bot_runs(sample: Workdir) -> None:
+    archive = sample.root / "b.tar.gz"
+    _ok(sample("backup", "create", "-o", str(archive)))
+    # Another process holds the bot's lock on this SQLite file, as a running bot does.
+    lock = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from bot.leader import claim_sqlite; "
+            f"claim_sqlite({sample.url!r}); print('held', flush=True); time.sleep(60)",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert lock.stdout is not None and lock.stdout.readline() == "held\n"
+        err = _no_traceback_failure(sample("backup", "restore", str(archive), "--yes"))
+        assert "is already running on" in err
+    finally:
+        lock.kill()
+        lock.wait()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 
 from commands.context import Caller, Request, Where
 from commands.replies import render_text
@@ -57,8 +58,11 @@ async def test_staff_link_moves_an_account_and_find_person_is_unambiguous(app) -
 
 async def test_buttons_are_actions_with_stable_ids(app) -> None:  # type: ignore[no-untyped-def]
     reply = await app.core.handle_text(req("alice"), "papers")
-    (button,) = reply.buttons
+    button, share = reply.buttons
     assert button.custom_id == "papers.page:all:::2"
+    # A lookup answers privately; the second button shares it with the channel.
+    assert reply.ephemeral and share.label == "Share in channel"
+    assert share.custom_id == "share:papers"
     page2 = await app.core.handle_action(req("alice"), button.custom_id)
     assert "(page 2 of 3)" in page2.text
     stale = await app.core.handle_action(req("alice"), "gone.action:1")
@@ -128,3 +132,45 @@ async def test_handled_event_ids_are_forgotten_after_a_day(app) -> None:  # type
     async with app.db.session() as s:
         kept = list(await s.scalars(select(ProcessedEvent.event_id)))
     assert kept == ["EvNew"]
+
+
+async def test_lookups_answer_privately_and_can_be_shared(app, transcript) -> None:  # type: ignore[no-untyped-def]
+    """Fifty students typing `schedule` no longer flood the channel: the answer is
+    private, and "Share in channel" posts it (computed again, for the presser)."""
+    await transcript.say(":as alice")
+    out = await transcript.say("schedule week=3")
+    assert "(only you can see this)" in out and "Share in channel" in out
+    number = max(transcript.shell.messages)
+    out = await transcript.say(f":click {number} 1")
+    assert "Shared in the channel." in out
+    posted = [m for m in transcript.shell.messages.values() if not m.reply.ephemeral]
+    assert posted and "(shared by Alice Chen)" in posted[-1].reply.text
+    assert "Week 3" in render_text(posted[-1].reply)
+    # An id the bot never wrote (a command that is not a lookup) is refused.
+    r = await app.core.handle_action(req("alice"), "share:assign")
+    assert r.is_error
+    # In a direct message there is no channel to share to: no button.
+    dm = Request(
+        Platform.TERMINAL,
+        "default",
+        Caller(Platform.TERMINAL, "alice", "alice"),
+        Where(None, is_dm=True),
+    )
+    r = await app.core.handle_text(dm, "deadlines")
+    assert [b.label for b in r.buttons if b.action == "share"] == []
+
+
+async def test_on_sqlite_lookups_do_not_wait_behind_a_writer(app, backend) -> None:  # type: ignore[no-untyped-def]
+    """SQLite has one writer: commands that write queue one at a time. A lookup only
+    reads, so it runs beside the writer (a deferred transaction, WAL) instead of waiting
+    behind, say, an `assign` that takes seconds."""
+    if backend != "sqlite":
+        pytest.skip("Postgres runs commands side by side already (one connection each)")
+    async with app.core._slots, app.db.transaction() as writer:  # a slow writer holds SQLite
+        await writer.execute(text("UPDATE courses SET term = term"))
+        reply = await asyncio.wait_for(app.core.handle_text(req("alice"), "deadlines"), 5)
+        assert not reply.is_error and reply.ephemeral
+        blocked = asyncio.create_task(app.core.handle_text(req("alice"), "rank show"))
+        await asyncio.sleep(0.3)
+        assert not blocked.done()  # a command that may write waits its turn
+    assert not (await blocked).is_error

@@ -26,6 +26,7 @@ from commands.coursefile import (
 from commands.errors import InvalidInput
 from db.models import (
     Base,
+    Battle,
     Course,
     CourseBinding,
     Deadline,
@@ -417,6 +418,7 @@ def test_the_canvas_roster_matches_the_sample_students() -> None:
     }
     tomas = next(p for p in people if p.onyen == "therrera")
     assert tomas.name == "Tomás Herrera" and tomas.canvas_id == "484102"
+    assert (tomas.given_name, tomas.family_name) == ("Tomás", "Herrera")  # "Herrera, Tomás"
     assert tomas.section == "COMP 790.001.FA23" and tomas.role == "student"
 
 
@@ -564,3 +566,331 @@ def test_a_date_without_a_time_means_end_of_day() -> None:
     assert _problems(info.value) == {
         "line 8: deadlines[1].due: must be a date and time like 2023-08-27T23:59, not 'next friday'"
     }
+
+
+# ------------------------------------------------------- 8. the course as it really runs
+def _with(extra_course: str = "", tail: str = "", replace: tuple[str, str] | None = None) -> str:
+    """The sample with lines added to `course:` and sections added at the end."""
+    text = SAMPLE_TEXT
+    if replace:
+        assert replace[0] in text, replace[0]
+        text = text.replace(*replace)
+    if extra_course:
+        text = text.replace(
+            "course:\n  key: comp790-23f\n", f"course:\n  key: comp790-23f\n{extra_course}"
+        )
+    return text + tail
+
+
+def test_the_sample_describes_its_meetings_as_a_syllabus_does() -> None:
+    cf = parse_course_file(SAMPLE_TEXT)
+    s = cf.course
+    assert (s.first_day, s.last_day) == (date(2023, 8, 21), date(2023, 12, 6))
+    assert [(b.start, b.last, b.reason) for b in s.breaks] == [
+        (date(2023, 10, 19), date(2023, 10, 20), "Fall break"),
+        (date(2023, 11, 22), date(2023, 11, 24), "Thanksgiving break"),
+    ]
+    assert [x.day for x in s.office_hours_slots] == ["tue", "thu"]
+    final = next(x for x in cf.sessions if x.date == date(2023, 12, 4))
+    assert final.kind == "project" and final.agenda[0].kind == "presentations"
+    talk = next(x for x in cf.sessions if x.date == date(2023, 8, 30)).agenda
+    assert [(i.kind, i.paper, i.minutes) for i in talk] == [("talk", 5, 45), ("discussion", 5, 30)]
+    assert cf.battles[0].theme == "Efficient video backbones"
+    tomas = next(p for p in cf.people if p.onyen == "therrera")
+    assert (tomas.given_name, tomas.family_name) == ("Tomás", "Herrera")
+
+
+def test_syllabus_problems_are_all_reported_with_their_lines() -> None:
+    text = _with(
+        replace=(
+            "  - date: 2023-08-30\n    agenda:\n      - {paper: 5, minutes: 45}\n",
+            "  - date: 2023-08-30\n    agenda:\n      - {paper: 6, minutes: 55}\n",
+        )
+    )
+    text = text.replace(
+        "\nmilestones:\n",
+        "  - date: 2023-12-04\n    title: Twice the same day\n\nmilestones:\n",
+        1,
+    )
+    text = text.replace(
+        "    - {from: 2023-10-19, to: 2023-10-20, reason: Fall break}",
+        "    - {from: 2023-10-19, to: 2023-10-20, reason: Fall break}\n"
+        "    - {from: 2023-10-02, to: 2023-10-01, reason: Backwards}",
+    )
+    text = text.replace(
+        '{day: tue, start: "15:00", end: "16:00", place: "Sitterson Hall 255", '
+        "host: Gedas Bertasius}",
+        '{day: tue, start: "15:00", end: "16:00"}',
+    )
+    lines = text.splitlines()
+    with pytest.raises(CourseFileError) as info:
+        parse_course_file(text)
+    found = _problems(info.value)
+    backwards = _find(lines, "- {from: 2023-10-02, to: 2023-10-01, reason: Backwards}") + 1
+    slot = _find(lines, '- {day: tue, start: "15:00", end: "16:00"}') + 1
+    paper6 = _find(lines, "- {paper: 6, minutes: 55}") + 1
+    twice = _find(lines, "title: Twice the same day")  # the entry's `- date:` line
+    assert found == {
+        f"line {backwards}: course.breaks[1]: `to` (2023-10-01) is before `from` (2023-10-02)",
+        f"line {slot}: course.office_hours_slots[0]: give a place or a link",
+        # the schema errors stop the course's checks; the list entries are still checked
+        f"line {paper6}: sessions[1].agenda[0].paper: paper 6 is presented on 2023-09-06, "
+        "not 2023-08-30",
+        f"line {twice}: sessions[9].date: 2023-12-04 already has a session (sessions[7])",
+    }
+
+
+def test_agendas_days_off_and_class_days_are_checked() -> None:
+    text = _with(
+        replace=(
+            "  - date: 2023-08-30\n    agenda:\n      - {paper: 5, minutes: 45}\n",
+            "  - date: 2023-08-30\n    agenda:\n      - {paper: 5, minutes: 50}\n",
+        )
+    )
+    text = text.replace("    date: 2023-09-11\n    slot: 30", "    date: 2023-10-20\n    slot: 30")
+    text = text.replace("  last_day: 2023-12-06\n", "  last_day: 2023-12-04\n")
+    lines = text.splitlines()
+    with pytest.raises(CourseFileError) as info:
+        parse_course_file(text)
+    found = _problems(info.value)
+    talk = (
+        _find(
+            lines,
+            "- {title: Breakout discussion of SlowFast, paper: 5, kind: discussion, minutes: 30}",
+        )
+        + 1
+    )
+    assert (
+        f"line {talk}: sessions[1].agenda[1]: ends at 15:50, after the session ends (15:45); "
+        "shorten the agenda or give the session a later `end`" in found
+    )
+    paper7 = _find(lines, "date: 2023-10-20") + 1
+    assert f"line {paper7}: papers[6].date: 2023-10-20 is in a break (Fall break)" in found
+    dec6 = _find(lines, "- date: 2023-12-06") + 1
+    assert (
+        f"line {dec6}: sessions[8].date: 2023-12-06 is after the last class day (2023-12-04)"
+        in found
+    )
+    assert len(found) == 3, found
+
+
+@pytest.mark.parametrize(
+    ("battle_rules", "message"),
+    [
+        ("phases: [{key: stop, title: x, minutes: 1}]", "'stop' is a word of `battle timer`"),
+        (
+            "phases: [{key: a, title: x, minutes: 1}, {key: a, title: y, minutes: 2}]",
+            "phase 'a' is listed twice",
+        ),
+        ("phases: []", "a battle needs at least one phase"),
+        ("phases: [{key: A1, title: x, minutes: 1}]", "should match pattern"),
+    ],
+)
+def test_battle_formats_are_checked(battle_rules: str, message: str) -> None:
+    text = SAMPLE_TEXT.replace("ballot: secret}", f"ballot: secret, {battle_rules}}}")
+    with pytest.raises(CourseFileError) as info:
+        parse_course_file(text)
+    assert any(message in p and "course.battle_rules.phases" in p for p in _problems(info.value))
+
+
+def test_battle_ids_may_be_letters_and_a_number() -> None:
+    text = SAMPLE_TEXT.replace("  - id: 4\n    a: 19", "  - id: B4\n    a: 19")
+    cf = parse_course_file(text)
+    b4 = cf.battles[3]
+    assert (b4.id, b4.number, b4.label) == ("B4", 4, "B4")
+    clash = text.replace("  - id: 5\n    a: 27", "  - id: b4\n    a: 27")
+    with pytest.raises(CourseFileError) as info:
+        parse_course_file(clash)
+    assert any("battle ids B4 and b4 are both battle 4" in p for p in _problems(info.value))
+    bad = text.replace("  - id: B4\n", "  - id: four\n")
+    with pytest.raises(CourseFileError) as info:
+        parse_course_file(bad)
+    assert any(
+        "battles[3].id: must be a number or letters and a number" in p
+        for p in _problems(info.value)
+    )
+
+
+async def test_syllabus_labels_and_names_round_trip_and_reimport_as_no_change(
+    db: Database,
+) -> None:
+    text = SAMPLE_TEXT.replace("  - id: 4\n    a: 19", "  - id: B4\n    a: 19").replace(
+        "    b: 20      # MAE As Spatiotemporal Learners\n    date: 2023-10-16\n",
+        '    b: 20\n    date: 2023-10-16\n    start: "15:00"\n'
+        "    phases: [{key: all, title: both sides at once, minutes: 40}]\n",
+    )
+    assert "both sides at once" in text
+    original = parse_course_file(text)
+    await _import(db, original)
+    async with db.session() as s:
+        course = await _course(s)
+        exported = dump_course(await export_course(s, course))
+        battle = await s.scalar(select(Battle).where(Battle.number == 4))
+        assert battle is not None and battle.label == "B4"
+        assert battle.phases == [
+            {"key": "all", "title": "both sides at once", "minutes": 40, "side": None}
+        ]
+    assert "- id: B4\n" in exported and "from: 2023-10-19" in exported
+    assert "given_name: Tomás" in exported and "kind: project" in exported
+    again = parse_course_file(exported, source="export.yaml")
+    assert again.model_dump() == original.model_dump()
+    _assert_nothing_happened(await _import(db, again))
+
+
+def test_every_field_is_documented_and_the_reference_is_up_to_date() -> None:
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    from commands.coursefile import REFERENCE_MODELS, course_file_reference
+
+    seen: set[type] = set()
+
+    def walk(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            assert info.description, f"{model.__name__}.{name} has no description"
+            stack = [info.annotation]
+            while stack:
+                ann = stack.pop()
+                if isinstance(ann, type) and issubclass(ann, BaseModel):
+                    walk(ann)
+                stack.extend(get_args(ann))
+
+    walk(CourseFile)
+    assert seen <= set(REFERENCE_MODELS), seen - set(REFERENCE_MODELS)
+    docs = Path(__file__).resolve().parent.parent / "docs" / "course-file.md"
+    assert docs.read_text(encoding="utf-8") == course_file_reference() + "\n", (
+        "docs/course-file.md is out of date: run `coursebot course docs`"
+    )
+
+
+def test_the_json_schema_and_the_starter_file() -> None:
+    from commands.coursefile import course_file_schema, starter_course_file
+
+    schema = course_file_schema()
+    assert set(schema["properties"]) == {
+        "course",
+        "papers",
+        "battles",
+        "sessions",
+        "milestones",
+        "deadlines",
+        "people",
+    }
+    assert "from" in schema["$defs"]["BreakEntry"]["properties"]
+    assert schema["$defs"]["SessionEntry"]["additionalProperties"] is False
+    starter = starter_course_file(
+        "vision-25s",
+        "Vision: a seminar",
+        term="Spring 2025",
+        first_day=date(2025, 1, 8),
+        last_day=date(2025, 4, 28),
+        instructor="Ada O'Neil",
+        email="ada@example.edu",
+    )
+    assert starter.count("#") >= 20 and "# - id: 1" in starter
+    cf = parse_course_file(starter)
+    assert (cf.course.key, cf.course.name, cf.course.term) == (
+        "vision-25s",
+        "Vision: a seminar",
+        "Spring 2025",
+    )
+    assert cf.people[0].name == "Ada O'Neil" and cf.course.bindings.terminal == "vision-25s"
+
+
+def test_an_empty_course_file_setting_loads_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bot.settings import Settings
+
+    monkeypatch.setenv("COURSEBOT_COURSE_FILE", "")
+    assert Settings(_env_file=None).course_file is None
+    monkeypatch.delenv("COURSEBOT_COURSE_FILE")
+    assert Settings(_env_file=None).course_file == SAMPLE_COURSE
+    env = tmp_path / ".env"
+    env.write_text("COURSEBOT_COURSE_FILE=\n")
+    assert Settings(_env_file=env).course_file is None
+    monkeypatch.setenv("COURSEBOT_COURSE_FILE", str(tmp_path / "mine.yaml"))
+    assert Settings(_env_file=env).course_file == tmp_path / "mine.yaml"  # the process wins
+
+
+def test_course_new_schema_unbind_and_remove_from_the_command_line(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from bot.cli import app as cli
+
+    runner = CliRunner()
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", "COURSEBOT_COURSE_FILE": ""}
+
+    def run(*args: str) -> tuple[int, str]:
+        result = runner.invoke(cli, list(args), env=env)
+        return result.exit_code, result.output
+
+    new = tmp_path / "mine.yaml"
+    assert run("course", "new", str(new), "--key", "mine-25s", "--name", "Mine")[0] == 0
+    assert run("course", "new", str(new))[0] == 1  # no overwrite without --force
+    code, out = run("course", "schema")
+    assert code == 0 and json.loads(out)["title"] == "coursebot course file"
+    assert run("course", "import", str(new))[0] == 0
+    assert run("course", "import", str(SAMPLE_COURSE))[0] == 0
+    code, out = run("course", "unbind", "comp790-23f", "terminal")
+    assert code == 0 and "no longer bound to terminal default" in out
+    code, out = run("course", "unbind", "comp790-23f", "slack")
+    assert code == 1 and "not bound to slack" in out
+    code, out = run("course", "remove", "comp790-23f")
+    assert code == 1 and "Would remove course comp790-23f" in out and "32 papers" in out
+    code, out = run("course", "remove", "comp790-23f", "--yes")
+    assert code == 0 and "Removed course comp790-23f" in out
+    code, out = run("course", "list")
+    assert "mine-25s" in out and "comp790-23f" not in out
+
+
+async def test_schedule_papers_and_paper_show_the_course_as_it_runs(app) -> None:  # type: ignore[no-untyped-def]
+    from commands.context import Caller, Request, Where
+    from commands.replies import render_text
+    from db.models import Platform
+
+    async def say(line: str) -> str:
+        r = Request(
+            Platform.TERMINAL,
+            "default",
+            Caller(Platform.TERMINAL, "alice", "alice"),
+            Where("general"),
+        )
+        return render_text(await app.core.handle_text(r, line))
+
+    week1 = await say("schedule week=1")
+    assert "Mon Aug 21: Introduction: the course, and video recognition in one lecture" in week1
+    assert "1. 2:30 PM–3:00 PM Course logistics and the paper ranking (lecture, 30 min)" in week1
+    assert (
+        "    Karen Simonyan, Andrew Zisserman (NeurIPS 2014) · https://arxiv.org/abs/1406.2199"
+        in week1
+    )
+    everything = await say("schedule --all")
+    assert "Thu Oct 19: No class: Fall break (Thu Oct 19 – Fri Oct 20)" in everything
+    assert "Wed Nov 22: No class: Thanksgiving break (Wed Nov 22 – Fri Nov 24)" in everything
+    assert "Mon Sep 4: No class" in everything
+    assert "Wed Dec 6: Final project presentations · The final write-up is due" in everything
+    assert "Battle 1 (Efficient video backbones): #9 TSM" in everything
+    papers = await say("papers battle")
+    assert "TSM: Temporal Shift Module for Efficient Video Understanding" in papers
+    assert "#9 Lin et al. (ICCV 2019) · https://arxiv.org/abs/1811.08383" in papers
+    one = await say("paper 5")
+    assert "Authors: Christoph Feichtenhofer, Haoqi Fan, Jitendra Malik, Kaiming He" in one
+    assert "Venue: ICCV 2019" in one and "Link: https://arxiv.org/abs/1812.03982" in one
+    assert "Date: Wed Aug 30, class at 2:30 PM (talk at 2:30 PM, 45 min)" in one
+    battle = await say("paper 10")
+    assert "Battle: Battle 1 (Efficient video backbones), side B vs #9 TSM" in battle
+    assert "There is no paper #99" in await say("paper 99")
+    # A class day with nothing on it yet is still a class.
+    text = SAMPLE_TEXT.replace("    date: 2023-09-11\n", "    date: 2023-09-06\n")
+    async with app.db.transaction() as s:
+        await import_course(s, parse_course_file(text), now=SAMPLE_NOW)
+    assert "Mon Sep 11: Class (nothing scheduled yet)" in await say("schedule week=4")
+    hours = await say("officehours")
+    assert "Tuesdays   3:00 PM–4:00 PM" in hours and "Maya Johnson (TA)" in hours

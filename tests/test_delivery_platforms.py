@@ -79,7 +79,7 @@ async def test_discord_publish_counts_closed_dms_and_waits_out_40003(world: Worl
     text = render_text(reply)
     # 25 students are assigned; only Alice and Bob have linked Discord accounts.
     assert "0 of 25 private messages delivered" in text
-    assert "1 still being sent" in text  # Bob: Discord said "slow down", not "closed"
+    assert "1 not sent yet" in text  # Bob: Discord said "slow down", not "closed"
     assert "24 could not be reached" in text
     assert "Alice Chen (does not accept DMs from the bot)" in text
     assert "Carol Martinez (no linked Discord account)" in text
@@ -132,7 +132,7 @@ async def test_slack_reminders_honour_429_and_count_the_unreached(
     reply = await app.core.handle_text(request, "rankings remind")
     text = render_text(reply)
     assert "1 of 25 reminders delivered" in text
-    assert "1 still being sent" in text
+    assert "1 not sent yet" in text
     assert "23 could not be reached" in text and "Carol Martinez (no linked Slack account)" in text
     posted = [c["channel"] for c in fake_slack.of("chat.postMessage")]
     assert posted.count("DUBOB") == 2 and posted.count("DUALICE") == 3

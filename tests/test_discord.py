@@ -46,6 +46,7 @@ from commands.replies import (
 )
 from db.models import Course, CourseBinding, Paper, Person, Slot
 from tests.discord_fakes import GUILD_ID, World, discord_world
+from tests.helpers import QUIET_GROUPS, publish_groups
 
 # ------------------------------------------------------------------- test-only commands
 
@@ -288,15 +289,19 @@ async def test_a_slash_command_with_options_is_deferred_then_answered(world: Wor
     w = world
     result = await w.alice.slash(w.general, "papers", kind="battle")
     assert callbacks(w.env) == [5]  # deferred first (within 3 s), answered after
-    assert not result.ephemeral
+    # A lookup answers privately; "Share in channel" posts it for everyone.
+    assert result.ephemeral
     text = text_of(result)
     assert "10 battle papers" in text and "ViViT: A Video Vision Transformer" in text
     assert "```" in (answer(result).embeds[0].description or "")  # the table, monospace
+    assert not w.general.history(viewer=w.bob)
+    await w.alice.click(answer(result), label="Share in channel")
+    shared = w.general.history(viewer=w.bob)
+    assert shared and "(shared by Alice Chen)" in message_text(shared[0])
+    assert "10 battle papers" in message_text(shared[0])
 
     result = await w.alice.slash(w.general, "papers", date="tomorrow")
-    # An error to a public command: the public "thinking" message goes, only the
-    # caller sees the answer.
-    assert result.response is None and result.followups[0].ephemeral
+    assert result.ephemeral  # only the caller sees what was wrong
     assert "`date` must be a date like 2023-08-30" in text_of(result)
     assert all("must be a date" not in message_text(m) for m in w.general.history(viewer=w.bob))
 
@@ -491,6 +496,7 @@ async def test_a_battle_poll_takes_votes_by_reaction_and_button_with_a_justifica
     from db.models import BattleVote
 
     battles = w.channels["battles"]
+    await publish_groups(w.app, QUIET_GROUPS)  # a battle runs once it has sides
     await w.gedas.slash(battles, "admin battle open", battle=1)
     poll = battles.last_message
     assert poll is not None and [str(r.emoji) for r in poll.reactions] == ["🅰️", "🅱️"]

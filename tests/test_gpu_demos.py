@@ -36,6 +36,34 @@ def test_conv2d_reproduces_the_lecture_exactly() -> None:
     assert all(png.startswith(b"\x89PNG") and len(png) > 2000 for _, png in result.images)
 
 
+def test_conv2d_steps_write_out_the_products_and_sums() -> None:
+    from gpu_queue.demos.conv2d import _padded, _products, _sum_text
+
+    padded = _padded(LECTURE_F, 3, 3)
+    assert padded[2] == [0, 0, 1, 2, 3, 4] and len(padded) == 6
+    products = _products(padded, LECTURE_G, 1, 2)  # h[1,2] of the slide
+    assert products == [0, 0, 0, 0, 0, 0, 5, 12, 7]
+    assert _sum_text(products, 24) == "0 + 0 + 0 + 0 + 0 + 0 + 5 + 12 + 7 = 24"
+    assert _sum_text([-0.0, 2.0], 2) == "0 + 2 = 2"  # never "-0"
+
+
+def test_cnn_edge_filters_light_up_where_the_edges_are() -> None:
+    from gpu_queue.demos.cnn import EDGE_FILTERS, build, sample_image
+
+    model = build(3, 0, "edges").eval()
+    x = torch.tensor(sample_image())[None, None]
+    with torch.no_grad():
+        maps = model(x)["conv1"][0]
+    assert next(name for name, _ in EDGE_FILTERS) == "dark → bright, left to right"
+    # The sample's disc (centre x=40, y=38, radius 18) on a darker ground: its left edge
+    # (dark → bright going right) in channel 1, its right edge in channel 2.
+    assert maps[0, 38, 22:25].max() > 1 and maps[0, 38, 56:59].max() == 0
+    assert maps[1, 38, 56:59].max() > 1 and maps[1, 38, 22:25].max() == 0
+    assert maps[0, 5:15, 5:15].max() < 0.1  # a smooth patch: no edge
+    rand = build(3, 0, "random")
+    assert not torch.equal(rand.conv1.weight, model.conv1.weight)
+
+
 def test_conv2d_takes_a_users_grid_and_kernel() -> None:
     params = Conv2dParams(grid="1 2; 3 4", kernel="0 0; 0 1")  # type: ignore[arg-type]
     assert convolve(params.grid, params.kernel) == [[1.0, 2.0], [3.0, 4.0]]  # identity
@@ -54,11 +82,14 @@ def test_cnn_has_the_lecture_shapes(tmp_path: Path) -> None:
     assert "conv1 (4, 80, 120), pool (4, 40, 60), conv2 (2, 40, 60), flatten 4800" in result.text
     probs = [float(line.split(": ")[1]) for line in result.text.splitlines() if "class " in line]
     assert len(probs) == 3 and abs(sum(probs) - 1) < 0.01
+    assert "80×120×1 → 80×120×4 → 40×60×4 → 40×60×2 → 4800 → 3" in result.text
     assert [n for n, _ in result.images] == [
-        "cnn-input.png",
+        "cnn-pipeline.png",
+        "cnn-filters.png",
         "cnn-conv1.png",
         "cnn-pool.png",
         "cnn-conv2.png",
+        "cnn-fc-softmax.png",
     ]
     assert steps == sorted(steps) and steps[-1] == 1.0
     again = demo.run(demo.params(classes=3, seed=1), "cpu", quiet)
@@ -145,6 +176,29 @@ def test_video_3d_cnn_sees_motion_that_frame_by_frame_misses() -> None:
     assert frame_wise < 0.45  # order-blind: near chance
     assert three_d > frame_wise + 0.3
     assert [n for n, _ in result.images] == ["video-clips.png", "video-accuracy.png"]
+    assert "Only the 3D CNN beats chance" in result.text
+
+
+def test_video_conclusions_come_from_the_runs_own_numbers() -> None:
+    from gpu_queue.demos import video
+
+    p = video.VideoParams(clips=120, epochs=2)
+    said = " ".join(video.conclusion(0.22, 0.40, 30, "3D", p))  # 30 test clips: ±24 points
+    assert "Neither model is clearly better than chance" in said
+    assert "40% is above 25% but within what guessing gives on 30 clips" in said
+    assert "try more clips (clips=800) or more epochs (epochs=6)" in said
+    assert "detect" not in said
+    said = " ".join(video.conclusion(0.27, 0.95, 200, "3D", p))
+    assert said.startswith("Only the 3D CNN beats chance (by 70 points)")
+    assert "Both models beat chance" in " ".join(video.conclusion(0.6, 0.9, 200, "3D", p))
+    assert "has not learned" in " ".join(video.conclusion(0.6, 0.3, 200, "(2+1)D", p))
+    assert video.headline(0.25, 0.3, 30, "3D").startswith("Neither model beats chance")
+    demo = catalogue()["video"]
+    short = demo.run(demo.params(clips=40, epochs=1, seed=0), "cpu", quiet)
+    acc3 = _percent(short.text, "3D CNN:")
+    if not video.above_chance(acc3, 10):
+        assert "has not learned the motion yet" in short.text
+        assert "detect the motion" not in short.text
 
 
 # classify: the network and the class names ---------------------------------------

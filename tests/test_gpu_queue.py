@@ -17,6 +17,7 @@ from commands.gpu import due_gpu_posts
 from commands.replies import render_text
 from db.models import Course, GpuJob, GpuJobFile, Person, Platform
 from gpu_queue import queue
+from gpu_queue.jobs import Jobs
 from gpu_queue.worker import Worker
 from tests.http_fakes import file_server
 
@@ -49,11 +50,12 @@ async def test_round_robin_and_caps(app) -> None:  # type: ignore[no-untyped-def
         )  # fmt: skip
         order = await queue.queue_order(s)
         assert [j.person_id for j in order[:3]] == [ids["alice"], ids["bob"], ids["alice"]]
-        job = await queue.claim(s, "w1", NOW + timedelta(minutes=2))
+        job = await Jobs(s).claim_next("w1", NOW + timedelta(minutes=2))
         assert job is not None and job.person_id == ids["alice"]
         order = await queue.queue_order(s)
         assert order[0].id == b.id  # A has a job running: B's runs next
-        job.state = "succeeded"  # ... and still when A's has finished: B waited longer
+        # ... and still when A's has finished: B waited longer
+        assert await Jobs(s).finish(job.id, "w1", NOW + timedelta(minutes=3), text="done")
         assert [j.id for j in (await queue.queue_order(s))[:1]] == [b.id]
     r = await app.core.handle_text(req("bob"), "gpu run conv2d")
     assert not r.is_error
@@ -150,7 +152,7 @@ async def test_a_dead_worker_requeues_young_jobs_once_and_expires_old_ones(app) 
             now=NOW - timedelta(hours=1),
         )
         for job in (young, old):
-            job.state, job.attempts, job.heartbeat_at = "running", 1, NOW
+            assert await Jobs(s).claim(job.id, "w-dead", NOW) is not None
     async with app.db.transaction() as s:
         posts = await due_gpu_posts(s, NOW + timedelta(minutes=1))
     async with app.db.session() as s:
@@ -212,7 +214,7 @@ async def test_instructor_pauses_resumes_and_limits_the_queue(app, tmp_path) -> 
     worker = Worker(app.db, tmp_path, name="w", clock=app.clock)
     async with app.db.transaction() as s:
         assert await queue.queue_order(s) == []
-        assert await queue.claim(s, "w", NOW) is None  # nothing runs while paused
+        assert await Jobs(s).claim_next("w", NOW) is None  # nothing runs while paused
     await app.core.handle_text(req("gedas"), "gpu resume")
     async with app.db.session() as s:
         assert [j.id for j in await queue.queue_order(s)] == [1]
@@ -295,7 +297,8 @@ async def test_a_discord_attachment_url_runs_cnn_on_a_worker_on_another_host(
     assert not (settings.data_dir / "gpu").exists() and not host.exists()
     outputs = [(j, n) for j, r_, n, _ in await stored_files(app) if r_ == "output"]
     assert [n for j, n in outputs if j == job_id] == [
-        "cnn-input.png", "cnn-conv1.png", "cnn-pool.png", "cnn-conv2.png"
+        "cnn-pipeline.png", "cnn-filters.png", "cnn-conv1.png", "cnn-pool.png",
+        "cnn-conv2.png", "cnn-fc-softmax.png",
     ]  # fmt: skip
 
     async with app.db.transaction() as s:

@@ -1,8 +1,8 @@
-"""The GPU worker for real: procrastinate on Postgres (the defer is in the submit's
-transaction, priorities carry the round-robin order, a double delivery runs once), the
-warm child (kept across jobs, replaced after a kill), a real ``kill -9`` of a worker
-process and the recovery, a worker that stops giving its job back, and the student's
-message when the GPU runs out of memory."""
+"""The GPU worker for real: on Postgres woken by NOTIFY sent at the submission's commit
+(never before it, never for a rolled-back one), a job run once however often a worker
+is told; the warm child (kept across jobs, replaced after a kill), a real ``kill -9`` of
+a worker process and the recovery, a worker that stops handing its job back, and the
+student's message when the GPU runs out of memory."""
 
 from __future__ import annotations
 
@@ -16,13 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from commands.gpu import due_gpu_posts
 from commands.replies import render_text
-from db.models import Course, GpuJob, GpuJobFile, Person
-from gpu_queue import procrastinate_app, queue
+from db.models import Course, GpuJob, GpuJobFile, GpuWorker, Person
+from gpu_queue import engines, procrastinate_app, queue
+from gpu_queue.jobs import Jobs
 from gpu_queue.worker import OOM_MESSAGE, Worker, run_demo, worker_main
+
+CNN_IMAGES = [
+    "cnn-pipeline.png",
+    "cnn-filters.png",
+    "cnn-conv1.png",
+    "cnn-pool.png",
+    "cnn-conv2.png",
+    "cnn-fc-softmax.png",
+]
 
 
 async def ids_and_course(app: Any) -> tuple[dict[str, int], int]:
@@ -60,91 +70,73 @@ async def until(app: Any, job_id: int, states: tuple[str, ...], limit: float = 6
     raise AssertionError(f"job {job_id} is {job.state}, not {states}")
 
 
-async def clear_procrastinate(app: Any) -> None:
-    """procrastinate's tables outlive a test (conftest empties ours only)."""
-    async with app.db.transaction() as s:
-        await s.execute(
-            text(
-                "TRUNCATE procrastinate_jobs, procrastinate_events, procrastinate_workers,"
-                " procrastinate_periodic_defers RESTART IDENTITY CASCADE"
-            )
-        )
-
-
-async def procrastinate_jobs(app: Any) -> list[tuple[int, int, str]]:
-    """(our job id, priority, status) in the order a worker fetches them."""
-    async with app.db.session() as s:
-        rows = await s.execute(
-            text(
-                "SELECT CAST(args ->> 'job_id' AS integer), priority, CAST(status AS text)"
-                " FROM procrastinate_jobs ORDER BY priority DESC, id"
-            )
-        )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
-
-
 torch_needed = pytest.mark.skipif(
     __import__("importlib").util.find_spec("torch") is None,
     reason="torch is installed by the `demos` extra (make test)",
 )
 
 
-# ------------------------------------------------------------------ procrastinate
+# ------------------------------------------------------------------ waking on Postgres
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
-async def test_the_defer_commits_and_rolls_back_with_the_job_row(app) -> None:  # type: ignore[no-untyped-def]
-    await clear_procrastinate(app)
+async def test_a_submission_wakes_listening_workers_at_commit_only(app) -> None:  # type: ignore[no-untyped-def]
     people, course = await ids_and_course(app)
-    with pytest.raises(RuntimeError):
-        async with app.db.transaction() as s:
-            await queue.submit(
-                s, course_id=course, person_id=people["alice"], demo="conv2d", params={},
-                channel="general", now=datetime.now(UTC),
-            )  # fmt: skip
-            assert await procrastinate_app.pending(s) == 1  # in this transaction
-            raise RuntimeError("the command failed after submitting")
-    async with app.db.session() as s:
-        assert await s.scalar(select(GpuJob.id)) is None
-        assert await procrastinate_app.pending(s) == 0  # rolled back together
+    wake = await engines.open_wake(app.db)
+    assert isinstance(wake, engines.NotifyWake)
+    try:
+        with pytest.raises(RuntimeError):
+            async with app.db.transaction() as s:
+                await queue.submit(
+                    s, course_id=course, person_id=people["alice"], demo="conv2d", params={},
+                    channel="general", now=datetime.now(UTC),
+                )  # fmt: skip
+                await asyncio.sleep(0.2)
+                assert not wake.event.is_set()  # not before the commit
+                raise RuntimeError("the command failed after submitting")
+        await asyncio.sleep(0.2)
+        assert not wake.event.is_set()  # a rolled-back submission wakes nobody
+        async with app.db.session() as s:
+            assert await s.scalar(select(GpuJob.id)) is None
+        stop = asyncio.Event()
 
-    # Fairness rides on priorities: A has 10 queued, B submits one; B's is fetched 2nd.
-    a = [await submit(app, people["alice"], course, cap=10) for _ in range(10)]
-    b = await submit(app, people["bob"], course)
-    fetched = await procrastinate_jobs(app)
-    assert [j for j, _, _ in fetched[:3]] == [a[0], b, a[1]]
-    assert [p for _, p, _ in fetched[:3]] == [0, 0, -1]
-    async with app.db.session() as s:
-        assert [j.id for j in (await queue.queue_order(s))[:3]] == [a[0], b, a[1]]
+        async def later() -> float:
+            await asyncio.sleep(0.2)
+            await submit(app, people["alice"], course)
+            return time.perf_counter()
+
+        committed = asyncio.create_task(later())
+        await wake.wait(stop, 5.0)  # what an idle worker does: woken at the commit
+        woke = time.perf_counter()
+        assert woke - await committed < 0.15  # not the 2 s fallback
+    finally:
+        await wake.close()
 
 
 @torch_needed
 @pytest.mark.parametrize("backend", ["postgres"])
-async def test_a_procrastinate_worker_runs_a_committed_job_once(app, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    await clear_procrastinate(app)
+async def test_a_listening_worker_runs_a_committed_job_once(app, tmp_path) -> None:  # type: ignore[no-untyped-def]
     people, course = await ids_and_course(app)
-    job_id = await submit(app, people["alice"], course)
-    async with app.db.transaction() as s:  # a second delivery of the same job
-        await procrastinate_app.defer(s, job_id)
     worker = Worker(app.db, tmp_path, name="gpu-host-1:gpu0")
-    serving = asyncio.create_task(worker.serve_procrastinate(app.db.url))
+    serving = asyncio.create_task(worker.serve())
     try:
+        await asyncio.sleep(0.5)  # listening
+        job_id = await submit(app, people["alice"], course)
         job = await until(app, job_id, ("succeeded", "failed"))
-        for _ in range(100):  # the second delivery is fetched too, and does nothing
-            if not await procrastinate_jobs(app):
-                break
-            await asyncio.sleep(0.05)
     finally:
         worker.stop.set()
         await asyncio.wait_for(serving, 30)
     assert job.state == "succeeded" and job.attempts == 1 and job.worker == "gpu-host-1:gpu0"
+    assert (job.started_at - job.created_at).total_seconds() < 1.0  # type: ignore[operator]
     assert "18  56  80  88" in (job.result_text or "")
-    assert await procrastinate_jobs(app) == []  # both done (and deleted)
-    assert await worker.run_job(job_id) == "gone"  # a late third delivery: nothing
+    assert await worker.run_job(job_id) == "gone"  # told again: nothing
     async with app.db.transaction() as s:
         posts = await due_gpu_posts(s, datetime.now(UTC))
     results = [o for _, o in posts if o.edit_key is None]
     assert len(results) == 1 and "finished" in render_text(results[0].reply)
+    async with app.db.session() as s:
+        [row] = await s.scalars(select(GpuWorker))
+        assert (row.name, row.state, row.jobs_run) == ("gpu-host-1:gpu0", "stopped", 1)
 
 
 @torch_needed
@@ -152,14 +144,13 @@ async def test_a_procrastinate_worker_runs_a_committed_job_once(app, tmp_path) -
 async def test_a_gpu_host_worker_reads_the_input_and_returns_images_through_the_database(
     app, settings, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    """A procrastinate worker on "another host" (its own data folder, nothing shared):
-    the attached image reaches it from the database, the result images go back there,
-    and the bot posts them once."""
+    """A worker on "another host" (its own data folder, nothing shared): the attached
+    image reaches it from the database, the result images go back there, and the bot
+    posts them once."""
     import io
 
     from PIL import Image
 
-    await clear_procrastinate(app)
     people, course = await ids_and_course(app)
     buf = io.BytesIO()
     Image.new("L", (64, 48), 200).save(buf, format="PNG")
@@ -173,7 +164,7 @@ async def test_a_gpu_host_worker_reads_the_input_and_returns_images_through_the_
         [ref] = [v for k, v in job.params.items() if k == "image"]
     host = tmp_path / "gpu-host-2"
     worker = Worker(app.db, host, name="gpu-host-2:gpu0")
-    serving = asyncio.create_task(worker.serve_procrastinate(app.db.url))
+    serving = asyncio.create_task(worker.serve())
     try:
         done = await until(app, job_id, ("succeeded", "failed"))
     finally:
@@ -184,32 +175,25 @@ async def test_a_gpu_host_worker_reads_the_input_and_returns_images_through_the_
     assert not host.exists() and not (settings.data_dir / "gpu").exists()
     async with app.db.session() as s:
         files = [(f.role, f.name) for f in await s.scalars(select(GpuJobFile).order_by("id"))]
-    assert files[0] == ("input", "my_photo.png") and len(files) == 5
+    assert files[0] == ("input", "my_photo.png") and len(files) == 1 + len(CNN_IMAGES)
     async with app.db.transaction() as s:
         posts = await due_gpu_posts(s, datetime.now(UTC))
     [result] = [o.reply for _, o in posts if o.edit_key is None]
     assert [f.name for f in result.files] == [n for r, n in files if r == "output"]
+    assert all(f.description for f in result.files)  # alt text
     async with app.db.transaction() as s:
         assert [o for _, o in await due_gpu_posts(s, datetime.now(UTC)) if not o.edit_key] == []
 
 
-@pytest.mark.parametrize("backend", ["postgres"])
-async def test_maintenance_offers_orphaned_rows_again_and_waits_for_the_owner(app) -> None:  # type: ignore[no-untyped-def]
-    await clear_procrastinate(app)
+async def test_a_job_waits_while_its_owner_has_one_running(app) -> None:  # type: ignore[no-untyped-def]
     people, course = await ids_and_course(app)
     first = await submit(app, people["alice"], course)
     second = await submit(app, people["alice"], course)
-    await clear_procrastinate(app)  # as if a crash lost both defers
-    worker = Worker(app.db, Path("."), name="w")
-    await worker.maintain()
-    assert sorted(j for j, _, _ in await procrastinate_jobs(app)) == [first, second]
     async with app.db.transaction() as s:  # alice's first runs elsewhere ...
-        status, _ = await queue.claim_job(s, first, "other-host", datetime.now(UTC))
-        assert status == "claimed"
-    await clear_procrastinate(app)
+        assert await Jobs(s).claim(first, "other-host", datetime.now(UTC)) is not None
+    worker = Worker(app.db, Path("."), name="w")
     assert await worker.run_job(second) == "wait"  # ... so her second waits its turn
-    [(job, priority, status)] = await procrastinate_jobs(app)
-    assert (job, priority, status) == (second, -1, "todo")  # offered again, a bit later
+    assert await worker.run_once() is None
     assert (await row(app, second)).state == "queued"
 
 
@@ -223,8 +207,8 @@ async def test_the_child_stays_warm_and_is_replaced_after_a_kill(app, tmp_path) 
     worker = Worker(app.db, tmp_path, name="w")
     try:
         took, pids = [], []
-        for _ in range(2):
-            job_id = await submit(app, people["alice"], course)
+        for _ in range(2):  # a 1×1 grid: the time is the child's start, not the drawing
+            job_id = await submit(app, people["alice"], course, params={"grid": "1", "kernel": "1"})
             t = time.perf_counter()
             assert await worker.run_once() == job_id
             took.append(time.perf_counter() - t)
@@ -288,11 +272,9 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("age", ["young", "old"])
 async def test_kill_9_of_a_worker_process_mid_job(app, tmp_path, age) -> None:  # type: ignore[no-untyped-def]
     """A real worker process (the embedded worker's entry point: rows on SQLite,
-    procrastinate on Postgres) is killed with SIGKILL while its job runs; its child dies
+    LISTEN on Postgres) is killed with SIGKILL while its job runs; its child dies
     with it; the job runs again once and is posted once, or, if old, expires and its
     owner is told."""
-    if app.db.backend == "postgresql":
-        await clear_procrastinate(app)
     people, course = await ids_and_course(app)
     created = datetime.now(UTC) - (timedelta(hours=1) if age == "old" else timedelta(0))
     job_id = await submit(app, people["alice"], course, demo="cnn", now=created)
@@ -336,23 +318,16 @@ async def test_kill_9_of_a_worker_process_mid_job(app, tmp_path, age) -> None:  
         assert "was not run again" in render_text(told.reply)
         return
     assert (job.state, job.attempts) == ("queued", 1)
+    assert [o for _, o in posts if o.edit_key is None] == []  # a requeue is no announcement
     worker = second
-    if app.db.backend == "postgresql":
-        assert [j for j, _, s in await procrastinate_jobs(app) if s == "todo"] == [job_id]
-        serving = asyncio.create_task(worker.serve_procrastinate(app.db.url))
-        try:
-            job = await until(app, job_id, ("succeeded", "failed"))
-        finally:
-            worker.stop.set()
-            await asyncio.wait_for(serving, 30)
-    else:
-        try:
-            assert await worker.run_once() == job_id
-        finally:
-            worker.close()
-        job = await row(app, job_id)
+    serving = asyncio.create_task(worker.serve())
+    try:
+        job = await until(app, job_id, ("succeeded", "failed"))
+    finally:
+        worker.stop.set()
+        await asyncio.wait_for(serving, 30)
     assert (job.state, job.attempts, job.worker) == ("succeeded", 2, "second-worker")
-    assert len(job.result_files) == 4
+    assert len(job.result_files) == len(CNN_IMAGES)
     async with app.db.transaction() as s:
         posts = await due_gpu_posts(s, datetime.now(UTC))
     assert len([o for _, o in posts if o.edit_key is None]) == 1  # one result
@@ -371,9 +346,6 @@ def test_procrastinate_on_sqlite_is_refused_clearly(tmp_path, monkeypatch) -> No
     assert out.exit_code == 1
     assert "COURSEBOT_GPU_QUEUE=procrastinate needs Postgres" in out.output
     assert procrastinate_app.engine_for("sqlite", "auto") == "db"
-    assert procrastinate_app.engine_for("postgresql", "auto") == "procrastinate"
+    assert procrastinate_app.engine_for("postgresql", "auto") == "notify"
+    assert procrastinate_app.engine_for("postgresql", "procrastinate") == "notify"  # old name
     assert procrastinate_app.engine_for("postgresql", "db") == "db"
-    assert (
-        procrastinate_app.conninfo("postgresql+asyncpg://u:p@h:5433/d?ssl=require")
-        == "postgresql://u:p@h:5433/d?sslmode=require"
-    )

@@ -5,6 +5,7 @@ failing, and never lost when the process is killed (real kill -9)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -116,7 +117,7 @@ async def test_a_mass_send_reports_the_real_numbers(app: App) -> None:
     reply = await say(app, "maya", "rankings remind")
     text = render_text(reply)
     assert "22 of 25 reminders delivered" in text
-    assert "1 still being sent" in text
+    assert "1 not sent yet" in text
     assert (
         "2 could not be reached: Bob Okafor (does not accept DMs from the bot); Carol Martinez"
         in text
@@ -299,10 +300,14 @@ async def test_kill_9_while_sending_loses_nothing(
     assert proc.returncode == 0, err.decode()
     assert b"all sent" in out
 
-    got = Counter(line.split(" | ", 1)[1] for line in _lines(log))
+    records = [json.loads(line) for line in _lines(log)]
+    got = Counter(r["text"] for r in records if r["kind"] != "replay")
     assert set(got) == set(texts), "every message arrived"
-    duplicates = sum(n - 1 for n in got.values())
-    assert duplicates <= kills
+    # A message the platform had accepted when the process died is sent again after
+    # the restart (at most one per kill); the file platform keys it by the delivery
+    # nonce, as Discord does, so it shows once.
+    resent = sum(1 for r in records if r["kind"] == "replay")
+    assert resent <= kills and sum(n - 1 for n in got.values()) == 0
     assert await statuses(app) == Counter({SENT: 60})
 
 

@@ -25,6 +25,7 @@ from commands.parsing import parse_tokens, split_line
 from commands.registry import Command, OptionSpec, Registry
 from commands.replies import Button, FileOut, Reply, Section, Table, render_text
 from db.models import OutboxMessage, Person, Platform
+from tests.helpers import running_battle
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 #: Words in an option's name or description that say it names a person.
@@ -244,12 +245,13 @@ async def setup_course(app, tmp_path: Path) -> None:  # type: ignore[no-untyped-
         ("bob", "project create Robo"),
         ("carol", 'project lfg "video QA, long-form video"'),
         ("gedas", "grade set bob presentations 71"),
-        ("maya", "battle open 1"),
         ("bob", "gpu run conv2d"),
     ]
     for user, line in lines:
         reply = await app.core.handle_text(req(user), line)
         assert not reply.is_error, (line, reply.text)
+    reply = await app.core.handle_text(req("maya"), f"battle open {await running_battle(app)}")
+    assert not reply.is_error, reply.text
     reply = await app.core.handle(
         req("bob", pdf), "critique submit", {"paper": 5, "question": "Why?", "answer": "So."}
     )

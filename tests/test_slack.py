@@ -38,6 +38,7 @@ from commands.replies import (
     Tone,
 )
 from db.models import Course, CourseBinding, Identity, Person, Platform, Ranking, RankKind
+from tests.helpers import QUIET_GROUPS, flush_edits, publish_groups
 from tests.slack_fakes import (
     FORM,
     JSON,
@@ -228,11 +229,34 @@ async def slack(app: App, fake: FakeSlack, settings: Settings) -> AsyncIterator[
 
 
 # ----------------------------------------------------------------------------- slash commands
-async def test_slash_command_public_reply_and_help(slack: Harness) -> None:
-    await slack.command("papers battle")
+async def test_slash_command_private_lookup_shared_in_channel_and_help(slack: Harness) -> None:
+    """A lookup answers privately (fifty students asking must not flood the channel);
+    its "Share in channel" button posts the same answer publicly."""
+    ids = await slack.command("papers battle")
+    reply = await slack.reply_to(ids)
+    assert reply["response_type"] == "ephemeral"
+    shown = texts(reply["blocks"])
+    assert "battle papers" in shown and "```" in shown  # a header and a monospace table
+    assert reply["blocks"][0]["type"] == "header"
+    actions = next(b for b in reply["blocks"] if b["type"] == "actions")
+    share = next(e for e in actions["elements"] if e["value"].startswith("share:"))
+    assert not slack.fake.of("chat.postMessage")  # nothing public yet
+    status, _ = await slack.interact(
+        {
+            "type": "block_actions",
+            "team": {"id": TEAM},
+            "user": {"id": "UALICE", "username": "alice", "team_id": TEAM},
+            "channel": {"id": "CGENERAL", "name": "general"},
+            "container": {"type": "message", "channel_id": "CGENERAL", "is_ephemeral": True},
+            "trigger_id": "trig-share-1",
+            "response_url": slack.fake.response_url(),
+            "actions": [share | {"block_id": actions.get("block_id"), "action_ts": "1"}],
+        }
+    )
+    assert status == 200
     msg = await slack.fake.wait_for("chat.postMessage", lambda a: a["channel"] == "CGENERAL")
     shown = texts(msg["blocks"])
-    assert "battle papers" in shown and "```" in shown  # a header and a monospace table
+    assert "battle papers" in shown and "(shared by Alice Chen)" in shown
     assert msg["blocks"][0]["type"] == "header"
     assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in msg["blocks"])
 
@@ -289,8 +313,7 @@ async def test_unbound_workspace_and_slack_markup(slack: Harness) -> None:
 
 
 async def test_button_press_pages_through_papers(slack: Harness) -> None:
-    await slack.command("papers")
-    msg = await slack.fake.wait_for("chat.postMessage")
+    msg = await slack.reply_to(await slack.command("papers"))
     assert "(page 1 of 3)" in texts(msg["blocks"])
     actions = next(b for b in msg["blocks"] if b["type"] == "actions")
     button = actions["elements"][0]
@@ -302,12 +325,7 @@ async def test_button_press_pages_through_papers(slack: Harness) -> None:
             "team": {"id": TEAM},
             "user": {"id": "UALICE", "username": "alice", "team_id": TEAM},
             "channel": {"id": "CGENERAL", "name": "general"},
-            "container": {
-                "type": "message",
-                "message_ts": msg["ts"],
-                "channel_id": "CGENERAL",
-                "is_ephemeral": False,
-            },
+            "container": {"type": "message", "channel_id": "CGENERAL", "is_ephemeral": True},
             "trigger_id": "trig-button-1",
             "response_url": url,
             "actions": [button | {"block_id": actions.get("block_id"), "action_ts": "1"}],
@@ -672,7 +690,10 @@ async def test_direct_message_with_a_file_attaches_it(slack: Harness) -> None:
         "thread_ts": "1700000102.000001",
     }
     await slack.event(mention, "EvMention")
-    posted = await slack.fake.wait_for("chat.postMessage", lambda a: a["channel"] == "CGENERAL")
+    # A lookup answers the one who asked, privately, in the thread it came from.
+    posted = await slack.fake.wait_for(
+        "chat.postEphemeral", lambda a: a["channel"] == "CGENERAL" and a["user"] == "UBOB"
+    )
     assert posted["thread_ts"] == "1700000102.000001" and "battle papers" in texts(posted["blocks"])
 
 
@@ -727,9 +748,9 @@ async def test_socket_mode_round_trip_through_run_slack(
                 }
             )
             assert ack["envelope_id"] == f"env-ev{attempt}"
-        await fake.wait_for("chat.postMessage", lambda a: a["channel"] == "CGENERAL")
+        await fake.wait_for("chat.postEphemeral", lambda a: a["channel"] == "CGENERAL")
         await asyncio.sleep(0.3)
-        assert len(fake.of("chat.postMessage")) == 1  # answered once
+        assert len(fake.of("chat.postEphemeral")) == 1  # answered once (privately: a lookup)
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 10) == 0
@@ -844,6 +865,7 @@ async def test_a_battle_poll_on_slack_takes_justified_votes(slack: Harness, app:
 
     from db.models import BattleVote
 
+    await publish_groups(app, QUIET_GROUPS)  # a battle runs once it has sides
     await slack.command("battle open 1", user="gedas")
     poll = await slack.fake.wait_for(
         "chat.postMessage", lambda a: "which paper should be accepted" in texts(a.get("blocks", []))
@@ -862,6 +884,7 @@ async def test_a_battle_poll_on_slack_takes_justified_votes(slack: Harness, app:
 
     ids = await slack.command('battle vote 1 A "Temporal shift is free at inference time."')
     assert "counts. You can change" in texts((await slack.reply_to(ids))["blocks"])
+    await flush_edits(app)  # poll edits are coalesced, at most one a second
     await slack.fake.wait_for(
         "chat.update",
         lambda a: "Votes so far: 1; 1 with a justification" in texts(a.get("blocks", [])),

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = """\
 announce "Bring laptops on Monday." at 2023-08-26T09:00
 :as maya
-battle timer 1 a
+talk timer 7 minutes=20
 :advance 14m
 :wait 300
 :advance 50s
@@ -67,7 +67,7 @@ def test_advance_delivers_every_post_in_order_and_runs_are_identical(tmp_path: P
 
     # --now is read in the course's zone (New York), and the clock is shown in it.
     assert "(clock moved to Fri 2023-08-25 10:14:00 EDT)" in first
-    # The battle timer (20 minutes from 10:00) warns at 5 and 1 minutes left, in order,
+    # The talk timer (20 minutes from 10:00) warns at 5 and 1 minutes left, in order,
     # then says time's up: `:wait 300` passed 5 minutes of virtual time at once.
     five = first.index("5 minutes left")
     one = first.index("1 minute left")
@@ -76,7 +76,7 @@ def test_advance_delivers_every_post_in_order_and_runs_are_identical(tmp_path: P
     assert first.count("1 minute left") == 1
     # `:advance 2d` went through the scheduled announcement (Sat 9 AM) before the
     # 24-hour rankings reminder (Sat 11:59 PM), each at its own time.
-    ann = first.index("Bring laptops on Monday.", first.index("battle timer"))
+    ann = first.index("Bring laptops on Monday.", first.index("talk timer"))
     rem = first.index("Reminder: **Paper rankings** is due")
     assert ann < rem
     assert "(clock moved to Sun 2023-08-27 10:21:00 EDT)" in first

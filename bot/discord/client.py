@@ -4,7 +4,10 @@ registry, the router, the outbox and the reminder scheduler; and :func:`run_disc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -69,6 +72,11 @@ class CourseBot(discord.Client):
             platform=Platform.DISCORD,
         )
         self._ready_once = False
+        #: Inbox entries received before this instant belong to a stopped process (set
+        #: when the bot logs in: no interaction reaches this process before).
+        self.inbox_since: datetime | None = None
+        #: The recovery of what a stopped process left (a task, started once ready).
+        self.recovery: asyncio.Task[None] | None = None
         #: The guild a DM (a button on a private message) belongs to; see Router.workspace.
         self.dm_workspace: str | None = str(self.guild_id) if self.guild_id else None
         app.core.outbox = self.outbox
@@ -76,6 +84,7 @@ class CourseBot(discord.Client):
     # ------------------------------------------------------------------ start
     async def setup_hook(self) -> None:
         """Register the persistent components, build the commands and sync them."""
+        self.inbox_since = self.app.core.clock.now()
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         guild = discord.Object(self.guild_id) if self.guild_id else None
         for command in build_commands(self.layout, self.router):
@@ -116,6 +125,11 @@ class CourseBot(discord.Client):
             await self.check_ballot_permissions()
         except Exception:
             log.exception("checking the bot's permissions for secret ballots failed")
+        if self.inbox_since is not None:
+            # Interactions a stopped process deferred and did not answer: run them again
+            # while their tokens live, or tell their users (bot/discord/recovery.py). A
+            # task of its own: a slow command run again does not hold up the scheduler.
+            self.recovery = asyncio.create_task(self._recover(self.inbox_since))
         if self.use_scheduler:
             try:
                 await self.sweeper.sweep()  # catch up on what came due while down
@@ -123,7 +137,17 @@ class CourseBot(discord.Client):
                 log.exception("the catch-up sweep failed; the scheduler retries")
             self.sweeper.start(self.app.settings.sweep_seconds)
 
+    async def _recover(self, since: datetime) -> None:
+        try:
+            await self.router.inbox.recover(since)
+        except Exception:
+            log.exception("recovering the interactions of a stopped process failed")
+
     async def close(self) -> None:
+        if self.recovery is not None and not self.recovery.done():
+            self.recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.recovery
         await self.sweeper.aclose()
         await super().close()
 

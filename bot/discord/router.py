@@ -5,6 +5,10 @@ all within Discord's 3 seconds), then the core runs, then the reply goes out as 
 deferred message and follow-ups. A reply that comes back after the interaction's
 15-minute token is gone is posted to the channel (or DM'd, if private) instead.
 
+An interaction that runs something is kept in the inbox before it is deferred and marked
+done once answered (:mod:`bot.discord.recovery`): a restart in between runs it again and
+answers through its follow-up webhook, or tells its user what became of it.
+
 Only translation happens here: the core finds the course and the caller, checks
 roles, validates options and dedupes retries by the interaction id.
 """
@@ -18,7 +22,6 @@ import secrets
 import time as clock
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
@@ -32,6 +35,17 @@ from bot.discord.components import (
     modal_values,
     ordinal,
     picker_view,
+)
+from bot.discord.recovery import (
+    PRIVATE,
+    PUBLIC,
+    TOKEN_GONE,
+    TOKEN_LIFETIME,
+    UPDATE,
+    Inbox,
+    button_label,
+    command_line,
+    plain,
 )
 from bot.discord.render import (
     Outgoing,
@@ -53,22 +67,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("coursebot.discord")
 
-#: An interaction token lives 15 minutes; after this, replies go to the channel.
-TOKEN_LIFETIME = timedelta(minutes=14)
 AUTOCOMPLETE_LIMIT = 25
 CHOICE_LIMIT = 100
 #: How long a command form keeps the files given with the command (Discord: 15 min).
 PENDING_FILES_SECONDS = 15 * 60
 CACHE_SIZE = 2048
-#: Discord error codes meaning the interaction's token or message is gone.
-TOKEN_GONE = (10008, 10015, 10062, 50027)
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[None]])
 
 
 def guarded(method: Handler) -> Handler:
-    """Turn an adapter failure in an interaction handler into a quotable error reply."""
+    """Turn an adapter failure in an interaction handler into a quotable error reply;
+    either way, an interaction kept in the inbox is done after it."""
 
     @functools.wraps(method)
     async def wrapper(self: Router, interaction: discord.Interaction, *args: Any) -> None:
@@ -76,6 +87,7 @@ def guarded(method: Handler) -> Handler:
             await method(self, interaction, *args)
         except Exception as exc:
             await self.fail(interaction, exc)
+        await self.inbox.finish(interaction)
 
     return wrapper  # type: ignore[return-value]
 
@@ -111,6 +123,8 @@ class Router:
         self._pending_files: dict[tuple[int, str], tuple[float, tuple[Attachment, ...]]] = {}
         #: Reactions the bot removed itself, whose removal event must not count.
         self._removing: LRU = LRU()
+        #: Interactions kept before they are deferred (acknowledged means done or known).
+        self.inbox = Inbox(self)
 
     # ------------------------------------------------------------------ requests
     def request(
@@ -178,6 +192,16 @@ class Router:
         if pick is not None and len(options) == 0:
             await self.open_picker(interaction, PickState(cmd.name, pick.name))
             return
+        slash = self.bot.layout.slash(cmd)
+        await self.inbox.keep(
+            interaction,
+            "command",
+            {"command": cmd.name, "options": {k: plain(v) for k, v in options.items()}},
+            defer=PRIVATE if cmd.ephemeral else PUBLIC,
+            what=command_line(slash, options),
+            again=f"Please type `{slash}` again.",
+            attachments=attachments,
+        )
         await self._defer(interaction, ephemeral=cmd.ephemeral)
         reply = await self.core.handle(
             self.request(interaction, attachments=attachments), cmd.name, options
@@ -234,6 +258,15 @@ class Router:
             return
         action = self.registry.actions.get(custom_id.split(":")[0])
         ephemeral = action.ephemeral if action is not None else True
+        label = button_label(interaction)
+        await self.inbox.keep(
+            interaction,
+            "button",
+            {"custom_id": custom_id},
+            defer=PRIVATE if ephemeral else PUBLIC,
+            what=f"press of the **{label}** button" if label else "button press",
+            again="Please press the button again.",
+        )
         await self._defer(interaction, ephemeral=ephemeral)
         reply = await self.core.handle_action(self.request(interaction), custom_id)
         await self.respond(interaction, reply, deferred_ephemeral=ephemeral)
@@ -251,13 +284,26 @@ class Router:
         """A submitted form: its command runs with the fixed and the typed options."""
         try:
             command, _ = Form.parse_custom_id(form_id)
-            ephemeral = self.registry.get(command).ephemeral
+            cmd = self.registry.get(command)
+            ephemeral, slash = cmd.ephemeral, self.bot.layout.slash(cmd)
         except (KeyError, ValueError):
-            ephemeral = True
-        await self._defer(interaction, ephemeral=ephemeral)
+            ephemeral, slash = True, None
         files = self._take_files(interaction.user.id, form_id)
+        values = modal_values(interaction.data)
+        await self.inbox.keep(
+            interaction,
+            "form",
+            {"form": form_id, "values": values},
+            defer=PRIVATE if ephemeral else PUBLIC,
+            what=f"form for `{slash}`" if slash else "form",
+            again="Please open the form again"
+            + (f" (its button, or `{slash}`)" if slash else "")
+            + " and send it.",
+            attachments=files,
+        )
+        await self._defer(interaction, ephemeral=ephemeral)
         reply = await self.core.handle_form(
-            self.request(interaction, attachments=files), form_id, modal_values(interaction.data)
+            self.request(interaction, attachments=files), form_id, values
         )
         await self.respond(interaction, reply, deferred_ephemeral=ephemeral)
 
@@ -296,6 +342,18 @@ class Router:
     async def on_pick_submit(self, interaction: discord.Interaction, state: PickState) -> None:
         """Run the command with the picked list; the result replaces the picker (an
         error keeps the picker, with the error above it)."""
+        try:
+            slash = self.bot.layout.slash(state.command)
+        except KeyError:  # not a command (a crafted id): the core says so
+            slash = f"/{state.command}"
+        await self.inbox.keep(
+            interaction,
+            "pick",
+            {"command": state.command, "option": state.option, "chosen": list(state.chosen)},
+            defer=UPDATE,
+            what=f"picks for `{slash}`",
+            again=f"Please type `{slash}` again.",
+        )
         await interaction.response.defer()
         reply = await self.core.handle(
             self.request(interaction), state.command, {state.option: list(state.chosen)}

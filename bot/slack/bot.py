@@ -71,10 +71,11 @@ INBOX_FIELDS = (
 )
 #: What the inbox keeps of a button press (the message it sits on is not needed).
 BUTTON_FIELDS = ("user", "team", "channel", "container", "response_url", "trigger_id")
-_WENT_THROUGH = (
-    "Your {what} went through just before the bot restarted, so its answer may not have "
-    "reached you. Nothing needs to be done again."
-)
+#: What the inbox keeps of a submitted modal's view: its inputs and the bot's own
+#: metadata (not its blocks, which are only needed to place an error inside the modal).
+VIEW_FIELDS = ("id", "hash", "callback_id", "private_metadata", "state")
+#: Removed from an inbox entry once it is done: it lets anyone answer as the bot.
+INBOX_SECRETS = ("response_url",)
 #: A command cut off by a restart is run again if it is younger than this (its response
 #: URL lives 30 minutes); an older one is answered with what became of it.
 INBOX_REPLAY = timedelta(minutes=25)
@@ -168,6 +169,18 @@ class RecentIds:
 
     def __contains__(self, key: object) -> bool:
         return key in self._ids
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted modal: who and where, how to run it, and how to name it to the user
+    (``what``) with what to do if it was lost (``again``)."""
+
+    request: Request
+    target: Target
+    run: Callable[[], Awaitable[Reply]]
+    what: str
+    again: str
 
 
 @dataclass
@@ -308,9 +321,9 @@ class SlackBot:
         b.command(self.command)(self._on_command)
         b.action(re.compile(rf"^{re.escape(bk.BUTTON_ACTION)}\.\d+$"))(self._on_button)
         b.action(bk.FILL_ACTION)(self._on_fill)
-        b.view(bk.FORM_CALLBACK)(self._on_form_submit)
-        b.view(bk.COMMAND_CALLBACK)(self._on_command_submit)
-        b.view(bk.RANK_CALLBACK)(self._on_rank_submit)
+        b.view(bk.FORM_CALLBACK)(self._on_submission)
+        b.view(bk.COMMAND_CALLBACK)(self._on_submission)
+        b.view(bk.RANK_CALLBACK)(self._on_submission)
         b.event("reaction_added")(self._on_reaction)
         b.event("reaction_removed")(self._on_reaction)
         b.event("app_mention")(self._on_mention)
@@ -355,7 +368,16 @@ class SlackBot:
         await ack()
         await self._run_command(body)
         if event_id is not None:
-            await inbox.done(self.app.db, Platform.SLACK, event_id, self.core.clock.now())
+            await self._inbox_done(event_id)
+
+    async def _inbox_done(self, event_id: str) -> None:
+        await inbox.done(
+            self.app.db,
+            Platform.SLACK,
+            event_id,
+            self.core.clock.now(),
+            forget=INBOX_SECRETS,
+        )
 
     async def _run_command(self, body: dict[str, Any], *, replay: bool = False) -> None:
         user, channel = body["user_id"], body.get("channel_id") or None
@@ -382,38 +404,40 @@ class SlackBot:
             reply = await self.core.handle_text(self._with_pending(request), text or "help")
             if reply.meta.get("duplicate"):
                 what = f"`{self.command} {text}`"
-                reply = Reply(text=_WENT_THROUGH.format(what=what), ephemeral=True)
+                reply = Reply(text=inbox.went_through(what), ephemeral=True)
             await self.send(reply, target)
 
     async def recover_inbox(self) -> int:
-        """Commands a stopped process acknowledged but did not finish: run them now if
-        their answer can still reach the sender (Slack's response URL lives 30 minutes),
-        else tell the sender what became of them. How many were handled."""
+        """Commands, button presses and form submissions a stopped process acknowledged
+        but did not finish: run them now if their answer can still reach the sender
+        (Slack's response URL lives 30 minutes), else tell the sender by DM what became
+        of them. How many were handled."""
         now = self.core.clock.now()
         entries = await inbox.unfinished(self.app.db, Platform.SLACK, before=self._started)
         for entry, ran in entries:
             body = entry.payload
-            button = entry.kind == "button"
             if now - entry.received_at < INBOX_REPLAY:
                 # Run again: the core's event record turns one that did commit into "it
                 # went through", answered where the sender is waiting for it.
                 log.warning("running %s again: it was cut off by a restart", entry.event_id)
-                if button:
+                if entry.kind == "button":
                     await self._press(body, str(body.get("value", "")), replay=True)
+                elif entry.kind == "modal":
+                    await self._resubmit(body)
                 else:
                     await self._run_command(body, replay=True)
             else:
-                what = "button press" if button else f"`{self.command} {body.get('text', '')}`"
-                text = (
-                    _WENT_THROUGH.format(what=what)
-                    if ran
-                    else f"Your {what} was not run: the bot restarted before it could. "
-                    "Please try again."
-                )
-                user = (body.get("user") or {}).get("id") if button else body.get("user_id")
+                if entry.kind == "command":
+                    what, again = f"`{self.command} {body.get('text', '')}`", "Please try again."
+                    user = body.get("user_id")
+                else:
+                    what = str(body.get("what") or "button press")
+                    again = str(body.get("again") or "Please try again.")
+                    user = (body.get("user") or {}).get("id")
+                text = inbox.went_through(what) if ran else inbox.not_run(what, again)
                 with suppress(Exception):
                     await self.dm_account(0, str(user), Reply(text=text))
-            await inbox.done(self.app.db, Platform.SLACK, entry.event_id, now)
+            await self._inbox_done(entry.event_id)
         return len(entries)
 
     async def _dispatch_text(
@@ -483,7 +507,7 @@ class SlackBot:
         await ack()
         await self._press(body, value)
         if event_id is not None:
-            await inbox.done(self.app.db, Platform.SLACK, event_id, self.core.clock.now())
+            await self._inbox_done(event_id)
 
     async def _press(self, body: dict[str, Any], value: str, *, replay: bool = False) -> None:
         target = self._interaction_target(body)
@@ -494,7 +518,7 @@ class SlackBot:
             request = self._interaction_request(body, target)
             reply = await self.core.handle_action(request, value)
             if replay and reply.meta.get("duplicate"):
-                reply = Reply(text=_WENT_THROUGH.format(what="button press"), ephemeral=True)
+                reply = Reply(text=inbox.went_through("button press"), ephemeral=True)
             await self.send(reply, target)
 
     async def _open_form(self, custom_id: str, body: dict[str, Any], target: Target) -> None:
@@ -526,51 +550,92 @@ class SlackBot:
             await self._dispatch_text(request, text, target, body.get("trigger_id"))
 
     # -- modal submissions ----------------------------------------------------------
-    async def _on_form_submit(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        view = body["view"]
-        meta = _metadata(view)
-        values = {
-            k.removeprefix("f."): v
-            for k, v in bk.view_values(view).items()
-            if k.startswith("f.") and v not in (None, "")
-        }
-        request, target = self._submission(body, meta)
-        await self._submit(
-            ack,
-            view,
-            target,
-            lambda: self.core.handle_form(self._with_pending(request), str(meta["form"]), values),
-        )
+    async def _on_submission(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        """A submitted modal (a command's form, a button's form, the rankings modal),
+        kept in the inbox before Slack hears "got it", like a slash command."""
+        submission = self._submission_of(body)
+        event_id = submission.request.event_id
+        if event_id is not None:
+            view = body.get("view") or {}
+            payload = {
+                "user": body.get("user"),
+                "team": body.get("team"),
+                "trigger_id": body.get("trigger_id"),
+                "view": {k: view.get(k) for k in VIEW_FIELDS},
+                "what": submission.what,
+                "again": submission.again,
+            }
+            await inbox.receive(
+                self.app.db, Platform.SLACK, event_id, "modal", payload, self.core.clock.now()
+            )
+        await self._submit(ack, body["view"], submission.target, submission.run)
+        if event_id is not None:
+            await self._inbox_done(event_id)
 
-    async def _on_command_submit(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        view = body["view"]
-        meta = _metadata(view)
-        typed = [
-            f"{k.removeprefix('f.')}={shlex.quote(v)}"
-            for k, v in bk.view_values(view).items()
-            if k.startswith("f.") and v
-        ]
-        line = " ".join([str(meta.get("line", "")), *typed])
-        request, target = self._submission(body, meta)
-        await self._submit(
-            ack, view, target, lambda: self.core.handle_text(self._with_pending(request), line)
-        )
+    async def _resubmit(self, body: dict[str, Any]) -> None:
+        """A kept submission, after a restart: run it again and post the answer (the
+        modal closed long ago); "went through" if it had committed."""
+        submission = self._submission_of(body)
+        async with self._guard(submission.target):
+            reply = await submission.run()
+            if reply.meta.get("duplicate"):
+                reply = Reply(text=inbox.went_through(submission.what), ephemeral=True)
+            await self.send(reply, submission.target)
 
-    async def _on_rank_submit(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+    def _submission_of(self, body: dict[str, Any]) -> Submission:
+        """What a submitted modal runs, by its callback id: a button's form (the core's
+        form id and the typed fields), a typed command's form (the line and the typed
+        fields) or the rankings modal (the selected papers, in rank order)."""
         view = body["view"]
         meta = _metadata(view)
         values = bk.view_values(view)
-        positions = sorted(
-            (int(k.split(".", 1)[1]), v)
-            for k, v in values.items()
-            if k.startswith("rank.") and k.split(".", 1)[1].isdigit()
-        )
-        papers = [int(v) for _, v in positions if v and v.isdigit()]
         request, target = self._submission(body, meta)
-        kind = RankKind.BATTLE if meta.get("kind") == RankKind.BATTLE.value else RankKind.STANDARD
-        name = f"rank {kind.value}"
-        await self._submit(
-            ack, view, target, lambda: self.core.handle(request, name, {"papers": papers})
+        callback = view.get("callback_id")
+        if callback == bk.RANK_CALLBACK:
+            positions = sorted(
+                (int(k.split(".", 1)[1]), v)
+                for k, v in values.items()
+                if k.startswith("rank.") and k.split(".", 1)[1].isdigit()
+            )
+            papers = [int(v) for _, v in positions if v and v.isdigit()]
+            is_battle = meta.get("kind") == RankKind.BATTLE.value
+            name = f"rank {(RankKind.BATTLE if is_battle else RankKind.STANDARD).value}"
+            line = f"`{self.command} {name}`"
+            return Submission(
+                request,
+                target,
+                lambda: self.core.handle(request, name, {"papers": papers}),
+                what=f"ranking from {line}",
+                again=f"Please type {line} again.",
+            )
+        typed = {
+            k.removeprefix("f."): v
+            for k, v in values.items()
+            if k.startswith("f.") and v not in (None, "")
+        }
+        if callback == bk.COMMAND_CALLBACK:
+            words = [str(meta.get("line", ""))]
+            words += [f"{k}={shlex.quote(str(v))}" for k, v in typed.items()]
+            full = " ".join(words)
+            line = f"`{self.command} {str(meta.get('line', ''))[:100]}`"
+            return Submission(
+                request,
+                target,
+                lambda: self.core.handle_text(self._with_pending(request), full),
+                what=f"form for {line}",
+                again=f"Please type {line} again and fill in the form.",
+            )
+        form_id = str(meta.get("form", ""))
+        try:
+            command = f"`{self.command} {Form.parse_custom_id(form_id)[0]}`"
+        except ValueError:
+            command = "a command"
+        return Submission(
+            request,
+            target,
+            lambda: self.core.handle_form(self._with_pending(request), form_id, typed),
+            what=f"form for {command}",
+            again="Please open the form again (its button) and send it.",
         )
 
     async def _submit(

@@ -32,6 +32,12 @@ class Demo:
     params: type[BaseModel]
     run: Callable[[BaseModel, str, Progress], DemoResult]
     timeout_s: float
+    #: A typical run in a warm worker, in seconds: the queue's estimate until the demo
+    #: has measured run times of its own (``gpu_queue.queue.run_times``).
+    typical_s: float = 5.0
+    #: The largest GPU memory a run may need, in MiB, for the given parameters (None:
+    #: small); checked at submission against the limit the instructor set.
+    memory_mib: Callable[[BaseModel], float] | None = None
 
 
 def catalogue() -> dict[str, Demo]:

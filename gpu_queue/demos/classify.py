@@ -585,4 +585,6 @@ DEMO = Demo(
     params=ClassifyParams,
     run=run,
     timeout_s=180,
+    typical_s=4.0,
+    memory_mib=lambda p: 400 + 60.0 * p.frames,  # type: ignore[attr-defined]
 )

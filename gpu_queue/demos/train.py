@@ -191,4 +191,6 @@ DEMO = Demo(
     params=TrainParams,
     run=run,
     timeout_s=300,
+    typical_s=15.0,
+    memory_mib=lambda p: 300 + 2.0 * p.batch_size,  # type: ignore[attr-defined]
 )

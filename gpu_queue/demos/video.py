@@ -32,6 +32,7 @@ the largest run (4000 clips, 30 epochs) about 30 s on an H200 and is meant for t
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -247,38 +248,66 @@ def _samples_png(clips: Any, labels: Any, per_class: int = 2) -> bytes:
     return figure_png(fig)
 
 
-def _accuracy_png(results: dict[str, float], curves: dict[str, list[float]]) -> bytes:
+def headline(acc2: float, acc3: float, n_test: int, temporal: str) -> str:
+    """The chart's title, from this run's numbers."""
+    sees2, sees3 = above_chance(acc2, n_test), above_chance(acc3, n_test)
+    if sees3 and not sees2:
+        return f"The {temporal} CNN sees the motion; the frame-by-frame 2D CNN guesses"
+    if sees3 and sees2:
+        return f"Both beat chance here ({temporal} {acc3:.0%}, 2D {acc2:.0%})"
+    if sees2:
+        return f"The {temporal} CNN has not learned the motion yet in this run"
+    return "Neither model beats chance yet: more clips or epochs needed"
+
+
+def _accuracy_png(results: dict[str, float], curves: dict[str, list[float]], n_test: int) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
+    chance = 1 / len(CLASSES)
+    band = 3 * math.sqrt(chance * (1 - chance) / n_test)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.9), dpi=90)
     names = list(results)
-    bars = ax.bar(names, [results[n] for n in names], color=["#999999", "#2a7ab9"])
+    bars = ax.bar(names, [results[n] for n in names], color=["#999999", "#2a7ab9"], zorder=2)
     for bar, name in zip(bars, names, strict=True):
+        verdict = "above chance" if above_chance(results[name], n_test) else "at chance"
         ax.text(
             bar.get_x() + bar.get_width() / 2,
             results[name] + 0.02,
-            f"{results[name]:.0%}",
+            f"{results[name]:.0%}\n{verdict}",
             ha="center",
+            va="bottom",
+            fontsize=9,
         )
-    ax.axhline(1 / len(CLASSES), color="red", ls="--", lw=1, label="chance (25%)")
-    ax.set_ylim(0, 1.1)
+    for a in (ax, ax2):
+        a.axhspan(
+            max(0, chance - band),
+            chance + band,
+            color="#f4cccc",
+            alpha=0.6,
+            lw=0,
+            zorder=0,
+            label=f"guessing: 25% ± {band:.0%} ({n_test} test clips)",
+        )
+        a.axhline(chance, color="#d62728", ls="--", lw=1, zorder=1)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_ylim(0, 1.18)
     ax.set_ylabel("test accuracy")
-    ax.set_title("Which way does it move?")
-    ax.legend(loc="upper left")
+    ax.set_title("Which way does it move?", fontsize=10)
     for (name, accs), style in zip(curves.items(), ("s--", "o-"), strict=True):
         ax2.plot(range(1, len(accs) + 1), accs, style, label=name)
-    ax2.axhline(1 / len(CLASSES), color="red", ls="--", lw=1)
     ax2.set_ylim(0, 1.05)
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("test accuracy")
-    ax2.set_title("while training")
+    ax2.set_title("while training", fontsize=10)
     ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.grid(alpha=0.3)
-    ax2.legend(loc="lower right")
+    ax2.legend(loc="upper left", fontsize=8)
+    first, second = names
+    fig.suptitle(headline(results[first], results[second], n_test, second.split()[0]))
     fig.tight_layout()
     return figure_png(fig)
 
@@ -308,7 +337,7 @@ def run(params: BaseModel, device: str, progress: Progress) -> DemoResult:
     progress(0.95, "drawing")
     images = [
         ("video-clips.png", _samples_png(clips[:n_test], labels[:n_test])),
-        ("video-accuracy.png", _accuracy_png(results, curves)),
+        ("video-accuracy.png", _accuracy_png(results, curves, n_test)),
     ]
     progress(1.0, "done")
     acc2, acc3 = results["2D frame by frame"], results[temporal]
@@ -316,14 +345,71 @@ def run(params: BaseModel, device: str, progress: Progress) -> DemoResult:
         f"Test accuracy on {n_test} held-out clips (4 directions, chance 25%):",
         f"  2D CNN frame by frame + temporal average pooling: {acc2:.1%}",
         f"  {temporal} CNN: {acc3:.1%}",
-        "Every frame of a clip looks like a frame of any other class; only the order of the "
-        "frames tells the direction. Averaging per-frame features over time forgets the order, "
-        f"so the 2D model guesses; the {temporal} kernels see several frames at once and "
-        "detect the motion.",
+        *conclusion(acc2, acc3, n_test, temporal, params),
         f"({params.clips - n_test} training clips of {FRAMES}×{SIZE}×{SIZE}, {params.epochs} "
         f"epoch(s) each, seed {params.seed}; trained on {device}.)",
     ]
     return DemoResult(text="\n".join(lines), images=images)
+
+
+def above_chance(acc: float, n_test: int) -> bool:
+    """Whether a test accuracy is clearly above chance (25%): more than three standard
+    deviations of a guesser's accuracy on ``n_test`` clips above it."""
+    chance = 1 / len(CLASSES)
+    return acc > chance + 3 * math.sqrt(chance * (1 - chance) / n_test)
+
+
+def conclusion(
+    acc2: float, acc3: float, n_test: int, temporal: str, params: VideoParams
+) -> list[str]:
+    """What this run shows, decided from its own numbers (never assumed)."""
+    sees2, sees3 = above_chance(acc2, n_test), above_chance(acc3, n_test)
+    margin = 100 * 3 * math.sqrt(0.25 * 0.75 / n_test)
+    more = (
+        f"try more clips (clips={min(MAX_CLIPS, max(params.clips * 2, 800))}) or more epochs "
+        f"(epochs={min(MAX_EPOCHS, max(params.epochs * 2, 6))})"
+    )
+    if sees3 and not sees2:
+        return [
+            f"Only the {temporal} CNN beats chance (by {100 * (acc3 - 0.25):.0f} points): its "
+            "kernels see several frames at once and detect the motion. Averaging per-frame "
+            "features over time forgets the order of the frames, so the 2D model guesses.",
+        ]
+    if sees3 and sees2:
+        gap = acc3 - acc2
+        better = (
+            f"the {temporal} CNN is {100 * gap:.0f} points better"
+            if gap > 0.05
+            else "they are about as good"
+        )
+        return [
+            f"Both models beat chance here; {better}. An order-blind 2D model can only use "
+            "clues in single frames (a shape pressed against an edge), not the motion "
+            "itself; with more training the 3D model's lead usually grows.",
+        ]
+    if sees2 and not sees3:
+        return [
+            f"The {temporal} CNN is still at chance while the 2D model is not: it has not "
+            f"learned the motion in this run; {more}.",
+        ]
+    best = max(acc2, acc3)
+    luck = (
+        f"; {best:.0%} is above 25% but within what guessing gives on {n_test} clips"
+        if best > 0.25
+        else ""
+    )
+    return [
+        f"Neither model is clearly better than chance in this run (guessing gives 25% ± "
+        f"{margin:.0f} points on {n_test} test clips{luck}): with {params.clips} clips and "
+        f"{params.epochs} epoch(s) the {temporal} CNN has not learned the motion yet; {more}.",
+    ]
+
+
+def memory_mib(params: VideoParams) -> float:
+    """GPU memory a run needs: every clip on the device, plus the activations of the
+    largest (evaluation) batch, plus room for the CUDA context."""
+    clips = params.clips * FRAMES * SIZE * SIZE * 4 / 2**20
+    return 300 + clips * 1.2 + 256 * 16 * FRAMES * 16 * 16 * 4 * 6 / 2**20
 
 
 DEMO = Demo(
@@ -332,4 +418,6 @@ DEMO = Demo(
     params=VideoParams,
     run=run,
     timeout_s=600,
+    typical_s=15.0,
+    memory_mib=lambda p: memory_mib(p),  # type: ignore[arg-type]
 )

@@ -21,7 +21,7 @@ from bot.discord.layout import Layout, build_layout
 from bot.discord.outbox import DiscordOutbox
 from bot.discord.render import FORM_PREFIX
 from bot.discord.router import Router
-from bot.discord.tree import build_commands
+from bot.discord.tree import build_commands, limit_problems
 from bot.leader import leadership
 from bot.scheduler import ReminderSweeper
 from bot.settings import Settings
@@ -102,6 +102,12 @@ class CourseBot(discord.Client):
         local: list[dict[str, Any]] = [
             dict(c.to_dict(self.tree)) for c in self.tree.get_commands(guild=guild)
         ]
+        problems = limit_problems(local)
+        if problems:
+            # Discord would refuse the whole sync; say which command, keep what is there.
+            for problem in problems:
+                log.error("app commands not synced: %s", problem)
+            return False
         try:
             remote: list[dict[str, Any]] | None = [
                 _registered(c) for c in await self.tree.fetch_commands(guild=guild)

@@ -11,7 +11,9 @@ the adapter maps it with four rules:
    instructors keeps its name and is hidden (``/rankings``, ``/assign``). A *mixed* group
    keeps its public commands and moves its staff commands under ``/admin``:
    ``register link`` → ``/admin register link``, ``battle open`` → ``/admin battle open``,
-   while ``register`` (students) stays ``/register``. The core still checks every role.
+   while ``register`` (students) stays ``/register``. Once ``/admin`` nears Discord's
+   4,000 characters, the next groups' staff commands go under ``/staff`` instead
+   (``/staff critique grade``). The core still checks every role.
 3. **A bare command with subcommands gets a name.** ``assign`` next to ``assign show``
    becomes ``/assign run`` (:data:`BARE_NAMES`; ``run`` by default).
 4. **Limits are checked when the tree is built**, not discovered by users: names
@@ -30,6 +32,14 @@ from commands.registry import Access, Command, Registry
 
 #: The top-level group that holds the staff commands of mixed groups.
 ADMIN = "admin"
+#: Where the staff commands of mixed groups go once ``/admin`` is full: Discord refuses
+#: a command whose names, descriptions and choices pass 4,000 characters.
+ADMIN_MORE = "staff"
+#: Mixed groups placed under ``/admin`` first (the ones used most in class).
+ADMIN_FIRST = ("battle", "discussion", "register")
+#: How much ``/admin`` may fill by the estimate below, which overshoots the real count
+#: (bot.discord.tree.limit_problems checks the real figure before every sync).
+ADMIN_BUDGET = 4000
 #: The subcommand name a bare command takes when its group has other commands.
 BARE_NAMES = {
     "assign": "run",
@@ -102,10 +112,18 @@ def build_layout(registry: Registry) -> Layout:
         groups.setdefault(cmd.path[0], []).append(cmd)
 
     placed: dict[tuple[str, ...], Command] = {}
-    for cmds in groups.values():
+    used = 0
+    order = sorted(groups, key=lambda g: (g not in ADMIN_FIRST, g))
+    for group in order:
+        cmds = groups[group]
         public = [c for c in cmds if c.access < Access.STAFF]
         staff = [c for c in cmds if c.access >= Access.STAFF]
-        parts = [((), public), ((ADMIN,), staff)] if public and staff else [((), cmds)]
+        parts: list[tuple[tuple[str, ...], list[Command]]] = [((), cmds)]
+        if public and staff:
+            size = len(group) + 100 + sum(_size(c) for c in staff)
+            home = ADMIN if used + size <= ADMIN_BUDGET else ADMIN_MORE
+            used += size if home == ADMIN else 0
+            parts = [((), public), ((home,), staff)]
         for prefix, part in parts:
             for cmd in part:
                 route = prefix + cmd.path
@@ -135,6 +153,16 @@ def build_layout(registry: Registry) -> Layout:
             level = node.children
     _check_sizes(roots)
     return Layout(roots=roots, routes={cmd.path: route for route, cmd in placed.items()})
+
+
+def _size(cmd: Command) -> int:
+    """About how many of Discord's characters a command takes (name, description,
+    options and choices; descriptions are cut at 100)."""
+    options = sum(
+        len(s.name) + min(len(s.description), 100) + 24 + sum(2 * len(c) for c in s.choices)
+        for s in cmd.specs
+    )
+    return len(cmd.path[-1]) + min(len(cmd.description), 100) + options
 
 
 def _check_route(route: tuple[str, ...], cmd: Command) -> None:

@@ -26,7 +26,7 @@ import annotated_types
 import discord
 from discord import app_commands
 
-from bot.discord.layout import ADMIN, Layout, Node
+from bot.discord.layout import ADMIN, ADMIN_MORE, Layout, Node
 from commands.registry import Access, Command, OptionSpec
 
 DESCRIPTION_LIMIT = 100
@@ -123,7 +123,7 @@ def _fill(group: app_commands.Group, node: Node, handlers: Handlers) -> None:
 
 def _group_description(node: Node) -> str:
     names = ", ".join(node.children)
-    if node.name == ADMIN:
+    if node.name in (ADMIN, ADMIN_MORE):
         return shorten(f"Staff commands (hidden from students): {names}")
     return shorten(f"{node.name}: {names}")
 
@@ -253,3 +253,60 @@ def _option_description(cmd: Command, spec: OptionSpec) -> str:
     if spec.name in cmd.form:
         text += " (leave empty to type it in a form)"
     return shorten(text)
+
+
+# ------------------------------------------------------------------ Discord's limits
+
+#: Discord refuses a command whose names, descriptions and choice values add up to more
+#: than this many characters (the command with its groups, subcommands and options).
+COMMAND_CHARACTERS = 4000
+#: Options (or subcommands and groups) of one command or group.
+OPTIONS_LIMIT = 25
+NAME_LIMIT = 32
+
+
+def _characters(payload: dict[str, Any]) -> int:
+    total = len(payload.get("name", "")) + len(payload.get("description", ""))
+    for choice in payload.get("choices") or ():
+        total += len(str(choice.get("name", ""))) + len(str(choice.get("value", "")))
+    for option in payload.get("options") or ():
+        total += _characters(option)
+    return total
+
+
+def _shape_problems(payload: dict[str, Any], path: str) -> list[str]:
+    out = []
+    name = payload.get("name", "")
+    if not 1 <= len(name) <= NAME_LIMIT:
+        out.append(f"`{path}`: the name has {len(name)} characters (Discord allows 1–32)")
+    if len(payload.get("description", "")) > DESCRIPTION_LIMIT:
+        out.append(f"`{path}`: the description is over {DESCRIPTION_LIMIT} characters")
+    options = payload.get("options") or ()
+    if len(options) > OPTIONS_LIMIT:
+        out.append(
+            f"`{path}` has {len(options)} options or subcommands (Discord allows {OPTIONS_LIMIT})"
+        )
+    if len(payload.get("choices") or ()) > CHOICES_LIMIT:
+        out.append(f"`{path}` has more than {CHOICES_LIMIT} choices")
+    for option in options:
+        if option.get("type") in (1, 2):  # a subcommand or a group
+            out.extend(_shape_problems(option, f"{path} {option.get('name', '?')}"))
+    return out
+
+
+def limit_problems(payloads: list[dict[str, Any]]) -> list[str]:
+    """What Discord would refuse in these top-level commands (their ``to_dict``), one
+    sentence each naming the command: a refused sync would stop the bot, so the
+    problems are found before syncing, and in a test."""
+    out = []
+    for payload in payloads:
+        name = payload.get("name", "?")
+        size = _characters(payload)
+        if size > COMMAND_CHARACTERS:
+            out.append(
+                f"`/{name}` has {size} characters of names, descriptions and choices "
+                f"(Discord allows {COMMAND_CHARACTERS}): move some of its subcommands to "
+                "another group in bot/discord/layout.py or shorten their descriptions"
+            )
+        out.extend(_shape_problems(payload, f"/{name}"))
+    return out

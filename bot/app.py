@@ -34,6 +34,9 @@ class App:
     async def close(self) -> None:
         if self.web is not None:
             await self.web.stop()
+        # Edits queued after replies (a poll's count) finish or stop before the
+        # database goes: a task left behind would hold its connection's transaction.
+        await self.core.close()
         await self.db.dispose()
 
 

@@ -303,6 +303,18 @@ class CommandCore:
             return True
         return False
 
+    async def close(self, grace: float = 5.0) -> None:
+        """Let the edits queued after replies finish (at most ``grace`` seconds), then
+        stop the rest: an edit not sent stays pending in the outbox for the next start."""
+        tasks = list(self._after)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
     async def settle(self) -> None:
         """Wait for the edits commands queued after their replies (a deferred one stays
         for the dispatcher's loop)."""

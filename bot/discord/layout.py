@@ -35,7 +35,8 @@ ADMIN = "admin"
 #: Where the staff commands of mixed groups go once ``/admin`` is full: Discord refuses
 #: a command whose names, descriptions and choices pass 4,000 characters.
 ADMIN_MORE = "staff"
-#: Mixed groups placed under ``/admin`` first (the ones used most in class).
+#: Mixed groups always under ``/admin`` (the ones used most in class); the others fill
+#: what is left of it, then go under ``/staff``.
 ADMIN_FIRST = ("battle", "discussion", "register")
 #: How much ``/admin`` may fill by the estimate below, which overshoots the real count
 #: (bot.discord.tree.limit_problems checks the real figure before every sync).
@@ -121,7 +122,8 @@ def build_layout(registry: Registry) -> Layout:
         parts: list[tuple[tuple[str, ...], list[Command]]] = [((), cmds)]
         if public and staff:
             size = len(group) + 100 + sum(_size(c) for c in staff)
-            home = ADMIN if used + size <= ADMIN_BUDGET else ADMIN_MORE
+            first = group in ADMIN_FIRST
+            home = ADMIN if first or used + size <= ADMIN_BUDGET else ADMIN_MORE
             used += size if home == ADMIN else 0
             parts = [((), public), ((home,), staff)]
         for prefix, part in parts:

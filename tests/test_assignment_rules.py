@@ -331,3 +331,30 @@ async def test_the_solver_does_not_hold_other_commands(app, backend, monkeypatch
         k for k, v in solves[1].standard_prefs.items() if list(v) == [5, 6, 7, 8, 13, 14, 15]
     )
     assert list(solves[0].standard_prefs[alice]) != [5, 6, 7, 8, 13, 14, 15]
+
+
+async def test_a_keep_that_no_longer_fits_is_named_and_nothing_changes(app) -> None:  # type: ignore[no-untyped-def]
+    """Alice is held on her paper, then the course file says she cannot present that
+    day: `assign` names her and the rule, and the published assignment stays."""
+    await rank_everyone(app)
+    await say(app, "gedas", "assign seed=1")
+    await say(app, "gedas", "assign publish")
+    before = await rows(app, published=True)
+    assert not (await say(app, "gedas", "assign keep alice")).is_error
+    async with app.db.session() as s:
+        paper = await s.scalar(
+            select(Paper).where(Paper.number == before["Alice Chen"]["standard"])
+        )
+        assert paper is not None and paper.class_date is not None
+        day = paper.class_date
+    data = yaml.safe_load(SAMPLE.read_text())
+    data["course"]["assignment"] = {"unavailable": {"alice.chen@unc.edu": [day.isoformat()]}}
+    cf = parse_course_file(yaml.safe_dump(data), source="course.yaml")
+    async with app.db.transaction() as s:
+        await import_course(s, cf, now=app.clock.now())
+    r = await say(app, "gedas", "assign seed=2")
+    assert r.is_error
+    assert "Alice Chen" in r.text and "unavailable" in r.text and "keep" in r.text
+    assert "The published assignment, if any, is unchanged." in render_text(r)
+    assert await rows(app, published=True) == before
+    assert await rows(app, published=False) == {}

@@ -370,7 +370,15 @@ async def close_poll(
     results = Reply(
         title=f"Battle {n} results",
         text=f"{verdict}\n{view.label('A')}: {counted['A']}\n{view.label('B')}: {counted['B']}\n{turnout}",
-        files=[FileOut(f"battle-{n}-results.png", chart, "image/png", "vote counts")],
+        files=[
+            FileOut(
+                f"battle-{n}-results.png",
+                chart,
+                "image/png",
+                f"Bar chart of battle {n}'s counted votes: side A (#{view.a.number}) "
+                f"{counted['A']}, side B (#{view.b.number}) {counted['B']}.",
+            )
+        ],
         tone=Tone.SUCCESS,
     )
     closed = poll_reply(view, counted, pending, rules_=rules(course), closed=True)

@@ -95,7 +95,8 @@ def build_registry(votes: list[tuple[tuple[str, ...], str | None]]) -> Registry:
 
     async def upload(ctx: Context, _: BaseModel) -> Reply:
         return Reply(
-            text="Here is a chart.", files=[FileOut("chart.png", b"\x89PNG fake", "image/png")]
+            text="Here is a chart.",
+            files=[FileOut("chart.png", b"\x89PNG fake", "image/png", "votes per side")],
         )
 
     reg.command("testnote", "Leave a note", access=Access.MEMBER, form=("text",))(note)
@@ -511,6 +512,9 @@ async def test_file_replies_use_files_upload_v2(slack: Harness) -> None:
     done = await slack.fake.wait_for("files.completeUploadExternal")
     assert done["channel_id"] == "CGENERAL"
     assert b"\x89PNG fake" in slack.fake.uploads.values()
+    # An image carries words for screen readers (its description as Slack's alt text).
+    (url,) = slack.fake.of("files.getUploadURLExternal")
+    assert url["alt_txt"] == "votes per side"
 
     # `assign export` (staff, ephemeral): its CSV/MD/HTML go to the caller's DM.
     n = len(slack.fake.calls)

@@ -1207,10 +1207,16 @@ class SlackBot:
         return None
 
     async def _upload(self, reply: Reply, channel: str, thread: str | None) -> None:
-        uploads = [
-            {"file": f.data, "filename": f.name, "title": f.description or f.name}
-            for f in reply.files
-        ]
+        uploads = []
+        for f in reply.files:
+            upload: dict[str, Any] = {
+                "file": f.data,
+                "filename": f.name,
+                "title": f.description or f.name,
+            }
+            if f.mime.startswith("image/") and f.description:
+                upload["alt_txt"] = f.description  # what a screen reader says of it
+            uploads.append(upload)
         kwargs: dict[str, Any] = {"channel": channel, "file_uploads": uploads}
         if thread:
             kwargs["thread_ts"] = thread

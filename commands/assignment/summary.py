@@ -213,6 +213,18 @@ def histograms(summary: Mapping[str, Any]) -> list[FileOut]:
             profile = {int(r): n for r, n in s["profile"].items()}
             png = solver.histogram_png(profile, f"{kind.title()} papers: rank profile")
             files.append(
-                FileOut(f"rank-profile-{kind}.png", png, "image/png", f"{kind} rank profile")
+                FileOut(
+                    f"rank-profile-{kind}.png",
+                    png,
+                    "image/png",
+                    f"Bar chart of the {kind} papers' rank profile: "
+                    + ", ".join(
+                        f"{n} got none of their choices"
+                        if s.get("choices") and int(r) > s["choices"]
+                        else f"{n} got their {solver.ordinal(int(r))} choice"
+                        for r, n in s["profile"].items()
+                    )
+                    + ".",
+                )
             )
     return files

@@ -525,19 +525,29 @@ async def register_link(ctx: Context, opts: LinkOptions) -> Reply:
         after={"platform": platform.value, "account": account},
         reason=opts.reason,
     )
+    return Reply(
+        text=f"Linked {platform.value} account `{account}` to {person.name}.",
+        tone=Tone.SUCCESS,
+        delivery=_tell_lost(ctx, lost, actor, opts.reason, "messages to the previous holder"),
+    )
+
+
+def _tell_lost(
+    ctx: Context, lost: list[registration.Lost], actor: Person, reason: str | None, what: str
+) -> Delivery | None:
+    """Each account that lost its link is told, in one counted batch (the reply says how
+    many messages went out, never just "they were told")."""
+    if not lost:
+        return None
     batch = new_batch("link")
     for lo in lost:
         ctx.dm_account(
             lo.platform,
             lo.user_id,
-            registration.lost_message(ctx.course, lo, actor.name, opts.reason),
+            registration.lost_message(ctx.course, lo, actor.name, reason),
             batch=batch,
         )
-    return Reply(
-        text=f"Linked {platform.value} account `{account}` to {person.name}.",
-        tone=Tone.SUCCESS,
-        delivery=Delivery(batch, what="messages to the previous holder") if lost else None,
-    )
+    return Delivery(batch, what=what)
 
 
 class UnlinkOptions(BaseModel):
@@ -568,19 +578,11 @@ async def register_unlink(ctx: Context, opts: UnlinkOptions) -> Reply:
         after={},
         reason=opts.reason,
     )
-    batch = new_batch("unlink")
-    for ident in removed:
-        lost = registration.Lost(ident.platform, ident.user_id, person)
-        ctx.dm_account(
-            ident.platform,
-            ident.user_id,
-            registration.lost_message(ctx.course, lost, actor.name, opts.reason),
-            batch=batch,
-        )
+    lost = [registration.Lost(i.platform, i.user_id, person) for i in removed]
     return Reply(
         text=f"Unlinked {person.name} ({names}).",
         tone=Tone.SUCCESS,
-        delivery=Delivery(batch, what="messages to the unlinked accounts") if removed else None,
+        delivery=_tell_lost(ctx, lost, actor, opts.reason, "messages to the unlinked accounts"),
     )
 
 

@@ -26,7 +26,7 @@ from commands.assignment.store import (
     rows_of,
     solve_course,
 )
-from commands.assignment.summary import histograms, summary_sections
+from commands.assignment.summary import histograms, running_pairs, summary_sections
 from commands.audit import Reason, record
 from commands.context import Context
 from commands.errors import Conflict, InvalidInput, NotFound
@@ -43,15 +43,7 @@ from db.models import Assignment, Paper, Person, RankKind, Slot
 
 def _running(ci: CourseInstance, rows: Rows) -> set[int]:
     """Battle papers whose battle runs (both sides at the group's minimum)."""
-    count: dict[int, int] = defaultdict(int)
-    for number in rows[RankKind.BATTLE].values():
-        count[number] += 1
-    lo = max(ci.inst.battle_group[0], 1)
-    out: set[int] = set()
-    for a, b in ci.inst.battle_pairs:
-        if count[a] >= lo and count[b] >= lo:
-            out |= {a, b}
-    return out
+    return {p for pair in running_pairs(ci, rows[RankKind.BATTLE]) for p in pair}
 
 
 def _edited(run_summary: dict[str, Any], live: dict[str, Any]) -> bool:
@@ -73,7 +65,7 @@ async def _live(
         ci = await build_instance(ctx.session, ctx.course, run.seed, today=ctx.today())
     previous = cur.published if cur.is_proposal else cur.rows
     today = ctx.today() if cur.is_proposal else None
-    running = sorted((a, b) for a, b in ci.inst.battle_pairs if a in _running(ci, cur.rows))
+    running = running_pairs(ci, cur.rows[RankKind.BATTLE])
     live = make_summary(ci, cur.rows, previous, today, None, running)
     edited = _edited(run.summary, live)
     for kind in ("standard", "battle"):

@@ -16,14 +16,21 @@ from commands.timefmt import fmt_day
 from db.models import RankKind
 
 
+def running_pairs(ci: CourseInstance, battle: Mapping[str, int]) -> list[tuple[int, int]]:
+    """The battles that run in this battle assignment: both sides at the group's minimum."""
+    count = Counter(battle.values())
+    lo = max(ci.inst.battle_group[0], 1)
+    return [(a, b) for a, b in ci.inst.battle_pairs if count[a] >= lo and count[b] >= lo]
+
+
 def empty_papers(ci: CourseInstance, kind: RankKind, assignment: Mapping[str, int]) -> list[int]:
     """Standard papers below their minimum presenters; for battles, the first paper of
     each battle that does not run (a side below the group's minimum)."""
-    count = Counter(assignment.values())
     if kind is RankKind.STANDARD:
+        count = Counter(assignment.values())
         return [p for p in ci.inst.standard_papers if count[p] < max(ci.limits(p)[0], 1)]
-    lo = max(ci.inst.battle_group[0], 1)
-    return [a for a, b in ci.inst.battle_pairs if count[a] < lo or count[b] < lo]
+    running = set(running_pairs(ci, assignment))
+    return [a for a, b in ci.inst.battle_pairs if (a, b) not in running]
 
 
 def short_notice(

@@ -399,7 +399,7 @@ async def assign_swap(ctx: Context, opts: SwapOptions) -> Reply:
     text = f"Swapped: {a.name} now has #{pa.number}, {b.name} now has #{pb.number}."
     delivery = None
     if row_a.published:
-        text += " This is the published assignment: both are told."
+        text += " This is the published assignment: each of them gets a private message."
         delivery = await _tell_changed(ctx, [a, b], before)
     return Reply(text=text, tone=Tone.SUCCESS, delivery=delivery)
 
@@ -485,7 +485,7 @@ async def assign_set(ctx: Context, opts: SetOptions) -> Reply:
     text = f"{person.name} now presents #{paper.number} (was #{old.number if old else '?'}).{warn}"
     delivery = None
     if row.published:
-        text += f" This is the published assignment: {person.name} is told."
+        text += f" This is the published assignment: {person.name} gets a private message."
         delivery = await _tell_changed(ctx, [person], before)
     return Reply(text=text, tone=Tone.SUCCESS, delivery=delivery)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -83,6 +84,9 @@ class Shell:
         self.out = out
         self.messages: dict[int, ShellMessage] = {}
         self._next = 1
+        #: Message references are ``<session>.<number>``: numbers restart with each
+        #: shell, and a reaction must never reach a message of an earlier one.
+        self._session = secrets.token_hex(3)
         self._attachments: list[Attachment] = []
         self.errors = 0
         #: The course's zone, for showing the clock (set by ``resolve_workspace``'s caller).
@@ -102,11 +106,12 @@ class Shell:
     async def post(self, course_id: int, channel: str, reply: Reply) -> str:
         msg = self._record(channel, reply)
         self.out(self._render(msg, header=f"#{channel} · coursebot (posted)"))
-        return str(msg.number)
+        return self.ref(msg)
 
     async def edit(self, course_id: int, message_ref: str, reply: Reply) -> None:
-        msg = self.messages.get(int(message_ref))
-        if msg is None:
+        session, _, number = message_ref.rpartition(".")
+        msg = self.messages.get(int(number)) if session == self._session else None
+        if msg is None:  # a message of an earlier shell: it is gone with it
             return
         before = render_text(msg.reply).splitlines()
         msg.reply = reply
@@ -139,12 +144,16 @@ class Shell:
         msg = self._record("dm", reply)
         name = person.name if person else f"person {person_id}"
         self.out(self._render(msg, header=f"DM to {name} · coursebot"))
-        return str(msg.number)
+        return self.ref(msg)
 
     async def dm_account(self, course_id: int, user_id: str, reply: Reply) -> str:
         msg = self._record("dm", reply)
         self.out(self._render(msg, header=f"DM to {user_id} · coursebot"))
-        return str(msg.number)
+        return self.ref(msg)
+
+    def ref(self, msg: ShellMessage) -> str:
+        """The platform reference of a message (what ``post`` returns)."""
+        return f"{self._session}.{msg.number}"
 
     async def advance(self, delta: timedelta, *, say: bool = True) -> int:
         """Move the pretend clock on by ``delta``. On virtual time (a scripted shell with
@@ -243,10 +252,17 @@ class Shell:
                 return False
             return True
         reply = await self.app.core.handle_text(self.request(), line)
-        self._show(reply)
+        await self._answer(reply)
         return not reply.is_error
 
-    def _show(self, reply: Reply) -> None:
+    async def _answer(self, reply: Reply) -> None:
+        """Show a command's reply; one that takes reactions is recorded in the core
+        with what they mean (as the outbox records the messages it posts)."""
+        msg = self._show(reply)
+        if reply.reactions is not None and not reply.ephemeral:
+            await self.app.core.remember_reactions(self.request(), self.ref(msg), reply.reactions)
+
+    def _show(self, reply: Reply) -> ShellMessage:
         msg = self._record("dm" if self.is_dm else self.channel, reply)
         if reply.is_error:
             self.errors += 1
@@ -255,6 +271,7 @@ class Shell:
         else:
             header = f"{'dm' if self.is_dm else '#' + self.channel} · coursebot"
         self.out(self._render(msg, header=header))
+        return msg
 
     def _record(self, channel: str, reply: Reply) -> ShellMessage:
         msg = ShellMessage(self._next, channel, reply)
@@ -387,7 +404,7 @@ class Shell:
             reply = await self.app.core.handle_form(self.request(), button.form.custom_id, values)
         else:
             reply = await self.app.core.handle_action(self.request(), button.custom_id)
-        self._show(reply)
+        await self._answer(reply)
 
     @staticmethod
     def _form_values(form: Form, rest: list[str]) -> dict[str, str]:
@@ -416,14 +433,11 @@ class Shell:
             users.add(self.speaker)
         else:
             users.discard(self.speaker)
-        if msg.reply.reactions is None:
-            self.out(f"(reacted {emoji} to [{msg.number}]; that message does not take votes)")
+        reply = await self.app.core.handle_reaction(self.request(), self.ref(msg), emoji, added=add)
+        if reply is None:
+            if msg.reply.reactions is None or emoji not in msg.reply.reactions.emojis:
+                self.out(f"(reacted {emoji} to [{msg.number}]; that message does not take votes)")
             return
-        r = msg.reply.reactions
-        value = emoji if add else f"-{emoji}"
-        reply = await self.app.core.handle_action(
-            self.request(), ":".join((r.action, *r.args)), value
-        )
         if reply.remove_reaction and add:
             users.discard(self.speaker)  # the terminal can take it off: it says so
             note = (
@@ -432,8 +446,8 @@ class Shell:
                 else "(your reaction was taken off the poll)"
             )
             reply.text = "\n".join(p for p in (reply.text, note) if p)
-        if not reply.silent and not reply.meta.get("duplicate"):
-            self._show(reply)
+        if not reply.silent and not reply.duplicate:
+            await self._answer(reply)
 
 
 def _duration(text: str) -> timedelta:

@@ -23,6 +23,7 @@ from sqlalchemy import and_, delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands import reactions
 from commands.clock import Clock, SystemClock
 from commands.context import Context, Request
 from commands.due import due_registry
@@ -37,8 +38,9 @@ from commands.outbox import (
     wake_all,
 )
 from commands.parsing import list_items, parse_tokens, split_line, validate
+from commands.reactions import ReactionLog
 from commands.registry import Access, Command, Registry
-from commands.replies import Form, Reply, Section
+from commands.replies import Form, Reactions, Reply, Section
 from commands.share import offer_share
 from commands.text import forged_id, safe_message
 from db.models import Course, CourseBinding, Identity, Person, ProcessedEvent
@@ -103,6 +105,8 @@ class CommandCore:
         self._recent_reads: collections.OrderedDict[tuple[str, str], None] = (
             collections.OrderedDict()
         )
+        #: The last direction of each reaction seen: a repeated event is dropped.
+        self.reaction_log = ReactionLog()
 
     @property
     def outbox(self) -> Outbox | None:
@@ -179,6 +183,72 @@ class CommandCore:
 
         return await self._guarded(request, call)
 
+    async def handle_reaction(
+        self,
+        request: Request,
+        message_ref: str,
+        emoji: str,
+        *,
+        added: bool,
+        match: Callable[[str, tuple[str, ...]], str | None] | None = None,
+    ) -> Reply | None:
+        """A reaction added to (or taken off) the message ``message_ref`` (the reference
+        the adapter's ``post`` returned for it). None: nothing to do or to say (the bot
+        does not know the message, it takes no such emoji, or the event is a repeat).
+        Otherwise the recorded action's reply; its ``reaction_fate`` says what the
+        adapter should do with the reaction, where the platform lets it.
+
+        ``match`` turns a platform's name for the reaction (Slack's ``a``) into one of
+        the message's emojis (or None); by default the emoji must be one of them."""
+        async with self.db.read() as session:
+            course_id = await session.scalar(
+                select(CourseBinding.course_id).where(
+                    CourseBinding.platform == request.platform,
+                    CourseBinding.external_id == request.workspace,
+                )
+            )
+            spec = (
+                await reactions.lookup(session, course_id, request.platform.value, message_ref)
+                if course_id is not None
+                else None
+            )
+        if spec is None:
+            log.info("a reaction on message %s, which takes none that the bot knows", message_ref)
+            return None
+        found = match(emoji, spec.emojis) if match is not None else emoji
+        if found is None or found not in spec.emojis:
+            return None
+        emoji = found
+        key = (request.platform.value, message_ref, request.caller.user_id, emoji)
+        if self.reaction_log.repeated(key, added):
+            log.info("repeated reaction event %r ignored", key)
+            return None
+        reply = await self.handle_action(
+            request, reactions.action_id(spec), emoji if added else f"-{emoji}"
+        )
+        if reply.remove_reaction and added:
+            self.reaction_log.forget(key)  # the adapter takes it off, where it can
+        return reply
+
+    async def remember_reactions(
+        self, request: Request, message_ref: str, spec: Reactions | None
+    ) -> None:
+        """An adapter posted a reply that takes reactions itself (not through the
+        outbox): record what they mean, so its reactions are routed like any other."""
+        if spec is None:
+            return
+        async with self.db.transaction() as session:
+            course_id = await session.scalar(
+                select(CourseBinding.course_id).where(
+                    CourseBinding.platform == request.platform,
+                    CourseBinding.external_id == request.workspace,
+                )
+            )
+            if course_id is not None:
+                await reactions.remember(
+                    session, course_id, request.platform.value, message_ref, spec
+                )
+
     # -- internals ----------------------------------------------------------------------
     async def _run(
         self, request: Request, parse: Callable[[], Awaitable[tuple[Command, BaseModel]]]
@@ -237,7 +307,7 @@ class CommandCore:
                             if read_only
                             else await self._seen(session, request)
                         ):
-                            return Reply(text="", meta={"duplicate": True}, ephemeral=True)
+                            return Reply(duplicate=True, ephemeral=True)
                         session.info["wrote"] = False  # the event record is not a change
                         reply = await call(ctx)
                         # What the command owes others is written with its change.

@@ -34,6 +34,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands import reactions
 from commands.replies import Reply
 from db.models import CourseBinding, MessageRef, OutboxMessage, Person, Platform
 from db.session import Database
@@ -377,8 +378,9 @@ class Dispatcher:
             return 0
         status, ref, error, wait = SENT, None, None, None
         token = DELIVERY.set(row.id)  # a platform that dedupes (Discord's nonce) keys on it
+        sent: Reply | None = None
         try:
-            ref = await self._send(row)
+            ref, sent = await self._send(row)
         except _Defer as exc:
             return await self._settle(row, PENDING, None, str(exc), exc.after, count=False)
         except Unreachable as exc:
@@ -398,7 +400,7 @@ class Dispatcher:
             DELIVERY.reset(token)
         if status is PENDING and wait is None:
             wait = backoff(row.attempts + 1).total_seconds()
-        return await self._settle(row, status, ref, error, wait)
+        return await self._settle(row, status, ref, error, wait, sent=sent)
 
     async def _settle(
         self,
@@ -409,6 +411,7 @@ class Dispatcher:
         wait: float | None,
         *,
         count: bool = True,
+        sent: Reply | None = None,
     ) -> int:
         now = self.clock.now()
         attempts = row.attempts + (1 if count else 0)
@@ -433,13 +436,14 @@ class Dispatcher:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-            if status == SENT and row.remember and ref:
-                await _remember(session, row.course_id, row.remember, ref)
+            if status == SENT and ref:
+                await self._record(session, row, ref, sent)
         if status == PENDING:
             self.kick()
         return 0 if status == PENDING else 1
 
-    async def _send(self, row: OutboxMessage) -> str | None:
+    async def _send(self, row: OutboxMessage) -> tuple[str | None, Reply]:
+        """Send the row; the platform's reference and the reply that went out."""
         reply = reply_from_json(row.reply)
         course_id = row.course_id
         if row.edit_key is not None:
@@ -448,7 +452,7 @@ class Dispatcher:
             if fresh is not None:
                 reply = fresh
             await self.outbox.edit(course_id, target, reply)
-            return target
+            return target, reply
         if row.in_thread is not None:
             try:
                 target = await self._recall_or_wait(row, row.in_thread)
@@ -456,21 +460,22 @@ class Dispatcher:
                 if row.channel is None:
                     raise
                 target = row.channel  # the thread was never opened: say it in the channel
-            return await self.outbox.post(course_id, target, reply)
+            return await self.outbox.post(course_id, target, reply), reply
         if row.channel is not None and row.channel.startswith("@"):
             platform, _, user = row.channel[1:].partition(":")
             if self.platform is not None and platform != self.platform.value:
                 raise Unreachable(f"a {platform} account, and this is {self.platform.value}")
-            return await self.outbox.dm_account(course_id, user, reply)
+            return await self.outbox.dm_account(course_id, user, reply), reply
         if row.person_id is not None:
-            return await self.outbox.dm(course_id, row.person_id, reply)
+            return await self.outbox.dm(course_id, row.person_id, reply), reply
         if row.channel is None:
             raise _Skip("nowhere to send it")
         if row.thread_name is not None:
-            return await self.outbox.thread(
+            ref = await self.outbox.thread(
                 course_id, row.channel, row.thread_name, reply, tuple(row.members or ())
             )
-        return await self.outbox.post(course_id, row.channel, reply)
+            return ref, reply
+        return await self.outbox.post(course_id, row.channel, reply), reply
 
     async def _coalesce(self, row: OutboxMessage, key: str) -> Reply | None:
         """An edit that a newer edit of the same message replaces is skipped;
@@ -537,6 +542,20 @@ class Dispatcher:
             raise _Defer(f"waits for message {earlier}", after=1.0)
         raise _Skip(f"no message was posted under {key!r}")
 
+    async def _record(
+        self, session: AsyncSession, row: OutboxMessage, ref: str, sent: Reply | None
+    ) -> None:
+        """Remember what was posted: under the row's key (for later edits), and with
+        what its reactions mean (the one record every adapter routes reactions by)."""
+        spec = sent.reactions if sent is not None else None
+        platform = self.platform.value if self.platform is not None else None
+        if row.edit_key is not None:
+            await reactions.update_for_key(session, row.course_id, row.edit_key, spec)
+        elif row.remember:
+            await reactions.remember(session, row.course_id, platform, ref, spec, key=row.remember)
+        elif spec is not None:
+            await reactions.remember(session, row.course_id, platform, ref, spec)
+
 
 class _Defer(RetryLater):
     """Not a failure: the row waits for an earlier one (no attempt is counted)."""
@@ -544,16 +563,6 @@ class _Defer(RetryLater):
 
 class _Skip(Exception):
     """Nothing to do (an edit of a message that was never posted)."""
-
-
-async def _remember(session: AsyncSession, course_id: int, key: str, ref: str) -> None:
-    row = await session.scalar(
-        select(MessageRef).where(MessageRef.course_id == course_id, MessageRef.key == key)
-    )
-    if row is None:
-        session.add(MessageRef(course_id=course_id, key=key, ref=ref))
-    else:
-        row.ref = ref
 
 
 # ----------------------------------------------------------------------------- reports

@@ -124,7 +124,6 @@ def mode_explained(ctx: Context) -> Reply:
     return Reply(
         title="register",
         text=f"{why} {next_step(ctx)}".strip(),
-        meta={"registration_mode": mode.value},
     )
 
 
@@ -420,7 +419,6 @@ async def request_code(ctx: Context, person: Person) -> Reply:
         text=f"We mailed a {CODE_DIGITS}-digit code to {_mask(person.email)}, the roster "
         f"address of {person.name}. Type `register <code>` here within {minutes} minutes.",
         tone=Tone.SUCCESS,
-        meta={"registration_mode": Mode.CODE.value},
     )
 
 
@@ -543,7 +541,6 @@ async def request_approval(ctx: Context, person: Person) -> Reply:
         text=f"Your request to be linked to {person.name} is waiting for a TA or instructor "
         "to approve it. You will get a message here when they decide.",
         tone=Tone.SUCCESS,
-        meta={"registration_mode": Mode.APPROVAL.value},
     )
 
 

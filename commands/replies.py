@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from pydantic import ConfigDict
 
@@ -155,7 +154,8 @@ class Reply:
     reaction_fate: ReactionFate = ReactionFate.STAYS
     #: Nothing to show anyone (a reaction removal that changes nothing).
     silent: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
+    #: The event was handled before (a platform's retry): say nothing again.
+    duplicate: bool = False
 
     @property
     def is_error(self) -> bool:

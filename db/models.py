@@ -153,6 +153,11 @@ class CourseBinding(Base):
     course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
     platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
     external_id: Mapped[str] = mapped_column(String(100))
+    #: The course's channels on this platform, by id (issue #20): channel key →
+    #: ``{"id": platform id, "from": what it was resolved from}``; ``from`` is the course
+    #: file's name or id for the key, or ``"bind"`` when staff bound the id by hand. A
+    #: name is resolved once, when the adapter starts; a renamed channel keeps its id.
+    channels: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
     course: Mapped[Course] = relationship(back_populates="bindings")
 
@@ -460,15 +465,25 @@ class BattleTimer(Base):
 
 
 class MessageRef(Base):
-    """A message the bot posted under a key (a poll), so it can be edited later."""
+    """A message the bot posted under a key (a poll), so it can be edited later; and
+    every message that takes reactions, with what its reactions mean (issue #20: the
+    one record every adapter routes a reaction through)."""
 
     __tablename__ = "message_refs"
-    __table_args__ = (UniqueConstraint("course_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("course_id", "key"),
+        Index("ix_message_refs_ref", "course_id", "ref"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
     key: Mapped[str] = mapped_column(String(100))
+    #: The platform's reference (``<channel>:<message>``), as the adapter's ``post`` gave it.
     ref: Mapped[str] = mapped_column(String(200))
+    platform: Mapped[str | None] = mapped_column(String(16))
+    #: What the message's reactions do (the fields of :class:`commands.replies.Reactions`);
+    #: None: reactions on it mean nothing (a closed poll).
+    reactions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 # ----------------------------------------------------------------------------- projects,

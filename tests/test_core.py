@@ -109,7 +109,7 @@ async def test_a_retried_event_acts_once(app) -> None:  # type: ignore[no-untype
         *(app.core.handle_text(first, "register zoe.williams@unc.edu") for _ in range(3))
     )
     assert sum("Welcome, Zoe Williams" in r.text for r in replies) == 1
-    assert sum(r.meta.get("duplicate", False) for r in replies) == 2
+    assert sum(r.duplicate for r in replies) == 2
     # A failed command records nothing, so its retry runs again.
     bad = replace(req("nobody"), event_id="Ev124")
     assert (await app.core.handle_text(bad, "register no@x.edu")).is_error

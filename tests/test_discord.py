@@ -708,7 +708,8 @@ def test_long_replies_are_split_within_discord_limits() -> None:
     assert len(messages[-1].buttons) == 0 and sum(len(m.buttons) for m in messages) == 25
     with_reactions = [m for m in messages if m.reactions]
     assert len(with_reactions) == 1
-    assert "React with 🅰️ 🅱️ · ref vote:1" in (with_reactions[0].embeds[-1].footer.text or "")
+    # The footer tells people what to do; what the emojis mean is kept by the bot.
+    assert with_reactions[0].embeds[-1].footer.text == "React with 🅰️ 🅱️"
     assert split_text("a" * 10 + "\n" + "b" * 3, 4) == ["aaaa", "aaaa", "aa", "bbb"]
 
 
@@ -750,3 +751,46 @@ async def test_run_discord_explains_a_missing_or_rejected_token(
         await runner.cleanup()
     assert seen == ["Bot not-a-real-token"]
     assert "Discord rejected DISCORD_TOKEN" in caplog.text
+
+
+async def test_a_replayed_reaction_event_counts_once(world: World, calls: Calls) -> None:
+    """Discord may deliver a gateway event again (a resumed session replays what it
+    thinks was missed): one addition of one reaction runs its action once."""
+    w = world
+    await w.gedas.slash(w.general, "poll")
+    poll = w.general.last_message
+    assert poll is not None
+    await w.alice.react(poll, "🅰️")
+    backend = w.env.backend
+    stored = backend.get_message(w.general.id, poll.id)
+    backend._emit_reaction("MESSAGE_REACTION_ADD", stored, "🅰️", w.alice.id)  # the replay
+    await w.env._settle_internal(dispatch="replay")
+    assert calls.votes == [(str(w.alice.id), ("7",), "🅰️")]
+    # Taking it off and putting it back are two new events, each counted.
+    await w.alice.unreact(poll, "🅰️")
+    await w.alice.react(poll, "🅰️")
+    assert [v[2] for v in calls.votes] == ["🅰️", "-🅰️", "🅰️"]
+
+
+async def test_a_reaction_on_a_message_the_bot_does_not_know_is_ignored(
+    world: World, calls: Calls
+) -> None:
+    """Reactions are routed by the bot's own record of the message (``message_refs``):
+    on any other message, the bot's included, nothing runs and nothing is said."""
+    w = world
+    await w.gedas.slash(w.general, "poll")
+    poll = w.general.last_message
+    assert poll is not None
+    async with w.app.db.session() as s:
+        from db.models import MessageRef
+
+        rows = (await s.scalars(select(MessageRef))).all()
+    assert [(r.ref, r.reactions["emojis"]) for r in rows if r.reactions] == [
+        (f"{w.general.id}:{poll.id}", ["🅰️", "🅱️", "🆗"])
+    ]
+    dms_before = len(w.alice.user.dm_channel.history()) if w.alice.user.dm_channel else 0
+    mine = await w.bob.send(w.general, "a message of a person")
+    await w.alice.react(mine, "🅰️")
+    assert calls.votes == []
+    dms_after = len(w.alice.user.dm_channel.history()) if w.alice.user.dm_channel else 0
+    assert dms_after == dms_before

@@ -232,7 +232,9 @@ async def test_mailed_code_links_the_account_that_asked(app: App, mailing: Inbox
     await bind(app)
     zoe = req(Platform.DISCORD, "4242")
     r = await say(app, zoe, "register")
-    assert "one-time code" in r.text and r.meta["registration_mode"] == "mailed code"
+    # The mailed-code mode (not approval): the answer names the code and the mail.
+    assert "one-time code" in r.text and "mailed to the roster address" in r.text
+    assert "confirms who you are" not in r.text
     r = await say(app, zoe, "register Zoe.Williams@unc.edu")
     assert not r.is_error and "We mailed a 6-digit code to z•••••••••••@unc.edu" in r.text
     assert mailing.rcpt == [["zoe.williams@unc.edu"]]

@@ -71,7 +71,11 @@ class DiscordOutbox:
             sent = await self.bot.router.send_to(target, reply)
         except discord.HTTPException as exc:
             raise classify(exc) from exc
-        return ref(sent[-1])
+        # The reference is the message that takes the reactions, if one does (the bot
+        # routes reactions by it), else the last one.
+        parts = render(reply)
+        holder = next((i for i, m in enumerate(parts) if m.reactions is not None), -1)
+        return ref(sent[holder] if len(sent) == len(parts) else sent[-1])
 
     async def edit(self, course_id: int, message_ref: str, reply: Reply) -> None:
         """Replace a posted message's content (a poll's running count)."""
@@ -88,7 +92,6 @@ class DiscordOutbox:
             await channel.get_partial_message(message_id).edit(**kwargs)
         except discord.HTTPException as exc:
             raise classify(exc) from exc
-        self.bot.router.forget_reactions(message_id, reply)
 
     async def dm(self, course_id: int, person_id: int, reply: Reply) -> str:
         """A private message to a person through their linked Discord account; raises

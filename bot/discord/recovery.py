@@ -186,7 +186,7 @@ class Inbox:
             reply = await core.handle(request, str(p["command"]), {str(p["option"]): chosen})
         else:
             raise ValueError(f"unknown inbox kind {entry.kind!r}")
-        if reply.meta.get("duplicate"):
+        if reply.duplicate:
             reply = Reply(text=inbox.went_through(str(p.get("what"))), ephemeral=True)
         await self.answer(p, reply)
 

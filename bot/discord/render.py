@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +60,6 @@ STYLES = {
     "success": discord.ButtonStyle.success,
     "danger": discord.ButtonStyle.danger,
 }
-_REACT_FOOTER = re.compile(r"React with (?P<emojis>.+?) · ref (?P<ref>\S+)$")
 
 
 @dataclass
@@ -116,21 +114,9 @@ SECRET_NOTE = (
 
 
 def reaction_footer(reactions: Reactions) -> str:
-    return f"React with {' '.join(reactions.emojis)} · ref {reactions_ref(reactions)}"
-
-
-def reactions_ref(reactions: Reactions) -> str:
-    return ":".join((reactions.action, *reactions.args))
-
-
-def parse_reaction_footer(message: discord.Message) -> tuple[str, tuple[str, ...]] | None:
-    """The action reference and emojis a message takes, read back from its footer."""
-    for embed in reversed(message.embeds):
-        text = embed.footer.text if embed.footer else None
-        match = _REACT_FOOTER.search(text or "")
-        if match:
-            return match["ref"], tuple(match["emojis"].split(" "))
-    return None
+    """What a message that takes reactions says at its foot. The meaning of each emoji
+    is kept by the bot (``message_refs``), not read back from the message."""
+    return f"React with {' '.join(reactions.emojis)}"
 
 
 # ---------------------------------------------------------------------------- rendering

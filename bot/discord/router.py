@@ -49,8 +49,6 @@ from bot.discord.recovery import (
 )
 from bot.discord.render import (
     Outgoing,
-    parse_reaction_footer,
-    reactions_ref,
     render,
 )
 from bot.discord.tree import FILE_OPTION, is_paper_list
@@ -117,8 +115,6 @@ class Router:
         #: Forms seen on buttons this process sent (their exact labels); after a restart
         #: the command's own form spec stands in.
         self._forms: LRU = LRU()
-        #: Message id → (action ref, emojis) for messages that take reactions (None: not).
-        self._reactables: LRU = LRU()
         #: (user id, form id) → (expiry, files given with a command that opened a form).
         self._pending_files: dict[tuple[int, str], tuple[float, tuple[Attachment, ...]]] = {}
         #: Reactions the bot removed itself, whose removal event must not count.
@@ -358,7 +354,7 @@ class Router:
         reply = await self.core.handle(
             self.request(interaction), state.command, {state.option: list(state.chosen)}
         )
-        if reply.meta.get("duplicate"):
+        if reply.duplicate:
             return
         if reply.is_error:
             embed, view = await self._picker(interaction, state)
@@ -381,7 +377,7 @@ class Router:
                 ephemeral=reply.ephemeral, wait=True, **message.send_kwargs()
             )
             if message.reactions is not None and not reply.ephemeral:
-                await self.add_reactions(sent, message)
+                await self.add_reactions(sent, message, self.request(interaction))
 
     async def _picker(
         self, interaction: discord.Interaction, state: PickState
@@ -416,10 +412,6 @@ class Router:
         author = getattr(payload, "message_author_id", None)
         if added and author is not None and author != me.id:
             return
-        target = await self._reactable(payload)
-        if target is None or emoji not in target[1]:
-            return
-        ref = target[0]
         user = await self._user(payload.user_id, payload.member)
         request = Request(
             platform=Platform.DISCORD,
@@ -433,11 +425,15 @@ class Router:
                 is_dm=payload.guild_id is None,
             ),
         )
-        reply = await self.core.handle_action(request, ref, emoji if added else f"-{emoji}")
+        reply = await self.core.handle_reaction(
+            request, f"{payload.channel_id}:{payload.message_id}", emoji, added=added
+        )
+        if reply is None:  # a message that takes no such reaction, or a repeated event
+            return
         if reply.remove_reaction and added:
             removed = await self._remove_reaction(payload, emoji)
             reply.text = "\n".join(p for p in (reply.text, reaction_note(reply, removed)) if p)
-        if reply.silent or reply.meta.get("duplicate"):
+        if reply.silent or reply.duplicate:
             return
         if not (reply.text or reply.sections or reply.tables or reply.files or reply.buttons):
             return
@@ -471,26 +467,6 @@ class Router:
             )
         except discord.HTTPException:
             log.info("could not tell user %s to finish their vote", payload.user_id)
-
-    async def _reactable(
-        self, payload: discord.RawReactionActionEvent
-    ) -> tuple[str, tuple[str, ...]] | None:
-        if payload.message_id in self._reactables:
-            return self._reactables[payload.message_id]
-        found = None
-        try:
-            channel = self.bot.get_channel(payload.channel_id) or await self.bot.fetch_channel(
-                payload.channel_id
-            )
-            message = await channel.fetch_message(payload.message_id)  # type: ignore[union-attr]
-            me = self.bot.user
-            if me is not None and message.author.id == me.id:
-                found = parse_reaction_footer(message)
-        except discord.HTTPException:
-            log.info("could not read message %s for a reaction", payload.message_id)
-            return None
-        self._reactables[payload.message_id] = found
-        return found
 
     async def _remove_reaction(self, payload: discord.RawReactionActionEvent, emoji: str) -> bool:
         """Take a user's reaction off (needs Manage Messages there); True if it is gone."""
@@ -530,7 +506,7 @@ class Router:
     ) -> None:
         """Send ``reply`` for a deferred interaction: the deferred message, follow-ups,
         then reactions. A private reply to a public deferral replaces it privately."""
-        if reply.meta.get("duplicate") or reply.silent:
+        if reply.duplicate or reply.silent:
             await self._drop_original(interaction)
             return
         self.remember(reply)
@@ -556,7 +532,7 @@ class Router:
                     ephemeral=ephemeral, wait=True, **message.send_kwargs()
                 )
                 if message.reactions is not None and not ephemeral:
-                    await self.add_reactions(sent, message)
+                    await self.add_reactions(sent, message, self.request(interaction))
         except discord.HTTPException as exc:
             if exc.status not in (401, 404) and exc.code not in TOKEN_GONE:
                 raise
@@ -599,21 +575,24 @@ class Router:
             log.info("user %s does not accept DMs from the bot", user.id)
             return []
 
-    async def add_reactions(self, message: discord.Message, outgoing: Outgoing) -> None:
+    async def add_reactions(
+        self, message: discord.Message, outgoing: Outgoing, request: Request | None = None
+    ) -> None:
+        """Add the message's reaction choices. A reply to a command (``request``) is
+        recorded here with what its reactions mean; an outbox post is recorded by the
+        dispatcher."""
         reactions = outgoing.reactions
         if reactions is None:
             return
-        self._reactables[message.id] = (reactions_ref(reactions), reactions.emojis)
+        if request is not None:
+            await self.core.remember_reactions(
+                request, f"{message.channel.id}:{message.id}", reactions
+            )
         for emoji in reactions.emojis:
             try:
                 await message.add_reaction(emoji)
             except discord.HTTPException:
                 log.warning("could not add reaction %s to message %s", emoji, message.id)
-
-    def forget_reactions(self, message_id: int, reply: Reply) -> None:
-        """After an edit: the message takes the new reply's reactions (or none)."""
-        r = reply.reactions
-        self._reactables[message_id] = (reactions_ref(r), r.emojis) if r else None
 
     def remember(self, reply: Reply) -> None:
         """Keep the exact forms of the reply's buttons (labels, lengths) for their modals."""

@@ -402,7 +402,7 @@ class SlackBot:
                 return
             # After a restart: no modal can open (its trigger expired); run the line.
             reply = await self.core.handle_text(self._with_pending(request), text or "help")
-            if reply.meta.get("duplicate"):
+            if reply.duplicate:
                 what = f"`{self.command} {text}`"
                 reply = Reply(text=inbox.went_through(what), ephemeral=True)
             await self.send(reply, target)
@@ -517,7 +517,7 @@ class SlackBot:
                 return
             request = self._interaction_request(body, target)
             reply = await self.core.handle_action(request, value)
-            if replay and reply.meta.get("duplicate"):
+            if replay and reply.duplicate:
                 reply = Reply(text=inbox.went_through("button press"), ephemeral=True)
             await self.send(reply, target)
 
@@ -578,7 +578,7 @@ class SlackBot:
         submission = self._submission_of(body)
         async with self._guard(submission.target):
             reply = await submission.run()
-            if reply.meta.get("duplicate"):
+            if reply.duplicate:
                 reply = Reply(text=inbox.went_through(submission.what), ephemeral=True)
             await self.send(reply, submission.target)
 
@@ -1007,7 +1007,7 @@ class SlackBot:
     # ================================================================== replies
     async def send(self, reply: Reply, target: Target) -> str | None:
         """Render a reply where a request came from; return the public message ref."""
-        if reply.meta.get("duplicate") or not _has_content(reply):
+        if reply.duplicate or not _has_content(reply):
             return None
         self._remember_forms(reply)
         if reply.ephemeral:

@@ -128,7 +128,7 @@ async def perform(
         reply = await app.core.handle_action(req, action)
     else:
         raise Refused(400, "Nothing to do", "The form named no command.")
-    if reply.meta.get("duplicate"):
+    if reply.duplicate:
         return Reply(text=DUPLICATE)
     return reply
 

@@ -43,6 +43,9 @@ class SlackSettings(BaseSettings):
     app_token: SecretStr | None = None
     api_url: str = "https://slack.com/api/"
     command: str = "/course"
+    #: HTTP mode: the address the server binds. The default serves a reverse proxy on
+    #: this machine (the proxy terminates HTTPS); ``0.0.0.0`` listens on every interface.
+    host: str = "127.0.0.1"
     port: int = 3000
 
 

@@ -8,7 +8,10 @@
 - private file downloads under ``/files/<id>``;
 - a Socket Mode websocket at ``/socket`` (apps.connections.open points there): it says
   hello, pushes envelopes the test gives it and records the client's acknowledgements;
-- a signer that builds requests exactly as Slack signs them (v0 HMAC-SHA256).
+- a signer that builds requests exactly as Slack signs them (v0 HMAC-SHA256);
+- Slack's rate limits, when a test asks for them (``rate_limits``, e.g.
+  :data:`SLACK_LIMITS`): a call over its method's limit is refused as Slack refuses it,
+  HTTP 429 ``ratelimited`` with ``Retry-After``, and kept in ``limited``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -33,6 +37,47 @@ class Call:
     method: str
     args: Args
     token: str | None
+    #: When the fake received it (``time.monotonic()``), for latency measurements.
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """One of Slack's limits on a Web API method: ``per_minute`` calls a minute, refilled
+    evenly, with up to ``burst`` at once; counted per workspace (the tiers) or, with
+    ``per_channel``, per channel (Slack's "1 per second per channel" for posting)."""
+
+    per_minute: float
+    burst: int
+    per_channel: bool = False
+
+
+#: Slack's published tiers (https://api.slack.com/apis/rate-limits): Tier 2 "20+ per
+#: minute", Tier 3 "50+", Tier 4 "100+", each "with generous burst behavior" (modelled
+#: as a minute's quota at once).
+TIER_2, TIER_3, TIER_4 = RateLimit(20, 20), RateLimit(50, 50), RateLimit(100, 100)
+#: About one message a second per channel, "short bursts" allowed (modelled as 3).
+PER_CHANNEL = RateLimit(60, 3, per_channel=True)
+#: The limits of the methods the bot uses. chat.update is Tier 3 for the workspace and,
+#: like posting, about one a second per channel (a poll edited faster gets 429s).
+SLACK_LIMITS: dict[str, tuple[RateLimit, ...]] = {
+    "chat.postMessage": (PER_CHANNEL,),
+    "chat.update": (TIER_3, PER_CHANNEL),
+    "chat.postEphemeral": (TIER_4,),
+    "chat.delete": (TIER_3,),
+    "reactions.add": (TIER_3,),
+    "reactions.remove": (TIER_3,),
+    "conversations.open": (TIER_3,),
+    "conversations.join": (TIER_3,),
+    "conversations.history": (TIER_3,),
+    "conversations.list": (TIER_2,),
+    "users.info": (TIER_4,),
+    "views.open": (TIER_4,),
+    "views.update": (TIER_4,),
+    "views.push": (TIER_4,),
+    "files.getUploadURLExternal": (TIER_4,),
+    "files.completeUploadExternal": (TIER_4,),
+}
 
 
 @dataclass
@@ -44,6 +89,11 @@ class FakeSlack:
     channels: dict[str, str] = field(
         default_factory=lambda: {"general": "CGENERAL", "announcements": "CANNOUNCE"}
     )
+    #: More channels as conversations.list gives them (``{"id": ..., "name": ...}``):
+    #: two of one name, which ``channels`` cannot hold.
+    extra_channels: list[Args] = field(default_factory=list)
+    #: conversations.list answers this many channels a page (0: all on one page).
+    page_size: int = 0
     calls: list[Call] = field(default_factory=list)
     responses: list[Args] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)
@@ -59,6 +109,14 @@ class FakeSlack:
     #: response URL is held before Slack takes it (recorded, answered): a bot killed
     #: meanwhile is certain to be caught between a command's commit and its answer.
     hold: dict[str, float] = field(default_factory=dict)
+    #: Rate limits per method (none by default; :data:`SLACK_LIMITS` is Slack's). A call
+    #: over a limit is answered 429 ``ratelimited`` with Retry-After (whole seconds, as
+    #: Slack sends it), is not in ``calls`` (Slack did not take it) and is kept in ``limited``.
+    rate_limits: dict[str, tuple[RateLimit, ...]] = field(default_factory=dict)
+    limited: list[Call] = field(default_factory=list)
+    #: Calls of these methods wait until the event is set before Slack takes them (a test
+    #: holds ``chat.update`` to show that nothing else waits for an edit).
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
@@ -68,6 +126,8 @@ class FakeSlack:
         self._ws: web.WebSocketResponse | None = None
         self._ws_ready = asyncio.Event()
         self.base = ""
+        #: (method, limit index, channel or "") -> (tokens left, when last refilled)
+        self._buckets: dict[tuple[str, int, str], tuple[float, float]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> str:
@@ -150,6 +210,18 @@ class FakeSlack:
         token = auth.removeprefix("Bearer ") if auth else args.get("token")
         if method in ("chat.postMessage", "chat.postEphemeral"):
             await asyncio.sleep(self.hold.get(str(args.get("channel")), 0.0))
+        gate = self.gates.get(method)
+        if gate is not None:
+            await gate.wait()
+        retry_after = self._over_limit(method, args)
+        if retry_after is not None:
+            self.limited.append(Call(method, args, token))
+            await self._notify()
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(retry_after)},
+            )
         self.calls.append(Call(method, args, token))
         if method in self.fail_once:
             error = self.fail_once.pop(method)
@@ -169,6 +241,28 @@ class FakeSlack:
         finally:
             await self._notify()
         return web.json_response(body)
+
+    def _over_limit(self, method: str, args: Args) -> int | None:
+        """Take a token from each of the method's buckets; if one is empty, nothing is
+        taken and the answer is the whole seconds Slack would ask to wait."""
+        limits = self.rate_limits.get(method, ())
+        now = time.monotonic()
+        keys, wait = [], 0.0
+        for i, limit in enumerate(limits):
+            key = (method, i, str(args.get("channel") or "") if limit.per_channel else "")
+            tokens, last = self._buckets.get(key, (float(limit.burst), now))
+            rate = limit.per_minute / 60.0
+            tokens = min(float(limit.burst), tokens + (now - last) * rate)
+            self._buckets[key] = (tokens, now)
+            if tokens < 1.0:
+                wait = max(wait, (1.0 - tokens) / rate)
+            keys.append(key)
+        if wait > 0:
+            return max(1, math.ceil(wait))
+        for key in keys:
+            tokens, last = self._buckets[key]
+            self._buckets[key] = (tokens - 1.0, last)
+        return None
 
     def _ts_next(self) -> str:
         return f"1700000000.{next(self._ts):06d}"
@@ -209,7 +303,14 @@ class FakeSlack:
             return ok | {"channel": {"id": args["channel"]}}
         if method == "conversations.list":
             chans = [{"id": i, "name": n, "is_member": True} for n, i in self.channels.items()]
-            return ok | {"channels": chans, "response_metadata": {"next_cursor": ""}}
+            chans += [c | {"is_member": True} for c in self.extra_channels]
+            start = int(args.get("cursor") or 0)
+            size = self.page_size or len(chans) or 1
+            page, more = chans[start : start + size], start + size < len(chans)
+            return ok | {
+                "channels": page,
+                "response_metadata": {"next_cursor": str(start + size) if more else ""},
+            }
         if method == "conversations.history":
             msg = self.messages.get((str(args["channel"]), str(args.get("latest"))))
             return ok | {"messages": [msg] if msg else [], "has_more": False}
@@ -242,7 +343,7 @@ class FakeSlack:
     async def _response(self, request: web.Request) -> web.Response:
         await asyncio.sleep(self.hold.get(str(request.url), 0.0))
         body = await request.json()
-        self.responses.append(body | {"_url": str(request.url)})
+        self.responses.append(body | {"_url": str(request.url), "_at": time.monotonic()})
         await self._notify()
         return web.Response(text="ok")
 

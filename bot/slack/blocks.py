@@ -1,7 +1,7 @@
 """Block Kit rendering: a platform-neutral :class:`~commands.replies.Reply` becomes one
 or more Slack messages, a :class:`~commands.replies.Form` becomes a modal.
 
-Pure functions, no network: the adapter (:mod:`bot.slack.bot`) sends what these build.
+Pure functions, no network: the adapter (:mod:`bot.slack.sender`) sends what these build.
 Slack's limits are respected here: ≤ 3000 characters per section text, ≤ 10 fields of
 ≤ 2000 characters per section, ≤ 50 blocks per message (longer replies are split into
 several messages), ≤ 25 buttons per actions block, modal titles ≤ 24 characters.
@@ -25,6 +25,7 @@ from commands.replies import (
     render_text,
     split_text,
 )
+from commands.timefmt import localize, plain
 
 Block = dict[str, Any]
 
@@ -49,8 +50,6 @@ FILL_ACTION = "coursebot.fill"
 FORM_CALLBACK = "coursebot.form"
 COMMAND_CALLBACK = "coursebot.command"
 RANK_CALLBACK = "coursebot.rank"
-#: message metadata type that marks a message taking reactions.
-REACTIONS_EVENT = "coursebot_reactions"
 
 _TONE_MARK = {Tone.ERROR: ":x: ", Tone.SUCCESS: ":white_check_mark: ", Tone.WARNING: ":warning: "}
 
@@ -124,19 +123,25 @@ _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
 
 
-def mrkdwn(text: str) -> str:
-    """Our replies' light Markdown (``**bold**``, ``[text](url)``, backticks) as mrkdwn."""
+def _markup(text: str) -> str:
     out = escape(text)
     out = _BOLD.sub(r"*\1*", out)
     return _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", out)
 
 
+def mrkdwn(text: str) -> str:
+    """Our replies' light Markdown (``**bold**``, ``[text](url)``, backticks) as mrkdwn;
+    instants as Slack dates, which each reader sees in their own zone."""
+    return localize(_markup(text), "slack")
+
+
 def section_block(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    """A section of mrkdwn ``text`` (time markers left in it become Slack dates)."""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": localize(text, "slack")}}
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:
-    text = text.strip() or " "
+    text = plain(text).strip() or " "
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return {"type": "plain_text", "text": text, "emoji": True}
@@ -153,8 +158,9 @@ def _table_blocks(table_text: str) -> list[Block]:
 
 
 def _field(name: str, value: str) -> dict[str, str]:
-    text = f"*{escape(name)}*\n{mrkdwn(value or '—')}"
-    if len(text) > MAX_FIELD:
+    text = f"*{localize(escape(name), 'slack')}*\n{mrkdwn(value or '—')}"
+    if len(text) > MAX_FIELD:  # cut the plain form: a cut must not split a Slack date
+        text = f"*{escape(plain(name))}*\n{plain(_markup(value or '—'))}"
         text = text[: MAX_FIELD - 1] + "…"
     return {"type": "mrkdwn", "text": text}
 
@@ -188,6 +194,7 @@ def _button_blocks(buttons: Sequence[Button]) -> list[Block]:
 
 def context_block(text: str) -> Block:
     """A small grey line (mrkdwn)."""
+    text = localize(text, "slack")
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:MAX_TEXT]}]}
 
 
@@ -213,7 +220,7 @@ def reply_blocks(reply: Reply) -> list[Block]:
     elif reply.tone in _TONE_MARK and not reply.title and (reply.sections or reply.tables):
         blocks.append(section_block(_TONE_MARK[reply.tone].strip()))
     for sec in reply.sections:
-        head = f"*{escape(sec.heading)}*" if sec.heading else ""
+        head = f"*{localize(escape(sec.heading), 'slack')}*" if sec.heading else ""
         body = mrkdwn(sec.body) if sec.body else ""
         text = "\n".join(p for p in (head, body) if p)
         if text:
@@ -240,34 +247,8 @@ def fallback_text(reply: Reply) -> str:
     """The notification / screen-reader text of a message (``text`` next to ``blocks``)."""
     short = ": ".join(p for p in (reply.title, reply.text) if p)
     text = short or render_text(reply) or ", ".join(f.name for f in reply.files) or "coursebot"
-    text = escape(text)
+    text = escape(plain(text))  # a notification shows no Slack dates: the course's zone
     return text if len(text) <= MAX_FALLBACK else text[: MAX_FALLBACK - 1] + "…"
-
-
-def reactions_metadata(reactions: Reactions) -> dict[str, Any]:
-    """Message metadata that lets the adapter recognise a reaction after a restart."""
-    return {
-        "event_type": REACTIONS_EVENT,
-        "event_payload": {
-            "action": reactions.action,
-            "args": list(reactions.args),
-            "emojis": list(reactions.emojis),
-        },
-    }
-
-
-def reactions_from_metadata(metadata: dict[str, Any] | None) -> Reactions | None:
-    if not metadata or metadata.get("event_type") != REACTIONS_EVENT:
-        return None
-    payload = metadata.get("event_payload") or {}
-    try:
-        return Reactions(
-            str(payload["action"]),
-            tuple(str(e) for e in payload["emojis"]),
-            tuple(str(a) for a in payload.get("args", ())),
-        )
-    except (KeyError, TypeError):
-        return None
 
 
 # ----------------------------------------------------------------------------- modals
@@ -395,6 +376,12 @@ def first_input_block(view: dict[str, Any]) -> str | None:
         if block.get("type") == "input":
             return str(block.get("block_id"))
     return None
+
+
+def error_text(reply: Reply, limit: int = 1500) -> str:
+    """An error shown under a modal's input (``response_action: errors``): plain text,
+    so instants are in the course's zone."""
+    return plain(reply.text)[:limit]
 
 
 def block_for_error(view: dict[str, Any], message: str) -> str | None:

@@ -45,7 +45,8 @@ async def run_slack(settings: Settings, *, stop: asyncio.Event | None = None) ->
     if mode is None:
         print(f"Cannot start on Slack: {problem}", file=sys.stderr)
         return 2
-    from bot.slack.bot import SlackBot, slack_error
+    from bot.slack.bot import SlackBot
+    from bot.slack.sender import slack_error
 
     app = await start_app(settings)
     bot = SlackBot(app)
@@ -76,18 +77,19 @@ async def run_slack(settings: Settings, *, stop: asyncio.Event | None = None) ->
             await bot.start_socket_mode(settings.slack.app_token.get_secret_value())
             print("coursebot is on Slack (Socket Mode). Ctrl-C to stop.", file=sys.stderr)
         else:
+            host = settings.slack.host
             try:
-                port = await bot.start_http("0.0.0.0", settings.slack.port)
+                port = await bot.start_http(host, settings.slack.port)
             except OSError as exc:
                 print(
-                    f"Cannot listen on port {settings.slack.port} ({exc.strerror}): "
-                    "set SLACK_PORT to a free port.",
+                    f"Cannot listen on {host}:{settings.slack.port} ({exc.strerror}): set "
+                    "SLACK_PORT to a free port, or SLACK_HOST to an address of this machine.",
                     file=sys.stderr,
                 )
                 return 1
             print(
-                f"coursebot is on Slack (HTTP mode): request URL http://<this host>:{port}"
-                "/slack/events. Ctrl-C to stop.",
+                f"coursebot is on Slack (HTTP mode): listening on {host}:{port}; Slack's "
+                "request URL is your HTTPS address + /slack/events. Ctrl-C to stop.",
                 file=sys.stderr,
             )
         await stop.wait()

@@ -20,6 +20,7 @@ from commands.errors import InvalidInput, NotFound
 from commands.exports import csv_text
 from commands.registry import Access, registry
 from commands.replies import Button, FileOut, Reply, Section
+from commands.timefmt import plain
 from db.models import AuditEntry, Person
 
 #: The optional ``reason=`` of a staff command that changes someone's record; it is kept
@@ -68,7 +69,7 @@ def record(
         kind=kind,
         subject_id=subject.id if subject else None,
         subject=subject.name if subject else "",
-        summary=summary,
+        summary=plain(summary),  # stored text: instants in the course's zone
         before=_plain(before or {}),
         after=_plain(after or {}),
         reason=(reason or "").strip() or None,
@@ -188,6 +189,7 @@ class AuditOptions(BaseModel):
     ephemeral=True,
     topic="roster",
     examples=("audit", "audit alice", "audit kind=grade", "audit bob kind=critique page=2"),
+    reads=True,
 )
 async def audit(ctx: Context, opts: AuditOptions) -> Reply:
     who, kind = await _filters(ctx, opts.person, opts.kind)
@@ -264,6 +266,7 @@ class ExportOptions(BaseModel):
     ephemeral=True,
     topic="roster",
     examples=("audit export", "audit export kind=grade"),
+    reads=True,
 )
 async def audit_export(ctx: Context, opts: ExportOptions) -> Reply:
     who, kind = await _filters(ctx, opts.person, opts.kind)

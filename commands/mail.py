@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from typing import Literal
 
 from commands.errors import CourseBotError
+from commands.timefmt import plain
 
 log = logging.getLogger("coursebot.mail")
 
@@ -51,8 +52,9 @@ async def send_mail(config: MailConfig, to: str, subject: str, body: str) -> Non
     msg = EmailMessage()
     msg["From"] = config.sender
     msg["To"] = to
-    msg["Subject"] = subject
-    msg.set_content(body)
+    # A mail shows instants in the course's zone (no chat time markers).
+    msg["Subject"] = plain(subject)
+    msg.set_content(plain(body))
     try:
         await aiosmtplib.send(
             msg,

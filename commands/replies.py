@@ -6,10 +6,13 @@ file uploads; the terminal as plain text (files saved to a folder, paths printed
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pydantic import ConfigDict
+
+from commands.timefmt import has_markers, plain
 
 
 class Tone(StrEnum):
@@ -42,6 +45,26 @@ class FileOut:
     data: bytes
     mime: str = "application/octet-stream"
     description: str | None = None
+
+    def __post_init__(self) -> None:
+        # A file shows instants in the course's zone: no time marker (commands.timefmt)
+        # ends up in an export, whichever service wrote it.
+        if _MARKER_BYTES.search(self.data) and _is_text(self.mime):
+            try:
+                text = self.data.decode("utf-8")
+            except UnicodeDecodeError:
+                return
+            object.__setattr__(self, "data", plain(text).encode("utf-8"))
+        if self.description and has_markers(self.description):
+            object.__setattr__(self, "description", plain(self.description))
+
+
+#: A time marker's characters, UTF-8 encoded (U+E000..U+E002).
+_MARKER_BYTES = re.compile(b"\xee\x80[\x80-\x82]")
+
+
+def _is_text(mime: str) -> bool:
+    return mime.startswith("text/") or mime in ("application/json", "application/xml")
 
 
 @dataclass(frozen=True)
@@ -172,7 +195,9 @@ class Reply:
 
 
 def render_text(reply: Reply, *, width: int = 100) -> str:
-    """Plain-text rendering, used by the terminal and as the fallback text elsewhere."""
+    """Plain-text rendering, used by the terminal and as the fallback text elsewhere.
+    Instants show in the course's zone (time markers become their text: see
+    :mod:`commands.timefmt`)."""
     out: list[str] = []
     if reply.title:
         out.append(f"== {reply.title} ==")
@@ -186,12 +211,14 @@ def render_text(reply: Reply, *, width: int = 100) -> str:
         out.extend(f"{k}: {v}" for k, v in sec.fields)
     for table in reply.tables:
         out.append(render_table(table, width=width))
-    return "\n".join(line for line in out if line is not None).rstrip()
+    return plain("\n".join(line for line in out if line is not None).rstrip())
 
 
 def render_table(table: Table, *, width: int = 100) -> str:
-    cols = table.columns
-    rows = [[str(c) for c in r] for r in table.rows]
+    """A table as aligned plain text (instants in the course's zone: widths are measured
+    on what is shown)."""
+    cols = [plain(str(c)) for c in table.columns]
+    rows = [[plain(str(c)) for c in r] for r in table.rows]
     widths = [len(c) for c in cols]
     for r in rows:
         for i, cell in enumerate(r):
@@ -208,7 +235,7 @@ def render_table(table: Table, *, width: int = 100) -> str:
 
     lines = []
     if table.title:
-        lines.append(table.title)
+        lines.append(plain(table.title))
     lines.append(fmt(cols))
     lines.append("  ".join("-" * w for w in widths))
     lines.extend(fmt(r) for r in rows)

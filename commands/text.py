@@ -19,6 +19,7 @@ import re
 import unicodedata
 
 from commands.errors import InvalidInput
+from commands.timefmt import TIME_MARKER
 
 #: The largest id or count an option takes unless it says less (a 32-bit SQL integer).
 MAX_ID = 2**31 - 1
@@ -61,7 +62,19 @@ def shown(text: object, limit: int = ECHO_MAX) -> str:
 
 def safe_message(text: str) -> str:
     """A whole message that may quote user text (an error naming a token): every hidden
-    character but newline and tab written as ``\u202e``, nothing cut."""
+    character but newline and tab written as ``\u202e``, nothing cut. The bot's own time
+    markers (:mod:`commands.timefmt`; user text is echoed through :func:`shown`, which
+    escapes their characters) stay, for each platform to show the instant."""
+    out: list[str] = []
+    pos = 0
+    for mark in TIME_MARKER.finditer(text):
+        out += [_safe(text[pos : mark.start()]), mark.group(0)]
+        pos = mark.end()
+    out.append(_safe(text[pos:]))
+    return "".join(out)
+
+
+def _safe(text: str) -> str:
     return "".join(_escaped(c) if c not in "\n\t" and _hidden(c) else c for c in text)
 
 

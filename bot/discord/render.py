@@ -1,5 +1,10 @@
 """Reply → Discord messages: embeds for text, sections and tables, files, buttons.
 
+Instants (time markers, :mod:`commands.timefmt`) become Discord's timestamp markup
+(``<t:UNIX:F>``, ``<t:UNIX:R>``) in descriptions and field values, so each reader sees
+their own zone; titles, field names and code blocks (tables) cannot show that markup and
+get the course-zone text. Limits are counted on the converted text.
+
 Everything stays inside Discord's limits, splitting rather than failing: a
 description holds 4096 characters, a field 1024 (25 fields an embed), a message
 10 embeds and 6000 characters in all, 10 files and 25 buttons. A long table is cut
@@ -13,6 +18,7 @@ its action, with nothing kept in memory or in the database.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 from dataclasses import dataclass, field
@@ -22,6 +28,7 @@ import discord
 
 from commands import replies
 from commands.replies import Button, FileOut, Reactions, Reply, Table, Tone, render_table
+from commands.timefmt import has_markers, localize, plain
 
 log = logging.getLogger("coursebot.discord")
 
@@ -175,6 +182,9 @@ def _valid_buttons(buttons: list[Button]) -> list[Button]:
             log.error("button %r dropped: same custom id as another", button.label)
             continue
         seen.add(button.custom_id)
+        # A label is plain text: an instant in it shows in the course's zone.
+        if has_markers(button.label):
+            button = dataclasses.replace(button, label=plain(button.label))
         keep.append(button)
     if len(buttons) > BUTTONS_PER_MESSAGE:
         log.error("%d buttons dropped: a message holds 25", len(buttons) - BUTTONS_PER_MESSAGE)
@@ -185,19 +195,20 @@ def _pack_embeds(reply: Reply, color: discord.Colour) -> list[discord.Embed]:
     """Text, sections and tables, in the order the terminal shows them, as embeds."""
     pieces: list[tuple[str, str, str]] = []  # (kind, name, value); kind: text | field
     if reply.text:
-        pieces += [("text", "", chunk) for chunk in split_text(reply.text, DESCRIPTION_LIMIT)]
+        text = localize(reply.text, "discord")
+        pieces += [("text", "", chunk) for chunk in split_text(text, DESCRIPTION_LIMIT)]
     for section in reply.sections:
         lines = [section.body] if section.body else []
         lines += [f"**{k}:** {v}" for k, v in section.fields]
-        value = "\n".join(lines).strip() or BLANK
-        name = (section.heading or BLANK)[:FIELD_NAME_LIMIT]
+        value = localize("\n".join(lines), "discord").strip() or BLANK
+        name = (plain(section.heading) or BLANK)[:FIELD_NAME_LIMIT]
         for i, chunk in enumerate(split_text(value, FIELD_VALUE_LIMIT)):
             label = name if i == 0 else f"{name} (cont.)"[:FIELD_NAME_LIMIT]
             pieces.append(("field", label, chunk))
     for table in reply.tables:
         pieces += [("text", "", block) for block in table_blocks(table)]
 
-    title = reply.title[:TITLE_LIMIT] if reply.title else None
+    title = plain(reply.title)[:TITLE_LIMIT] if reply.title else None
     embeds: list[discord.Embed] = [discord.Embed(title=title, colour=color)]
     for kind, name, value in pieces:
         embed = embeds[-1]

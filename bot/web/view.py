@@ -1,7 +1,8 @@
 """What a page shows, as data: tables (sortable, filterable, downloadable as CSV), the
 command core's replies, and forms that run commands. Templates turn these into HTML;
 :func:`reply_blocks` turns any :class:`~commands.replies.Reply` into them, so a page can
-show a command's answer exactly as chat does, only without a width limit."""
+show a command's answer exactly as chat does, only without a width limit. Instants show
+in the course's zone, as in the terminal (:func:`finalize`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from markupsafe import Markup, escape
 
 from commands.replies import FileOut, Reply, Table, Tone
+from commands.timefmt import has_markers, plain
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,12 @@ class Cell:
     #: Long text shown folded (``<details>``) after its first words.
     long: bool = False
     new_tab: bool = False
+    #: A status cell (a critique's mark): its style (``mark-<kind>``) next to the words,
+    #: never instead of them.
+    kind: str = ""
+    #: The detail of a status (an excuse's reason): the cell's tooltip, and read out
+    #: after the words by screen readers.
+    note: str = ""
 
 
 CellLike = Cell | str
@@ -59,8 +67,8 @@ class TableView:
     def csv(self) -> str:
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(self.columns)
-        writer.writerows([[c.text for c in row] for row in self.rows])
+        writer.writerow([plain(c) for c in self.columns])
+        writer.writerows([[plain(c.text) for c in row] for row in self.rows])
         return buf.getvalue()
 
 
@@ -178,13 +186,26 @@ class Page:
 
 # ------------------------------------------------------------------------- replies
 
+
+def finalize(value: object) -> object:
+    """What a template prints (Jinja's ``finalize``): the web desk shows instants in the
+    course's zone, so no time marker (:mod:`commands.timefmt`) reaches a page, whatever
+    the template prints."""
+    if isinstance(value, Markup):
+        return Markup(plain(str(value))) if has_markers(value) else value
+    if isinstance(value, str):
+        return plain(value)
+    return value
+
+
 _CODE = re.compile(r"`([^`\n]+)`")
 _BOLD = re.compile(r"\*\*([^*\n]+)\*\*")
 
 
 def chat_markup(text: str) -> Markup:
-    """Chat text as HTML: escaped, `code` and **bold** kept, line breaks kept."""
-    out = str(escape(text))
+    """Chat text as HTML: escaped, `code` and **bold** kept, line breaks kept; instants
+    in the course's zone."""
+    out = str(escape(plain(text)))
     out = _CODE.sub(r"<code>\1</code>", out)
     out = _BOLD.sub(r"<strong>\1</strong>", out)
     return Markup(out.replace("\n", "<br>\n"))

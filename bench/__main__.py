@@ -16,12 +16,20 @@ first ``register <email>`` (a write), then a seeded random mix of reads (``paper
 ``bench/workload.py``). Each backend is measured twice by default (``--think-ms 0,2000``):
 a burst, where every user sends back to back (the capacity, and the worst case), and a
 paced run, where each user pauses about 2 s before each command (about 100 commands/s
-offered by 200 users: the latency a class would see at a busy moment).
+offered by 200 users: the latency a class would see at a busy moment). During each paced
+run the instructor also runs ``assign`` again and again on a course of ``--assign``
+students (300 by default, all of them ranked): the solver works on a snapshot in a
+thread, so the class should not feel it.
 
 What it measures: per-command latency (p50, p95, p99, max), throughput (commands per
 second over the measured run), errors (any error reply is counted and printed, and the
 exit status is 1), and peak RSS. The target from the issue is p99 under 50 ms.
 A Postgres that does not answer gives a "skipped" row with the reason.
+
+The other benchmarks are modules of their own, listed with their figures in
+docs/benchmarks.md: ``bench.burst`` (class-sized bursts on the terminal, Discord and
+Slack: 60 votes on a poll, 50 lookups at once), ``bench.chaos``, ``bench.groups``,
+``bench.gpu``, ``bench.demos``, ``bench.assign``, ``bench.web``.
 """
 
 from __future__ import annotations
@@ -73,6 +81,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and backend; 0 = a burst, back to back (default 0,2000)",
     )
     p.add_argument("--seed", type=int, default=790, help="seed of the command mix")
+    p.add_argument(
+        "--assign",
+        type=int,
+        default=300,
+        help="during the paced runs the instructor runs `assign` again and again on a course "
+        "of this many students, all ranked (default 300; 0: no assign)",
+    )
     args = p.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     try:
@@ -96,6 +111,7 @@ async def run_one(backend: str, think_ms: float, args: argparse.Namespace) -> Ru
         "commands_per_user": args.commands_per_user,
         "seed": args.seed,
         "think_ms": think_ms,
+        "assign_students": args.assign if think_ms > 0 else 0,
     }
     with tempfile.TemporaryDirectory(prefix="coursebot-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -135,6 +151,13 @@ async def main(args: argparse.Namespace) -> int:
         seed=args.seed,
     ):
         print(line)
+    for r in measured:
+        if r.assigns:
+            mean = sum(r.assigns) / len(r.assigns)
+            print(
+                f"{r.label}: beside the users, `assign` on {r.assign_students} students ran "
+                f"{len(r.assigns)} times (mean {mean:.2f} s, max {max(r.assigns):.2f} s)."
+            )
     loud = error_report(results)
     if loud:
         print()

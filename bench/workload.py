@@ -9,6 +9,7 @@ SQLite, for the write lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -18,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -26,9 +28,16 @@ from bot.app import start_app
 from bot.settings import SAMPLE_COURSE, Settings
 from commands.clock import FixedClock
 from commands.context import Caller, Request, Where
-from commands.coursefile import CourseFile, PersonEntry, import_course, parse_course_file
+from commands.coursefile import (
+    CourseFile,
+    PaperEntry,
+    PersonEntry,
+    PresenterLimits,
+    import_course,
+    parse_course_file,
+)
 from commands.replies import Reply
-from db.models import Identity, Person, Platform
+from db.models import Identity, Paper, Person, Platform, Slot
 from db.session import Database
 
 #: Friday of the sample course's ranking week, 10 AM in New York (as in tests/conftest.py).
@@ -37,6 +46,12 @@ NOW = datetime(2023, 8, 25, 14, 0, tzinfo=UTC)
 WORKSPACE = "default"
 #: The TA of the sample course file; runs the roster writes (see ``MIX``).
 STAFF_HANDLE = "maya"
+#: The instructor of the sample course file; runs `assign` beside the users (--assign).
+INSTRUCTOR_HANDLE = "gedas"
+#: Seconds between two `assign` runs beside the users.
+ASSIGN_PAUSE_S = 2.0
+#: Students in the sample course file itself.
+SAMPLE_STUDENTS = 25
 #: Simulated students get these emails (``{handle}@...``); nobody else in the course does.
 EMAIL_DOMAIN = "bench.example"
 
@@ -109,13 +124,71 @@ def handle_for(i: int, users: int) -> str:
     return f"user{i:0{max(3, len(str(users - 1)))}d}"
 
 
-def build_course(users: int) -> CourseFile:
-    """The sample course plus ``users`` students with no linked handle."""
+def build_course(users: int, rankers: int = 0) -> CourseFile:
+    """The sample course plus ``users`` students with no linked handle, and ``rankers``
+    students with a terminal handle who rank papers before the run (an ``assign`` of
+    that many students runs beside the users, see ``--assign``)."""
     cf = parse_course_file(SAMPLE_COURSE.read_text(encoding="utf-8"), source=str(SAMPLE_COURSE))
     for i in range(users):
         handle = handle_for(i, users)
         cf.people.append(PersonEntry(name=f"Bench User {handle}", email=f"{handle}@{EMAIL_DOMAIN}"))
+    if rankers:
+        # A class this size needs more papers: extra 30/45-minute papers on the sample's
+        # class days, up to 6 presenters each.
+        days = sorted({p.date for p in cf.papers if p.slot in ("30", "45") and p.date})
+        students = sum(1 for p in cf.people if p.role == "student") + rankers
+        for n in range(max(0, students // 6 + 1 - len(days))):
+            cf.papers.append(
+                PaperEntry(
+                    id=1000 + n,
+                    title=f"Bench paper {n}",
+                    date=days[n % len(days)],
+                    slot="30" if n % 2 else "45",
+                )
+            )
+        limits = PresenterLimits(min=1, max=6)
+        cf.course.assignment.presenters = {"30": limits, "45": limits}
+        cf.course.ranking.max_presenters = 4
+        cf.course.ranking.battle_group = (3, students // 10 + 1)
+    for i in range(rankers):
+        cf.people.append(
+            PersonEntry(
+                name=f"Bench Ranker {i:03d}",
+                email=f"ranker{i:03d}@{EMAIL_DOMAIN}",
+                handles={"terminal": f"ranker{i:03d}"},
+            )
+        )
     return cf
+
+
+async def rank_all(app: Any, rankers: int, seed: int) -> None:
+    """Each ranker ranks 7 standard and 3 battle papers (seeded), through the core."""
+    rng = random.Random(f"{seed}:rankers")
+    async with app.db.session() as session:
+        slots = dict((await session.execute(select(Paper.number, Paper.slot))).all())
+    standard = sorted(n for n, s in slots.items() if s in (Slot.MIN30, Slot.MIN45))
+    battle = sorted(n for n, s in slots.items() if s is Slot.BATTLE)
+    for i in range(rankers):
+        me = _request(f"ranker{i:03d}")
+        for kind, pool, k in (("standard", standard, 7), ("battle", battle, 3)):
+            picks = " ".join(str(p) for p in rng.sample(pool, k))
+            reply = await app.core.handle_text(me, f"rank {kind} {picks}")
+            if reply.is_error:
+                raise RuntimeError(f"ranker{i:03d}: `rank {kind} {picks}`: {reply.text}")
+
+
+async def assign_loop(app: Any, stop: asyncio.Event, out: list[float]) -> None:
+    """The instructor runs `assign` again and again until ``stop``; each run's seconds."""
+    me = _request(INSTRUCTOR_HANDLE)
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        reply = await app.core.handle_text(me, "assign")
+        out.append(time.perf_counter() - t0)
+        if reply.is_error:
+            raise RuntimeError(f"`assign` failed: {reply.text}")
+        # An instructor reading each proposal before the next: one every few seconds.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), ASSIGN_PAUSE_S)
 
 
 # ------------------------------------------------------------------------------ backends
@@ -180,6 +253,9 @@ class RunResult:
     wall_seconds: float
     setup_seconds: float
     problems: list[str] = field(default_factory=list)  # failed end-of-run checks
+    #: Seconds of each `assign` run beside the users (``--assign``), and its course size.
+    assigns: list[float] = field(default_factory=list)
+    assign_students: int = 0
 
     @property
     def label(self) -> str:
@@ -255,6 +331,7 @@ async def run_backend(
     commands_per_user: int,
     seed: int,
     think_ms: float,
+    assign_students: int = 0,
 ) -> RunResult:
     """Set up the course on ``url``, release all users at once, time every command."""
     t_setup = time.perf_counter()
@@ -266,8 +343,13 @@ async def run_backend(
     )
     app = await start_app(settings, clock=FixedClock(NOW))
     try:
+        # The course's students number ``assign_students`` at least (the sample's own,
+        # the users, and rankers to make up the rest), all of whom rank when asked to.
+        rankers = max(0, assign_students - users - SAMPLE_STUDENTS) if assign_students else 0
         async with app.db.transaction() as session:
-            await import_course(session, build_course(users), now=NOW)
+            await import_course(session, build_course(users, rankers), now=NOW)
+        if assign_students:
+            await rank_all(app, rankers, seed)
 
         # Warm-up, not measured: the TA runs every read once, so the first measured
         # commands do not pay SQLAlchemy's one-off statement compilation.
@@ -298,14 +380,22 @@ async def run_backend(
                 )
             )
         await asyncio.sleep(0)  # let every task reach start.wait()
+        stop, assigns = asyncio.Event(), []
         t0 = time.perf_counter()
         start.set()
+        beside = asyncio.create_task(assign_loop(app, stop, assigns)) if assign_students else None
         runs = await asyncio.gather(*tasks)
         wall = time.perf_counter() - t0
+        if beside is not None:
+            stop.set()
+            await beside
         problems = await _check_state(app.db, users, runs)
     finally:
         await app.close()
-    return RunResult(backend, users, think_ms, samples, wall, setup_seconds, problems)
+    result = RunResult(backend, users, think_ms, samples, wall, setup_seconds, problems)
+    result.assigns = assigns
+    result.assign_students = assign_students
+    return result
 
 
 async def _check_state(db: Database, users: int, runs: list[dict[str, int]]) -> list[str]:
@@ -316,7 +406,7 @@ async def _check_state(db: Database, users: int, runs: list[dict[str, int]]) -> 
         bench_people = (
             select(Identity.platform, func.count())
             .join(Person, Person.id == Identity.person_id)
-            .where(Person.email.like(f"%@{EMAIL_DOMAIN}"))
+            .where(Person.email.like(f"user%@{EMAIL_DOMAIN}"))  # not the rankers
             .group_by(Identity.platform)
         )
         counts = {p: n for p, n in (await s.execute(bench_people)).all()}

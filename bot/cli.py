@@ -857,12 +857,21 @@ def course_bind(
     external_id: Annotated[
         str, typer.Argument(help="Discord guild id, Slack team id or a terminal session name.")
     ],
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--channel",
+            help="KEY=CHANNEL_ID: bind a course channel by id (repeat for each), as "
+            "`course channel` does.",
+        ),
+    ] = None,
     database_url: DbOption = None,
 ) -> None:
     """Connect a course to a Discord guild, a Slack workspace or a terminal session."""
     settings = _settings(database_url)
 
     async def go() -> int:
+        from commands.channels import bind_by_hand
         from commands.errors import Conflict, InvalidInput
         from db.models import CourseBinding, Platform
 
@@ -872,7 +881,10 @@ def course_bind(
             raise InvalidInput(
                 f"Unknown platform {platform!r}: use terminal, discord or slack."
             ) from None
+        pairs = [_channel_pair(plat, item) for item in channel or []]
         async with _in_course(settings, course, write=True) as (session, c):
+            for key, _ in pairs:
+                _check_channel_key(c, key)
             existing = await session.scalar(
                 select(CourseBinding).where(
                     CourseBinding.platform == plat, CourseBinding.external_id == external_id
@@ -881,8 +893,125 @@ def course_bind(
             if existing is not None and existing.course_id != c.id:
                 raise Conflict(f"{platform} {external_id} is already bound to another course.")
             if existing is None:
-                session.add(CourseBinding(course_id=c.id, platform=plat, external_id=external_id))
+                existing = CourseBinding(course_id=c.id, platform=plat, external_id=external_id)
+                session.add(existing)
+            for key, channel_id in pairs:
+                await bind_by_hand(session, existing, key, channel_id)
         typer.echo(f"Course {course} is bound to {platform} {external_id}.")
+        for key, channel_id in pairs:
+            typer.echo(f"Its `{key}` channel is {plat.value} channel {channel_id}.")
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+#: How to find a channel's id, per platform (for messages about a bad one).
+_CHANNEL_ID_HELP = {
+    "discord": "a Discord channel id is a number of 15 to 21 digits (turn on Developer "
+    "Mode in Discord's settings, then right-click the channel → Copy Channel ID)",
+    "slack": "a Slack channel id starts with C (or G) and has at least 7 letters and digits, "
+    "like C0123ABCD (open the channel's details: the id is at the bottom)",
+}
+
+
+def _channel_pair(plat: Any, item: str) -> tuple[str, str]:
+    """``KEY=CHANNEL_ID`` of ``--channel``, checked."""
+    from commands.errors import InvalidInput
+
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise InvalidInput(
+            f"`--channel {item}` is not KEY=CHANNEL_ID.",
+            hint="For example `--channel battles=1180000000000000002`.",
+        )
+    _check_channel_id(plat, value)
+    return key.strip(), value.strip()
+
+
+def _check_channel_id(plat: Any, value: str) -> None:
+    from commands.channels import is_channel_id
+    from commands.errors import InvalidInput
+
+    help_ = _CHANNEL_ID_HELP.get(plat.value)
+    if help_ is None:
+        raise InvalidInput(
+            f"The {plat.value} has no channel ids to bind: its channels are named where "
+            "you type (`:in CHANNEL` in the shell).",
+            hint="Bind channels for discord or slack.",
+        )
+    if not is_channel_id(plat, value):
+        raise InvalidInput(f"`{value}` is not a {plat.value} channel id: {help_}.")
+
+
+def _check_channel_key(course: Any, key: str) -> None:
+    """A channel key the course uses: one of its course file's ``channels`` or one the bot
+    posts to by default."""
+    from commands.channels import DEFAULT_KEYS
+    from commands.errors import InvalidInput
+
+    keys = list(dict.fromkeys([*(course.channels or {}), *DEFAULT_KEYS]))
+    if key not in keys:
+        raise InvalidInput(
+            f"Course {course.key} has no channel `{key}`.",
+            hint=f"Its channels: {', '.join(f'`{k}`' for k in keys)}.",
+        )
+
+
+@course_app.command("channel")
+def course_channel(
+    course: Annotated[str, typer.Argument(help="Course key.")],
+    platform: Annotated[str, typer.Argument(help="discord or slack")],
+    key: Annotated[str, typer.Argument(help="The course channel: announcements, battles, ...")],
+    channel_id: Annotated[
+        str, typer.Argument(help="The channel's id (Discord: digits; Slack: C0123ABCD).")
+    ],
+    workspace: Annotated[
+        str | None,
+        typer.Option(
+            help="The Discord guild or Slack team id, when the course is bound to several."
+        ),
+    ] = None,
+    database_url: DbOption = None,
+) -> None:
+    """Bind a course channel to a channel by its id (when its name is shared by two
+    channels, or is not the course file's): posts to KEY go there from now on."""
+    settings = _settings(database_url)
+
+    async def go() -> int:
+        from commands.channels import bind_by_hand
+        from commands.errors import InvalidInput, NotFound
+        from db.models import CourseBinding
+
+        plat = _platform(platform)
+        _check_channel_id(plat, channel_id)
+        async with _in_course(settings, course, write=True) as (session, c):
+            _check_channel_key(c, key)
+            q = select(CourseBinding).where(
+                CourseBinding.course_id == c.id, CourseBinding.platform == plat
+            )
+            if workspace is not None:
+                q = q.where(CourseBinding.external_id == workspace)
+            found = list(await session.scalars(q.order_by(CourseBinding.id)))
+            if not found:
+                where = f"{plat.value} {workspace}" if workspace else plat.value
+                raise NotFound(
+                    f"Course {course} is not bound to {where}.",
+                    hint=f"Bind it first: `coursebot course bind {course} {plat.value} "
+                    "<server-or-team-id>`; `coursebot course list` shows the bindings.",
+                )
+            if len(found) > 1:
+                ids = ", ".join(b.external_id for b in found)
+                raise InvalidInput(
+                    f"Course {course} is bound to several {plat.value} workspaces ({ids}).",
+                    hint="Name one with `--workspace ID`.",
+                )
+            await bind_by_hand(session, found[0], key, channel_id)
+            where = found[0].external_id
+        typer.echo(
+            f"Course {course}: its `{key}` channel on {plat.value} {where} is channel "
+            f"{channel_id.strip()}. The bot checks the channel when it starts (a running bot "
+            "posts there from its next message)."
+        )
         return 0
 
     raise typer.Exit(_run(go()))
@@ -1169,21 +1298,44 @@ def assign_solve(
 def calendar_export(
     database_url: DbOption = None,
     course: CourseOption = None,
+    person: Annotated[
+        str | None,
+        typer.Option(
+            "--person",
+            metavar="EMAIL",
+            help="One person's calendar: the course's, with their own talks and battles.",
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write here (default: KEY.ics).")
     ] = None,
 ) -> None:
-    """The whole course's calendar (every deadline, class and presentation) as .ics."""
+    """The course calendar as .ics: every class session (project days too), deadline (with
+    alarms) and office hour; with --person, that person's own presentations as well. The
+    same UIDs as the subscription feeds, and the versions served are recorded, so a
+    re-import updates events instead of duplicating them."""
     settings = _settings(database_url)
 
     async def go() -> int:
-        from commands.grades import calendar_ics
+        from datetime import UTC, datetime
 
-        async with _in_course(settings, course) as (session, c):
-            data = await calendar_ics(session, c, None)
-        target = out or Path(f"{c.key}.ics")
-        _write(target, data)
-        typer.echo(f"Wrote {target}.")
+        from commands.calendar import build_calendar
+        from commands.people import find_person
+
+        db = await _open(settings)
+        try:
+            async with db.transaction() as session:
+                c = await _course(session, course)
+                who = None
+                if person:
+                    who = await find_person(session, c.id, person, list_matches=True)
+                cal = await build_calendar(session, c, who, datetime.now(UTC), record=True)
+        finally:
+            await db.dispose()
+        default = f"{c.key}-{who.email.split('@')[0]}.ics" if who else cal.name
+        target = out or Path(default)
+        _write(target, cal.data)
+        typer.echo(f"Wrote {target}" + (f" ({who.name}'s calendar)." if who else "."))
         return 0
 
     raise typer.Exit(_run(go()))

@@ -42,6 +42,7 @@ from commands.clock import FixedClock
 from commands.context import Attachment, Caller, Request, Where
 from commands.due import earliest
 from commands.replies import Form, ReactionFate, Reply, Tone, render_text
+from commands.timefmt import plain
 from db.models import Course, CourseBinding, GpuJob, Identity, Person, Platform, Role
 
 META_HELP = __doc__.split("::", 1)[1].rstrip() if __doc__ else ""
@@ -290,7 +291,7 @@ class Shell:
             lines.append(f"    file: {path}" + (f" ({f.description})" if f.description else ""))
         if reply.buttons:
             labels = "  ".join(
-                f"[{i}] {b.label}"
+                f"[{i}] {plain(b.label)}"
                 + (f" (form: {', '.join(f.name for f in b.form.fields)})" if b.form else "")
                 for i, b in enumerate(reply.buttons, 1)
             )

@@ -1,6 +1,9 @@
 """Reading a command's attached file, whichever way the platform hands it over: a local
 path (the terminal, Slack's downloaded files) or a URL (Discord's CDN), with a size cap.
-Used by critiques and project write-ups (a PDF) and GPU jobs (an image or a clip).
+Every command that takes a file reads it through :func:`read_attachment` (critiques and
+project write-ups: a PDF; GPU jobs: an image or a clip), so a file comes the same way
+from the terminal's ``:attach``, a Discord file option and a Slack file share, and is
+refused with the same messages.
 
 Downloads cannot be turned against the bot (docs/files.md):
 
@@ -22,12 +25,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
-from commands.context import Attachment
+from commands.context import Attachment, Request
 from commands.errors import InvalidInput
+from db.models import Platform
 
 if TYPE_CHECKING:
     import aiohttp
@@ -146,6 +151,82 @@ def path_in(folder: Path, name: str) -> Path:
     if not path.resolve().is_relative_to(folder.resolve()):  # cannot happen: a safe name
         raise InvalidInput(f"`{name}` cannot be stored under that name.")
     return path
+
+
+# ------------------------------------------------------------------ a command's file
+#: How a file goes with a command on each platform (said when none came with one).
+HOW_TO_ATTACH = {
+    Platform.TERMINAL: "In the terminal, type `:attach FILE` first, then the command.",
+    Platform.DISCORD: "On Discord, add the file in the command's `file` option.",
+    Platform.SLACK: (
+        "On Slack, share the file with the bot in a direct message (or with an @mention), "
+        "with the command in the same message or within 30 minutes before it."
+    ),
+}
+
+
+def how_to_attach(platform: Platform | None) -> str:
+    """How to send a file with a command where the user is (every way, when unknown)."""
+    if platform in HOW_TO_ATTACH:
+        return HOW_TO_ATTACH[platform]
+    return " ".join(HOW_TO_ATTACH.values())
+
+
+@dataclass(frozen=True)
+class FileRule:
+    """What a command takes as its one file, and how its refusals read: "Attach
+    ``{noun}`` as ``{form}`` to this command.", "Attach ``{one}`` only: ``{noun}``.",
+    "`name` is ``{wrong_kind}``: its content is …" (with ``kind_hint``), "`name` is
+    larger than …" (with ``size_hint``)."""
+
+    noun: str  # "your critique", "the write-up"
+    form: str  # "a PDF"
+    one: str  # "one PDF"
+    kinds: frozenset[str]
+    max_bytes: int
+    wrong_kind: str  # "not a PDF", "neither an image nor a video clip"
+    kind_hint: str
+    size_hint: str
+
+
+@dataclass(frozen=True)
+class Received:
+    """A command's file, read and checked: its name (as uploaded; never a path), its
+    bytes, its kind (from the bytes) and the type the platform declared."""
+
+    name: str
+    data: bytes
+    kind: str
+    content_type: str | None = None
+
+
+async def read_attachment(
+    request: Request, rule: FileRule, *, required: bool = True
+) -> Received | None:
+    """The one file sent with a command, whichever way the platform handed it over (a
+    local path: the terminal, Slack's downloaded share; a URL: Discord's CDN, fetched
+    only from the attachment's ``origins``), checked against ``rule``: at most
+    ``max_bytes``, not empty, one of ``kinds`` by its bytes. ``InvalidInput`` (the
+    user's message, with what to do) otherwise; None when no file came and none is
+    ``required``."""
+    attachments = request.attachments
+    if not attachments:
+        if not required:
+            return None
+        raise InvalidInput(
+            f"Attach {rule.noun} as {rule.form} to this command.",
+            hint=how_to_attach(request.platform),
+        )
+    if len(attachments) > 1:
+        names = ", ".join(f"`{a.name}`" for a in attachments)
+        raise InvalidInput(
+            f"Attach {rule.one} only: {rule.noun} ({len(attachments)} files came: {names}).",
+            hint="Send the command again with that one file.",
+        )
+    att = attachments[0]
+    data = await read_bytes(att, rule.max_bytes, hint=rule.size_hint)
+    kind = expect_kind(att.name, data, rule.kinds, rule.wrong_kind, hint=rule.kind_hint)
+    return Received(att.name, data, kind, att.content_type)
 
 
 # ------------------------------------------------------------------ reading

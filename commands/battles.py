@@ -11,12 +11,13 @@ after the poll closes in both."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +29,7 @@ from commands.due import Scope, due_registry
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
 from commands.exports import table_files
 from commands.outbox import Outgoing, register_refresher
-from commands.registry import Access, LongText, registry
+from commands.registry import Access, Complete, LongText, Ref, registry
 from commands.replies import (
     Button,
     FileOut,
@@ -40,7 +41,7 @@ from commands.replies import (
     Section,
     Tone,
 )
-from commands.text import shown, visible_length
+from commands.text import MAX_ID, shown, visible_length, whole_number
 from commands.timefmt import fmt_day, fmt_instant
 from commands.timers import (
     TimerRules,
@@ -85,6 +86,11 @@ class BattleView:
         return self.a if side == "A" else self.b
 
     @property
+    def name(self) -> str:
+        """How replies name the battle (:func:`battle_name`): ``B4``, or ``4``."""
+        return battle_name(self.battle)
+
+    @property
     def presenter_ids(self) -> set[int]:
         return {p.id for g in self.groups.values() for p in g}
 
@@ -99,7 +105,7 @@ class BattleView:
         if empty:
             which = " and ".join(f"side {s} (#{self.paper(s).number})" for s in empty)
             raise Conflict(
-                f"Battle {self.battle.number} is not running: {which} "
+                f"Battle {self.name} is not running: {which} "
                 f"{'have' if len(empty) > 1 else 'has'} no presenters in the published "
                 f"assignment, so there is nothing to {doing}.",
                 hint="`assign show` lists the battles that run; give it sides with "
@@ -107,20 +113,138 @@ class BattleView:
             )
 
 
-async def load_battle(session: AsyncSession, course: Course, number: int) -> BattleView:
-    battle = await session.scalar(
-        select(Battle).where(Battle.course_id == course.id, Battle.number == number)
-    )
-    if battle is None:
-        count = await session.scalar(
-            select(func.count()).select_from(Battle).where(Battle.course_id == course.id)
+# ------------------------------------------------------------------ naming a battle
+#
+# Every command, button, reaction and form names a battle the way the bot prints it: its
+# number (`4`, or `#4`) or its id in the course file (`B4`, in any case). One reader
+# (:func:`read_battle_ref`, the options' :data:`BattleRef`) checks what was typed, and
+# one lookup (:func:`resolve_battle`) finds the battle or names the ones there are.
+
+#: A battle id of the course file that is not a plain number: letters, then digits.
+_BATTLE_LABEL = re.compile(r"[A-Za-z][A-Za-z_-]*[0-9]+")
+_DIGITS = re.compile(r"[0-9]+")
+#: The longest battle id (the ``battles.label`` column).
+LABEL_MAX = 32
+BATTLE_REF_KIND = "a battle's number or id, like 4 or B4"
+#: The description of every option that names a battle (help, Discord, docs).
+BATTLE_OPTION = "the battle: its number or its id (4, B4)"
+
+
+def battle_name(battle: Battle) -> str:
+    """How the bot names a battle: its id in the course file (``B4``), else its number."""
+    return battle.label or str(battle.number)
+
+
+def read_battle_ref(value: object, what: str = "`battle`") -> int | str:
+    """What names a battle: its number (``4``, ``#4``; an already-typed int) → the number,
+    under the number rules of docs/input.md (ASCII digits, 1 to MAX_ID); an id like
+    ``B4`` → the id as typed (:func:`resolve_battle` matches it in any case). Anything
+    else is :class:`InvalidInput` naming what was given."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidInput(f"{what} must be {BATTLE_REF_KIND} (you gave `{shown(value)}`).")
+    if not isinstance(value, str):
+        return whole_number(value, what=what, low=1, high=MAX_ID)
+    text = value.strip()
+    if not text:
+        raise InvalidInput(f"{what} is empty: give {BATTLE_REF_KIND}.")
+    if _BATTLE_LABEL.fullmatch(text):
+        if len(text) > LABEL_MAX:
+            raise InvalidInput(
+                f"{what} is {len(text):,} characters long; a battle id has at most {LABEL_MAX}."
+            )
+        return text
+    number = text.removeprefix("#")  # `#4`, as a paper's number is printed
+    if not _DIGITS.fullmatch(number):
+        raise InvalidInput(
+            f"{what} must be a whole number written with the digits 0-9 only, or a battle's "
+            f"id like `B4` (you gave `{shown(value)}`)."
         )
+    return whole_number(number, what=what, low=1, high=MAX_ID)
+
+
+def _battle_ref(value: object) -> int | str:
+    return read_battle_ref(value)
+
+
+#: An option that names a battle (``4``, ``#4``, ``B4``): read by :func:`read_battle_ref`
+#: whatever the platform (a Discord string option that autocompletes), found by
+#: :func:`resolve_battle`.
+BattleRef = Annotated[
+    int | str,
+    BeforeValidator(_battle_ref),
+    Complete("battle"),
+    Ref(read_battle_ref),
+]
+
+
+async def resolve_battle(session: AsyncSession, course: Course, ref: int | str) -> Battle:
+    """The course's battle that ``ref`` names (see :func:`read_battle_ref`), else
+    :class:`NotFound` naming the battles there are."""
+    if not isinstance(ref, int):
+        ref = read_battle_ref(ref)
+    q = select(Battle).where(Battle.course_id == course.id)
+    if isinstance(ref, int):
+        q = q.where(Battle.number == ref)
+    else:
+        q = q.where(func.lower(Battle.label) == ref.lower())
+    battle = await session.scalar(q)
+    if battle is not None:
+        return battle
+    names = [
+        battle_name(b)
+        for b in await session.scalars(
+            select(Battle).where(Battle.course_id == course.id).order_by(Battle.number)
+        )
+    ]
+    if not names:
         raise NotFound(
-            f"There is no battle {number}.",
-            hint=f"Battles are numbered 1 to {count}; `schedule --all` shows them."
-            if count
-            else None,
+            "This course has no paper battles.",
+            hint="They are listed under `battles:` in the course file.",
         )
+    raise NotFound(
+        f"`{shown(str(ref))}` is not a battle of this course.",
+        hint=f"Its battles: {', '.join(names)} (by number or id); `schedule --all` shows them.",
+    )
+
+
+async def battle_choices(
+    session: AsyncSession, course_id: int, current: str, limit: int = 25
+) -> list[tuple[str, str]]:
+    """Autocomplete for an option that names a battle: ``(label, value)`` pairs, the
+    value what the bot prints for it (``B4`` or ``4``), the label with its papers
+    (``Battle B4: #19 VideoMAE… vs #20 MAE…``). What was typed matches the id or the
+    number (exactly, then as a prefix) or a paper's title, in that order."""
+    low = current.strip().lower().lstrip("#")
+    rows = await session.execute(
+        select(Battle, Paper)
+        .join(Paper, Paper.id.in_((Battle.paper_a_id, Battle.paper_b_id)))
+        .where(Battle.course_id == course_id)
+        .order_by(Battle.number, Paper.id == Battle.paper_b_id)
+    )
+    sides: dict[int, tuple[Battle, list[Paper]]] = {}
+    for battle, paper in rows:
+        sides.setdefault(battle.id, (battle, []))[1].append(paper)
+    ranked: list[tuple[int, int, str, str]] = []
+    for battle, papers in sides.values():
+        name = battle_name(battle)
+        vs = " vs ".join(f"#{p.number} {p.title}" for p in papers)
+        keys = (name.lower(), str(battle.number))
+        if not low or low in keys:
+            score = 0
+        elif any(k.startswith(low) for k in keys):
+            score = 1
+        elif low in vs.lower():
+            score = 2
+        else:
+            continue
+        label = f"Battle {name}: {vs}"
+        ranked.append((score, battle.number, label[:99] + "…" if len(label) > 100 else label, name))
+    return [(label, name) for _, _, label, name in sorted(ranked)[:limit]]
+
+
+async def load_battle(session: AsyncSession, course: Course, ref: int | str) -> BattleView:
+    """The battle ``ref`` names (:func:`resolve_battle`), its papers and published sides."""
+    battle = await resolve_battle(session, course, ref)
     a = await session.get(Paper, battle.paper_a_id)
     b = await session.get(Paper, battle.paper_b_id)
     assert a is not None and b is not None
@@ -202,8 +326,9 @@ def poll_reply(
 ) -> Reply:
     """The poll as everyone sees it: the two papers, how to vote, who can see what, and
     the progress the ballot allows (see :func:`progress_line`). Each adapter adds what a
-    reaction shows on its platform (``Reactions.secret``)."""
-    n = view.battle.number
+    reaction shows on its platform (``Reactions.secret``). Its buttons and reactions carry
+    the battle's number (what posted polls have always carried); its words, its name."""
+    n, number = view.name, str(view.battle.number)
     if closed:
         total = counted["A"] + counted["B"]
         return Reply(
@@ -227,7 +352,7 @@ def poll_reply(
                         min_length=min_len,
                     ),
                 ),
-                (("battle", str(n)), ("side", side)),
+                (("battle", number), ("side", side)),
             ),
         )
         for side in ("A", "B")
@@ -255,7 +380,7 @@ def poll_reply(
         + progress_line(counted, pending, rules_),
         buttons=buttons,
         reactions=Reactions(
-            "battle.react", (EMOJI["A"], EMOJI["B"]), (str(n),), secret=secret(rules_)
+            "battle.react", (EMOJI["A"], EMOJI["B"]), (number,), secret=secret(rules_)
         ),
     )
 
@@ -289,7 +414,7 @@ async def _render_poll(session: AsyncSession, course_id: int, number: str) -> Re
 async def _voter(ctx: Context, view: BattleView) -> tuple[Person, BattlePoll]:
     me = ctx.me()
     poll = await poll_of(ctx.session, view.battle)
-    n = view.battle.number
+    n = view.name
     if poll is None:
         raise Conflict(f"The poll for battle {n} is not open yet.")
     if poll.closed_at is not None:
@@ -345,7 +470,7 @@ async def close_poll(
     counted, pending = await vote_counts(session, poll)
     eligible = len(await eligible_voters(session, course, view))
     total = counted["A"] + counted["B"]
-    n = view.battle.number
+    n = view.name
     if counted["A"] == counted["B"]:
         verdict = f"It's a tie, {counted['A']}–{counted['B']}."
     else:
@@ -442,8 +567,8 @@ async def due_battle_posts(
 # ----------------------------------------------------------------------------- commands
 
 
-class BattleRef(BaseModel):
-    battle: int = Field(ge=1, description="battle number")
+class BattleOptions(BaseModel):
+    battle: BattleRef = Field(description=BATTLE_OPTION)
 
 
 @registry.command(
@@ -452,8 +577,9 @@ class BattleRef(BaseModel):
     access=Access.ANYONE,
     topic="battle",
     examples=("battle show 1",),
+    reads=True,
 )
-async def battle_show(ctx: Context, opts: BattleRef) -> Reply:
+async def battle_show(ctx: Context, opts: BattleOptions) -> Reply:
     view = await load_battle(ctx.session, ctx.course, opts.battle)
     poll = await poll_of(ctx.session, view.battle)
     fields = [
@@ -495,35 +621,15 @@ async def battle_show(ctx: Context, opts: BattleRef) -> Reply:
         )
         state += f"; timer running: {phase} ({clock(left)})"
     fields.append(("State", state))
-    return Reply(title=f"Battle {view.battle.number}", sections=[Section("", "", fields)])
+    return Reply(title=f"Battle {view.name}", sections=[Section("", "", fields)])
 
 
 class TimerOptions(BaseModel):
-    battle: str = Field(max_length=32, description="battle number (or its id, B4)")
+    battle: BattleRef = Field(description=BATTLE_OPTION)
     phase: str = Field(
         max_length=16,
         description="a phase of its format (default: a, b, reasons, rebuttal), or stop",
     )
-
-
-async def _timed_battle(ctx: Context, ref: str) -> BattleView:
-    """The battle ``battle timer`` names: its number, or its id in the course file."""
-    text = ref.strip().lstrip("#")
-    number = None
-    if text.isdigit():
-        number = int(text)
-    else:
-        for b in await ctx.session.scalars(
-            select(Battle).where(Battle.course_id == ctx.course.id, Battle.label.is_not(None))
-        ):
-            if (b.label or "").lower() == text.lower():
-                number = b.number
-    if number is None:
-        raise InvalidInput(
-            f"`{shown(ref)}` is not a battle: give its number (`battle timer 1 a`).",
-            hint="`schedule --all` shows the battles.",
-        )
-    return await load_battle(ctx.session, ctx.course, number)
 
 
 @registry.command(
@@ -534,9 +640,9 @@ async def _timed_battle(ctx: Context, ref: str) -> BattleView:
     examples=("battle timer 1 a", "battle timer 1 stop"),
 )
 async def battle_timer(ctx: Context, opts: TimerOptions) -> Reply:
-    view = await _timed_battle(ctx, opts.battle)
+    view = await load_battle(ctx.session, ctx.course, opts.battle)
     battle = view.battle
-    n = battle.label or battle.number
+    n = view.name
     key = opts.phase.strip().lower()
     subject = battle_subject(battle)
     if key == "stop":
@@ -575,7 +681,7 @@ async def battle_timer(ctx: Context, opts: TimerOptions) -> Reply:
 
 
 class OpenOptions(BaseModel):
-    battle: int = Field(ge=1, description="battle number")
+    battle: BattleRef = Field(description=BATTLE_OPTION)
     minutes: int | None = Field(
         None, ge=1, le=7 * 24 * 60, description="close it by itself after this many minutes"
     )
@@ -591,7 +697,7 @@ class OpenOptions(BaseModel):
 )
 async def battle_open(ctx: Context, opts: OpenOptions) -> Reply:
     view = await load_battle(ctx.session, ctx.course, opts.battle)
-    n = view.battle.number
+    n = view.name
     poll = await poll_of(ctx.session, view.battle)
     if poll is not None:
         state = "closed" if poll.closed_at else "already open"
@@ -612,9 +718,9 @@ async def battle_open(ctx: Context, opts: OpenOptions) -> Reply:
         ctx,
         "battle.open",
         summary=f"battle {n} poll opened in #{channel}",
-        before={"battle": n, "poll": None},
+        before={"battle": view.battle.number, "poll": None},
         after={
-            "battle": n,
+            "battle": view.battle.number,
             "poll": "open",
             "closes_at": local_iso(closes_at, ctx.tz) if closes_at else None,
         },
@@ -629,11 +735,14 @@ async def battle_open(ctx: Context, opts: OpenOptions) -> Reply:
         if closes_at
         else f" Close it with `battle close {n}`."
     )
-    return Reply(text=f"The poll for battle {n} is open in #{channel}.{closes}", tone=Tone.SUCCESS)
+    # Where it was typed (a platform's channel id there: "here" reads better), or the
+    # course's battles channel.
+    where = "here" if ctx.request.where.channel else f"in #{channel.lstrip('#')}"
+    return Reply(text=f"The poll for battle {n} is open {where}.{closes}", tone=Tone.SUCCESS)
 
 
 class VoteOptions(BaseModel):
-    battle: int = Field(ge=1, description="battle number")
+    battle: BattleRef = Field(description=BATTLE_OPTION)
     side: Annotated[str, Field(description="A or B")]
     justification: Annotated[str, LongText()] = Field(
         description="why that paper should be accepted"
@@ -688,8 +797,8 @@ async def battle_react(ctx: Context, args: tuple[str, ...], value: str | None) -
     nothing (the bot's own removal, or a Slack user hiding theirs); on an open ballot
     removing it withdraws the vote. Reactions that cannot count get ``REFUSE``. What
     happened to the reaction is worded by the adapter, which knows what it could do."""
-    view = await load_battle(ctx.session, ctx.course, int(args[0]))
-    n = view.battle.number
+    view = await load_battle(ctx.session, ctx.course, read_battle_ref(args[0]))
+    n = view.name
     rules_ = rules(ctx.course)
     emoji = (value or "").removeprefix("-")
     removing = bool(value and value.startswith("-"))
@@ -724,7 +833,9 @@ async def battle_react(ctx: Context, args: tuple[str, ...], value: str | None) -
             tone=Tone.SUCCESS,
             reaction_fate=fate,
         )
-    form = ctx.registry.get("battle vote").form_spec({"battle": str(n), "side": side})
+    form = ctx.registry.get("battle vote").form_spec(
+        {"battle": str(view.battle.number), "side": side}
+    )
     return Reply(
         text=f"You picked {view.label(side)}. Your vote counts once you say why "
         f"(at least {rules_.justification_min} characters): press the button below, or the "
@@ -742,11 +853,11 @@ async def battle_react(ctx: Context, args: tuple[str, ...], value: str | None) -
     topic="battle",
     examples=("battle withdraw 1",),
 )
-async def battle_withdraw(ctx: Context, opts: BattleRef) -> Reply:
+async def battle_withdraw(ctx: Context, opts: BattleOptions) -> Reply:
     view = await load_battle(ctx.session, ctx.course, opts.battle)
     me, poll = await _voter(ctx, view)
     vote = await my_vote(ctx.session, poll, me.id)
-    n = view.battle.number
+    n = view.name
     if vote is None:
         raise Conflict(f"You have no vote in battle {n} to withdraw.")
     await ctx.session.delete(vote)
@@ -765,10 +876,10 @@ async def battle_withdraw(ctx: Context, opts: BattleRef) -> Reply:
     ephemeral=True,
     topic="battle",
 )
-async def battle_close(ctx: Context, opts: BattleRef) -> Reply:
+async def battle_close(ctx: Context, opts: BattleOptions) -> Reply:
     view = await load_battle(ctx.session, ctx.course, opts.battle)
     poll = await poll_of(ctx.session, view.battle)
-    n = view.battle.number
+    n = view.name
     if poll is None:
         raise Conflict(
             f"The poll for battle {n} was never opened.", hint=f"Open it with `battle open {n}`."
@@ -783,22 +894,22 @@ async def battle_close(ctx: Context, opts: BattleRef) -> Reply:
         ctx,
         "battle.close",
         summary=f"battle {n} poll closed",
-        before={"battle": n, "poll": "open"},
-        after={"battle": n, "poll": "closed"},
+        before={"battle": view.battle.number, "poll": "open"},
+        after={"battle": view.battle.number, "poll": "closed"},
     )
     return Reply(
         text=f"Closed; the result was posted in #{poll.channel}.\n{results.text}", tone=Tone.SUCCESS
     )
 
 
-async def _opened(ctx: Context, number: int) -> tuple[BattleView, BattlePoll]:
+async def _opened(ctx: Context, ref: int | str) -> tuple[BattleView, BattlePoll]:
     """A battle and its poll, or a clear refusal if the poll was never opened."""
-    view = await load_battle(ctx.session, ctx.course, number)
+    view = await load_battle(ctx.session, ctx.course, ref)
     poll = await poll_of(ctx.session, view.battle)
     if poll is None:
         raise Conflict(
-            f"The poll for battle {number} was never opened.",
-            hint=f"Open it with `battle open {number}`.",
+            f"The poll for battle {view.name} was never opened.",
+            hint=f"Open it with `battle open {view.name}`.",
         )
     return view, poll
 
@@ -809,8 +920,9 @@ async def _opened(ctx: Context, number: int) -> tuple[BattleView, BattlePoll]:
     access=Access.STAFF,
     ephemeral=True,
     topic="battle",
+    reads=True,
 )
-async def battle_status(ctx: Context, opts: BattleRef) -> Reply:
+async def battle_status(ctx: Context, opts: BattleOptions) -> Reply:
     """Progress only: who has voted and who still owes a reason, never a side (the
     poll's own count per side is public on an open ballot; this stays side-free)."""
     view, poll = await _opened(ctx, opts.battle)
@@ -822,7 +934,7 @@ async def battle_status(ctx: Context, opts: BattleRef) -> Reply:
     counted = [p for p in eligible if p.id in voters and voters[p.id].justification]
     pending = [p for p in eligible if p.id in voters and not voters[p.id].justification]
     missing = [p for p in eligible if p.id not in voters]
-    n = view.battle.number
+    n = view.name
     text = (
         f"{len(counted) + len(pending)} of {len(eligible)} eligible students have voted: "
         f"{len(counted)} with a justification (counted), {len(pending)} still owe one."
@@ -848,10 +960,11 @@ async def battle_status(ctx: Context, opts: BattleRef) -> Reply:
     access=Access.STAFF,
     ephemeral=True,
     topic="battle",
+    reads=True,
 )
-async def battle_export(ctx: Context, opts: BattleRef) -> Reply:
+async def battle_export(ctx: Context, opts: BattleOptions) -> Reply:
     view, poll = await _opened(ctx, opts.battle)
-    n = view.battle.number
+    n = view.name
     if poll.closed_at is None:
         raise Conflict(
             f"The poll for battle {n} is still open: sides and justifications stay sealed "
@@ -885,9 +998,9 @@ async def battle_export(ctx: Context, opts: BattleRef) -> Reply:
     return Reply(text=f"{len(table)} votes in battle {n}.", files=_export(n, table))
 
 
-def _export(number: int, rows: Sequence[Sequence[str]]) -> list[FileOut]:
+def _export(name: str, rows: Sequence[Sequence[str]]) -> list[FileOut]:
     header = ["Student", "Email", "Side", "Paper", "Counted", "Justification", "Voted at"]
-    return table_files(f"battle-{number}-votes", header, rows)
+    return table_files(f"battle-{name}-votes", header, rows)
 
 
 # ------------------------------------------------------------------ due work

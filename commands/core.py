@@ -14,6 +14,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from commands import reactions
 from commands.clock import Clock, SystemClock
 from commands.context import Context, Request
 from commands.due import due_registry
-from commands.errors import CourseBotError, Forbidden, NoCourse, UsageError
+from commands.errors import CourseBotError, Forbidden, NoCourse, PreparedStale, UsageError
 from commands.outbox import (
     Dispatcher,
     Outbox,
@@ -56,6 +57,10 @@ UNEXPECTED = (
 
 #: The answer to a button, form or reaction id that is unknown, outdated or malformed.
 STALE = "That button is no longer active. Run the command again."
+
+#: How often a command's ``prepare`` step is run again when the data changed while it
+#: ran; the last attempt does the work inside its write transaction, so it always ends.
+PREPARE_ATTEMPTS = 3
 
 CONFLICT = (
     "Someone changed the same thing at the same moment, so nothing was saved. "
@@ -191,6 +196,7 @@ class CommandCore:
         *,
         added: bool,
         match: Callable[[str, tuple[str, ...]], str | None] | None = None,
+        removable: bool = True,
     ) -> Reply | None:
         """A reaction added to (or taken off) the message ``message_ref`` (the reference
         the adapter's ``post`` returned for it). None: nothing to do or to say (the bot
@@ -199,7 +205,9 @@ class CommandCore:
         adapter should do with the reaction, where the platform lets it.
 
         ``match`` turns a platform's name for the reaction (Slack's ``a``) into one of
-        the message's emojis (or None); by default the emoji must be one of them."""
+        the message's emojis (or None); by default the emoji must be one of them.
+        ``removable``: whether the adapter can take a reaction off (Slack cannot: the
+        reaction stays, so its next addition can only be a repeated event)."""
         async with self.db.read() as session:
             course_id = await session.scalar(
                 select(CourseBinding.course_id).where(
@@ -226,8 +234,8 @@ class CommandCore:
         reply = await self.handle_action(
             request, reactions.action_id(spec), emoji if added else f"-{emoji}"
         )
-        if reply.remove_reaction and added:
-            self.reaction_log.forget(key)  # the adapter takes it off, where it can
+        if reply.remove_reaction and added and removable:
+            self.reaction_log.forget(key)  # the adapter takes it off
         return reply
 
     async def remember_reactions(
@@ -258,24 +266,39 @@ class CommandCore:
         except CourseBotError as err:
             return Reply.error(safe_message(str(err)))
 
-        prepared: list[Any] = []
-        if cmd.prepare is not None:
-            prepare = cmd.prepare
+        if cmd.prepare is None:
+            return await self._guarded(request, self._call(cmd, opts, None), read_only=cmd.reads)
+        prepare = cmd.prepare
+        for attempt in range(1, PREPARE_ATTEMPTS + 1):
+            prepared: list[Any] = []
 
-            async def first(ctx: Context) -> Reply:
+            async def first(ctx: Context, prepared: list[Any] = prepared) -> Reply:
                 if not cmd.access.allows(ctx.person):
                     raise self._forbidden(cmd.access, ctx.person, cmd)
                 prepared.append(await prepare(ctx, opts))
                 return Reply()
 
-            early = await self._guarded(request, first, read_only=True)
+            # The slow part runs on a read snapshot, outside the queue of writers.
+            early = await self._guarded(replace(request, event_id=None), first, read_only=True)
             if early.is_error:
                 return early
+            final = attempt == PREPARE_ATTEMPTS
+            try:
+                return await self._guarded(
+                    request, self._call(cmd, opts, prepared[0], final=final), read_only=cmd.reads
+                )
+            except PreparedStale:
+                log.info("`%s`: the data changed while it was prepared; again", cmd.name)
+        raise AssertionError("unreachable: the last attempt never raises PreparedStale")
 
+    def _call(
+        self, cmd: Command, opts: BaseModel, prepared: Any, *, final: bool = True
+    ) -> Callable[[Context], Awaitable[Reply]]:
         async def call(ctx: Context) -> Reply:
             if not cmd.access.allows(ctx.person):
                 raise self._forbidden(cmd.access, ctx.person, cmd)
-            ctx.prepared = prepared[0] if prepared else None
+            ctx.prepared = prepared
+            ctx.prepared_final = final
             reply = await cmd.handler(ctx, opts)
             reply.ephemeral = reply.ephemeral or cmd.ephemeral
             if cmd.share and not reply.is_error and ctx.request.where.channel:
@@ -284,7 +307,7 @@ class CommandCore:
 
         # A lookup only reads: on SQLite it runs beside the one writer (WAL), not
         # behind it in the queue; a repeated delivery of one simply answers again.
-        return await self._guarded(request, call, read_only=cmd.share)
+        return call
 
     async def _guarded(
         self,
@@ -318,6 +341,10 @@ class CommandCore:
                         row_ids = [row.id for row in rows if row.edit_key is None]
                         edits = [row.id for row in rows if row.edit_key is not None]
                         changed = bool(session.info.get("wrote"))
+                        if changed and read_only:
+                            # A command declared read-only wrote (a bug): it still
+                            # commits (SQLite took the write lock when it wrote).
+                            log.error("read-only command wrote to the database: %r", request)
                         if changed and self.db.backend == "postgresql":
                             # Delivered at commit: the leading replica's scheduler looks again.
                             await session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
@@ -336,6 +363,8 @@ class CommandCore:
             if changed or edits:  # a timer, a GPU job, an edit: the scheduler looks again
                 wake_all()
             return reply
+        except PreparedStale:
+            raise  # the caller prepares again (see _run)
         except CourseBotError as err:
             # A message may quote what the user typed: never let it display reversed.
             return Reply.error(safe_message(str(err)))

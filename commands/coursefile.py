@@ -7,7 +7,9 @@ instructor``) and the file's line. Importing again updates, never duplicates.
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from db.models import (
     Deadline,
     Degree,
     Identity,
+    Introduction,
     Milestone,
     Paper,
     Person,
@@ -260,6 +263,160 @@ class TalkRules(_Strict):
     """How often the overrun is counted once time is up."""
 
 
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
+_CLOCK_BEFORE = re.compile(
+    r"^(\d{1,2}):(\d{2})(?:\s+(?:the\s+day\s+before|(\d+)\s+days?\s+before))?$"
+)
+
+
+def duration_of(text: str) -> timedelta:
+    """The length of a checked duration (``24h``, ``90m``, ``2d``, ``1d12h``)."""
+    m = _DURATION.fullmatch(text)
+    assert m is not None and any(m.groups()), text
+    d, h, mins = (int(x or 0) for x in m.groups())
+    return timedelta(days=d, hours=h, minutes=mins)
+
+
+def _duration(v: Any) -> Any:
+    """A positive length of time: ``24h``, ``90m``, ``2d``, ``1d12h`` (kept as written,
+    lowercase and without spaces)."""
+    if isinstance(v, bool) or not isinstance(v, str | int | float):
+        raise ValueError("must be a length of time like 24h, 90m or 2d")
+    if isinstance(v, int | float):
+        if v <= 0:
+            raise ValueError(f"must be a positive length of time like 24h (not {v})")
+        raise ValueError(f"needs a unit: `{v}h` (hours), `{v}m` (minutes) or `{v}d` (days)")
+    text = v.strip().lower().replace(" ", "")
+    if text.startswith("-"):
+        raise ValueError(f"must be a positive length of time like 24h (not {v})")
+    m = _DURATION.fullmatch(text)
+    if not text or m is None or not any(m.groups()):
+        raise ValueError(f"must be a length of time like 24h, 90m, 2d or 1d12h, not {v!r}")
+    if duration_of(text) <= timedelta(0):
+        raise ValueError(f"must be more than zero (not {v})")
+    return text
+
+
+def _reminder_at(v: Any) -> Any:
+    """A reminder's time: a length of time before the deadline (``24h``), or a local
+    clock time on the day (``"12:00"``) or days before (``"18:00 the day before"``)."""
+    if isinstance(v, str) and ":" in v:
+        m = _CLOCK_BEFORE.fullmatch(" ".join(v.strip().lower().split()))
+        if m is None:
+            raise ValueError(
+                f'must be a time before the deadline (24h, 2h) or a clock time ("12:00", '
+                f'"18:00 the day before"), not {v!r}'
+            )
+        hour, minute = int(m.group(1)), int(m.group(2))
+        if hour > 23 or minute > 59:
+            raise ValueError(f"{v!r} is not a time of day")
+        days = 1 if m.group(3) is None and "before" in v else int(m.group(3) or 0)
+        when = f"{hour:02d}:{minute:02d}"
+        if days == 1:
+            return f"{when} the day before"
+        return f"{when} {days} days before" if days else when
+    number = isinstance(v, int | float) and not isinstance(v, bool)
+    if number and v > 0:
+        raise ValueError(
+            f'needs a unit (`{v}h`), or, for a clock time, quotes ("18:00"; YAML reads 18:00 '
+            "as a number)"
+        )
+    if (number and v <= 0) or (isinstance(v, str) and v.strip().startswith("-")):
+        raise ValueError(
+            f"must be a positive time before the deadline, like 24h or 2h (not {v}); a "
+            "reminder comes before the deadline"
+        )
+    return _duration(v)
+
+
+Duration = Annotated[str, BeforeValidator(_duration)]
+ReminderAt = Annotated[str, BeforeValidator(_reminder_at)]
+
+
+def reminder_instant(spec: str, due: datetime) -> datetime:
+    """When a reminder (a checked :data:`ReminderAt`) goes out for a deadline ``due``
+    (aware, in the course's zone): that long before it (elapsed time, whatever the DST),
+    or at that local time."""
+    m = _CLOCK_BEFORE.fullmatch(spec)
+    if m is None:
+        return (due.astimezone(UTC) - duration_of(spec)).astimezone(due.tzinfo)
+    days = 1 if m.group(3) is None and "before" in spec else int(m.group(3) or 0)
+    day = due.date() - timedelta(days=days)
+    return datetime.combine(day, time(int(m.group(1)), int(m.group(2))), tzinfo=due.tzinfo)
+
+
+class CritiqueRules(_Strict):
+    """How critiques count in the grade (`grades`, `critique export`). Only what is graded
+    or past its deadline counts: a critique waiting for a grade, or not due yet, is left
+    out, never counted as 0."""
+
+    missing: Literal["zero", "blank"] = "zero"
+    """A critique never submitted, once its deadline has passed: `zero` counts it as 0;
+    `blank` leaves it out of the grade (staff can still record one as 0 with `critique
+    grade <paper> missing <student>`)."""
+    accept_late: bool = True
+    """Critiques submitted after the deadline are accepted and marked late; `false`
+    refuses them."""
+    late_penalty: float = Field(0, ge=0, le=1)
+    """The share of its points a late critique loses (`0.5`: a late pass counts half)."""
+    late_penalty_per_day: float = Field(0, ge=0, le=1)
+    """Also lost per started day late (`0.1`: 10% a day), on top of `late_penalty`; a
+    critique never counts below 0."""
+    late_cutoff: Duration | None = None
+    """How long after the deadline late critiques are still accepted (`48h`, `7d`); unset:
+    any time."""
+    presenters_excused: bool = True
+    """Students presenting a paper are excused from critiquing it: not reminded, never
+    missing, not counted. `false`: they owe one like everyone."""
+
+    @model_validator(mode="after")
+    def _late(self) -> CritiqueRules:
+        if not self.accept_late:
+            set_ = [
+                k
+                for k in ("late_penalty", "late_penalty_per_day", "late_cutoff")
+                if getattr(self, k)
+            ]
+            if set_:
+                raise ValueError(
+                    f"{set_[0]} applies to late critiques, but accept_late is false (they are "
+                    "refused)"
+                )
+        return self
+
+    def penalty(self, late_by: timedelta) -> float:
+        """The share of its points a critique submitted ``late_by`` after the deadline
+        loses (0 on time)."""
+        if late_by <= timedelta(0):
+            return 0.0
+        days = -(-late_by // timedelta(days=1))  # started days
+        return min(1.0, self.late_penalty + self.late_penalty_per_day * days)
+
+    @property
+    def cutoff(self) -> timedelta | None:
+        """How long after the deadline late critiques are accepted (None: any time)."""
+        return duration_of(self.late_cutoff) if self.late_cutoff else None
+
+
+class ReminderRules(_Strict):
+    """When the bot reminds students privately of what they still owe."""
+
+    critique: list[ReminderAt] = Field(default_factory=lambda: ["18:00 the day before", "12:00"])
+    """When each student who still owes a critique gets a private reminder: a time before
+    the deadline (`24h`, `2h`, `90m`, `2d`), or a local clock time on the day
+    (`"12:00"`) or before it (`"18:00 the day before"`, `"18:00 2 days before"`). Presenters
+    of the paper, the excused and those who submitted get none; the one public post is the
+    closing one, at the deadline. `[]`: no reminders."""
+
+    @field_validator("critique")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        twice = [k for k, n in Counter(v).items() if n > 1]
+        if twice:
+            raise ValueError(f"{twice[0]!r} is listed twice")
+        return v
+
+
 class Bindings(_Strict):
     """Where the course lives on each platform (`coursebot course bind` does the same)."""
 
@@ -347,6 +504,11 @@ class CourseSettings(_Strict):
     """The last class day."""
     critique_deadline: ClockTime = time(13, 0)
     """Critiques are due at this local time on the paper's class day."""
+    critique_rules: CritiqueRules = Field(default_factory=CritiqueRules)
+    """How critiques count: a missing one, late ones, presenters."""
+    reminders: ReminderRules = Field(default_factory=ReminderRules)
+    """When students who still owe something are reminded privately (`{critique: [24h,
+    2h]}`)."""
     ranking_deadline: LocalDateTime | None = None
     """When paper rankings are due (local date and time)."""
     ranking: RankingRules = Field(default_factory=RankingRules)
@@ -370,7 +532,9 @@ class CourseSettings(_Strict):
     from the graded critiques)."""
     channels: dict[str, str] = Field(default_factory=dict)
     """Channel key → channel name or id (`announcements`, `general`, `battles`,
-    `discussions`)."""
+    `discussions`). On Discord and Slack a name is resolved to its channel's id once, when
+    the bot starts (a renamed channel keeps its posts); when two channels share a name,
+    give the id here or bind it with `coursebot course channel`."""
     bindings: Bindings = Field(default_factory=Bindings)
     """Where the course lives on each platform."""
     no_class: list[Day] = Field(default_factory=list)
@@ -455,8 +619,8 @@ class BattleEntry(_Strict):
     """A paper battle: two battle papers, two sides, one vote."""
 
     id: BattleId
-    """A number (`4`) or letters and a number (`B4`, shown as is; `battle timer 4 a` and
-    `battle timer B4 a` both name it)."""
+    """A number (`4`) or letters and a number (`B4`, shown as is; every battle command
+    takes either, in any case: `battle show B4`, `battle timer 4 a`)."""
     a: int
     """Side A's paper (a `battle` paper)."""
     b: int
@@ -588,9 +752,10 @@ class PersonEntry(_Strict):
     """`student`, `ta`, `instructor`, or `withdrawn` (a student who left, kept for the
     record)."""
     degree: Literal["BA", "BS", "MS", "PhD"] | None = None
-    """The degree they study for."""
+    """The degree they study for; once a student gives their own (`intro`), importing
+    again keeps theirs, and leaving it out never erases it."""
     year: int | None = Field(None, ge=1, le=10)
-    """Their year in it."""
+    """Their year in it (kept like `degree`)."""
     sis_id: str | None = None
     """The SIS user id (Canvas's "SIS User ID")."""
     onyen: str | None = None
@@ -624,6 +789,11 @@ class PersonEntry(_Strict):
     @classmethod
     def _idstr(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int) else v
+
+
+@functools.lru_cache(maxsize=32)
+def _syllabus_of(stored: str) -> Syllabus:
+    return Syllabus.model_validate(json.loads(stored))
 
 
 class CourseFile(_Strict):
@@ -663,11 +833,17 @@ class Syllabus(_Strict):
     """See `course.talk_rules`."""
     sessions: list[SessionEntry] = Field(default_factory=list)
     """See `sessions`."""
+    critique_rules: CritiqueRules = Field(default_factory=CritiqueRules)
+    """See `course.critique_rules`."""
+    reminders: ReminderRules = Field(default_factory=ReminderRules)
+    """See `course.reminders`."""
 
     @classmethod
     def of(cls, course: Any) -> Syllabus:
-        """The syllabus stored on a course row."""
-        return cls.model_validate(getattr(course, "syllabus", None) or {})
+        """The syllabus stored on a course row (read once per stored content: the
+        scheduler asks for it for every paper on every pass). Treat it as read-only."""
+        stored = getattr(course, "syllabus", None) or {}
+        return _syllabus_of(json.dumps(stored, sort_keys=True, default=str))
 
     def session_on(self, day: date) -> SessionEntry | None:
         return next((s for s in self.sessions if s.date == day), None)
@@ -876,6 +1052,7 @@ def cross_check(cf: CourseFile) -> list[tuple[tuple[Any, ...], str]]:
             handles.add((platform, handle))
     out.extend(_check_sessions(cf, papers, seen_battles))
     if cf.course is not None:
+        out.extend(_check_reminders(cf))
         out.extend(_check_assignment_rules(cf, papers))
         out.extend(_check_calendar(cf, papers))
     return out
@@ -1011,6 +1188,23 @@ def _check_calendar(
     return out
 
 
+def _check_reminders(cf: CourseFile) -> list[tuple[tuple[Any, ...], str]]:
+    """A reminder by clock time on the deadline's day comes before the deadline."""
+    due = cf.course.critique_deadline
+    out: list[tuple[tuple[Any, ...], str]] = []
+    deadline = datetime.combine(date(2000, 1, 3), due, tzinfo=UTC)
+    for i, spec in enumerate(cf.course.reminders.critique):
+        if reminder_instant(spec, deadline) >= deadline:
+            out.append(
+                (
+                    ("course", "reminders", "critique", i),
+                    f"{spec} is not before the critique deadline ({due:%H:%M}); a reminder "
+                    "comes before it",
+                )
+            )
+    return out
+
+
 def student_refs(people: list[PersonEntry]) -> dict[str, str]:
     """How the assignment rules may name a student (email, onyen, name; any case) ->
     their roster email."""
@@ -1117,6 +1311,8 @@ def stored_syllabus(cf: CourseFile) -> dict[str, Any]:
         office_hours_slots=s.office_hours_slots,
         talk_rules=s.talk_rules,
         sessions=cf.sessions,
+        critique_rules=s.critique_rules,
+        reminders=s.reminders,
     ).model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
 
@@ -1333,6 +1529,13 @@ async def _import_people(
         p.email: p
         for p in await session.scalars(select(Person).where(Person.course_id == course.id))
     }
+    # A student who introduced themselves (`intro`) gave their own degree and year: a
+    # re-import keeps them; a file that leaves them out never erases them.
+    introduced = set(
+        await session.scalars(
+            select(Introduction.person_id).where(Introduction.course_id == course.id)
+        )
+    )
     for entry in people:
         person = existing.get(entry.email)
         created = person is None
@@ -1340,6 +1543,7 @@ async def _import_people(
             person = Person(course_id=course.id, email=entry.email)
             session.add(person)
             existing[entry.email] = person
+        own = person.id in introduced
         _set(
             person,
             report,
@@ -1352,8 +1556,8 @@ async def _import_people(
             role=Role.WITHDRAWN
             if person.role is Role.WITHDRAWN and entry.role == "student"
             else Role(entry.role),
-            degree=Degree(entry.degree) if entry.degree else None,
-            year=entry.year,
+            degree=person.degree if own or not entry.degree else Degree(entry.degree),
+            year=person.year if own or entry.year is None else entry.year,
             sis_id=entry.sis_id,
             onyen=entry.onyen,
             canvas_id=entry.canvas_id or person.canvas_id,
@@ -1459,6 +1663,8 @@ async def export_course(session: AsyncSession, course: Course) -> dict[str, Any]
         "first_day": syl.first_day,
         "last_day": syl.last_day,
         "critique_deadline": _hm(course.critique_deadline),
+        "critique_rules": syl.critique_rules.model_dump(exclude_defaults=True) or None,
+        "reminders": syl.reminders.model_dump(exclude_defaults=True) or None,
         "ranking_deadline": _local_text(course.ranking_deadline, tz),
         "ranking": {
             "standard_choices": course.standard_choices,
@@ -1737,6 +1943,8 @@ REFERENCE_MODELS: tuple[type[BaseModel], ...] = (
     BattleRules,
     PhaseEntry,
     TalkRules,
+    CritiqueRules,
+    ReminderRules,
     Bindings,
     BreakEntry,
     OfficeHoursSlot,
@@ -1781,6 +1989,10 @@ def _type_text(ann: Any, metadata: list[Any] | None = None) -> str:
         return _TYPE_NAMES[time]
     if _battle_id in funcs:
         return "integer, or letters and a number (`B4`)"
+    if _duration in funcs:
+        return "length of time (`48h`, `90m`, `7d`)"
+    if _reminder_at in funcs:
+        return 'time before the deadline (`24h`) or clock time (`"18:00 the day before"`)'
     if origin is Literal:
         return "one of " + ", ".join(f"`{a}`" for a in get_args(ann))
     if origin in (Union, UnionType):
@@ -1902,6 +2114,8 @@ course:
   no_class: []                     # single days off, e.g. [{first}]
   breaks: []                       # e.g. [{{from: 2024-03-11, to: 2024-03-15, reason: Spring break}}]
   critique_deadline: "13:00"       # critiques are due then on the paper's class day
+  # critique_rules: {{missing: zero, late_penalty: 0.5, late_cutoff: 48h}}
+  # reminders: {{critique: [24h, 2h]}}   # private reminders to those who still owe one
   # ranking_deadline: {first}T23:59
   grading: {{participation: 10, critiques: 20, presentations: 30, project: 40}}
   # office_hours: https://calendly.com/you

@@ -1,14 +1,14 @@
 """Critiques: a PDF with one discussion question and its answer, due at the course's
-critique deadline (1 PM) on the paper's class day; reminders to students still missing
-one; pass/fail grading by staff and a Canvas gradebook export.
+critique deadline (1 PM) on the paper's class day; private reminders to students who
+still owe one and one closing post per deadline; pass/fail grading by staff under the
+course's critique rules (a missing one, late ones, presenters: ``course.critique_rules``)
+and a Canvas gradebook export.
 
 Only the owner and staff ever see a critique, its file or its grade.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 from collections.abc import Iterable
@@ -22,11 +22,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commands.attachments import expect_kind, read_bytes
+from commands.attachments import FileRule, read_attachment
 from commands.audit import Reason, record
-from commands.context import Attachment, Context
+from commands.context import Context
+from commands.coursefile import CritiqueRules, Syllabus, reminder_instant
 from commands.due import Scope, due_registry, earliest
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
+from commands.exports import canvas_csv, canvas_matching
 from commands.outbox import Outgoing
 from commands.people import find_person
 from commands.registry import Access, Complete, LongText, registry
@@ -36,12 +38,6 @@ from db.models import Assignment, Course, Critique, CritiqueMark, Notification, 
 
 #: The largest critique PDF accepted.
 MAX_BYTES = 20 * 1024 * 1024
-#: A critique submitted after the deadline is still accepted, and marked late. With
-#: False it is refused. (A module constant: the course file has no setting for it yet.)
-ACCEPT_LATE = True
-#: Private reminders to students still missing a critique: (days relative to the class
-#: day, local time). Default: 6 PM the evening before, and noon on the day.
-REMINDERS: tuple[tuple[int, time], ...] = ((-1, time(18, 0)), (0, time(12, 0)))
 log = logging.getLogger("coursebot.critiques")
 
 #: A ping missed while the bot was down still goes out if at most this late.
@@ -72,6 +68,49 @@ def deadline_of(course: Course, paper: Paper) -> datetime | None:
 def is_late(course: Course, paper: Paper, critique: Critique) -> bool:
     due = deadline_of(course, paper)
     return due is not None and critique.submitted_at > due
+
+
+def critique_rules(course: Course) -> CritiqueRules:
+    """The course's critique rules (``course.critique_rules`` of the course file)."""
+    return Syllabus.of(course).critique_rules
+
+
+def is_overdue(course: Course, paper: Paper, now: datetime) -> bool:
+    """The paper's critique deadline has passed."""
+    due = deadline_of(course, paper)
+    return due is not None and now > due
+
+
+def credit(course: Course, paper: Paper, c: Critique, rules: CritiqueRules | None = None) -> float:
+    """What a graded critique earns (pass 1, fail 0), less the late penalty."""
+    if c.grade != PASS:
+        return 0.0
+    due = deadline_of(course, paper)
+    if due is None:
+        return 1.0
+    return 1.0 - (rules or critique_rules(course)).penalty(c.submitted_at - due)
+
+
+def rules_text(rules: CritiqueRules) -> str:
+    """The course's critique rules in a sentence or two, for students."""
+    if not rules.accept_late:
+        late = "Late critiques are not accepted."
+    else:
+        late = "Late critiques are accepted"
+        if rules.late_cutoff:
+            late += f" up to {rules.late_cutoff} after the deadline"
+        cuts = []
+        if rules.late_penalty:
+            cuts.append(f"{rules.late_penalty:.0%}")
+        if rules.late_penalty_per_day:
+            cuts.append(f"{rules.late_penalty_per_day:.0%} a day")
+        late += ", losing " + " + ".join(cuts) + " of their points." if cuts else "."
+    missing = (
+        "A critique never submitted counts as 0 once its deadline has passed."
+        if rules.missing == "zero"
+        else "A critique never submitted is left out of the grade."
+    )
+    return f"{missing} {late}"
 
 
 def paper_label(paper: Paper) -> str:
@@ -124,7 +163,11 @@ async def critiques_of_paper(session: AsyncSession, paper_id: int) -> dict[int, 
 
 async def presenters_of(session: AsyncSession, course_id: int) -> dict[int, set[int]]:
     """Paper id -> the people presenting it in the published assignment: they are excused
-    from critiquing it (never pinged, never missing)."""
+    from critiquing it (never pinged, never missing), unless the course's critique rules
+    say otherwise (``presenters_excused: false``: then nobody is listed)."""
+    course = await session.get(Course, course_id)
+    if course is not None and not critique_rules(course).presenters_excused:
+        return {}
     rows = await session.execute(
         select(Assignment.paper_id, Assignment.person_id).where(
             Assignment.course_id == course_id, Assignment.published.is_(True)
@@ -147,7 +190,7 @@ async def marks_of(
 
 
 #: A student's standing on one critique paper, as `standing` says it.
-PASS, FAIL, ZERO, EXCUSED, PRESENTING, SUBMITTED, NOT_YET = (
+PASS, FAIL, ZERO, EXCUSED, PRESENTING, SUBMITTED, NOT_YET, OVERDUE = (
     "pass",
     "fail",
     "missing",
@@ -155,56 +198,111 @@ PASS, FAIL, ZERO, EXCUSED, PRESENTING, SUBMITTED, NOT_YET = (
     "presenting",
     "submitted",
     "not yet",
+    "overdue",
 )
 
 
-def standing(c: Critique | None, mark: CritiqueMark | None, presenting: bool) -> str:
+def standing(
+    c: Critique | None, mark: CritiqueMark | None, presenting: bool, overdue: bool = False
+) -> str:
     """What one critique counts as: a grade (pass/fail) wins; then the staff's mark
     (missing = 0, excused); then presenting the paper (excused); else submitted and
-    waiting for a grade, or not yet."""
+    waiting for a grade, never submitted with the deadline passed (``overdue``), or not
+    due yet."""
     if c is not None and c.grade in (PASS, FAIL):
         return str(c.grade)
     if mark is not None:
         return ZERO if mark.mark == "missing" else EXCUSED
     if presenting:
         return PRESENTING
-    return SUBMITTED if c is not None else NOT_YET
+    if c is not None:
+        return SUBMITTED
+    return OVERDUE if overdue else NOT_YET
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass
 class Tally:
-    """A student's critiques: the component is computed over the graded ones only."""
+    """A student's critiques. Only what is graded (pass, fail, recorded missing) or past
+    its deadline (never submitted, under ``missing: zero``) counts; a critique waiting
+    for a grade, or not due yet, is left out (never counted as 0)."""
 
     papers: int = 0
     passed: int = 0
     failed: int = 0
-    zero: int = 0  # recorded missing
+    zero: int = 0  # recorded missing by staff
+    overdue: int = 0  # never submitted, deadline passed, not recorded
     excused: int = 0  # presenting, or excused by staff
+    waiting: int = 0  # submitted, not graded yet
+    #: What the graded critiques earned (a pass 1, less any late penalty).
+    earned: float = 0.0
+    #: Graded passes that lost points for being late.
+    penalised: int = 0
+    #: Whether a critique never submitted counts as 0 once overdue (``missing: zero``).
+    missing_counts: bool = True
 
     @property
     def graded(self) -> int:
         return self.passed + self.failed + self.zero
 
     @property
+    def missing(self) -> int:
+        """Missing critiques that count as 0: recorded ones, and overdue ones under
+        ``missing: zero``."""
+        return self.zero + (self.overdue if self.missing_counts else 0)
+
+    @property
+    def counted(self) -> int:
+        return self.passed + self.failed + self.missing
+
+    @property
     def not_yet(self) -> int:
+        """Neither graded nor excused: waiting for a grade, not due yet, or overdue."""
         return self.papers - self.excused - self.graded
 
     @property
+    def not_due(self) -> int:
+        return self.not_yet - self.waiting - self.overdue
+
+    @property
     def points(self) -> float | None:
-        """Out of 100 over the graded critiques (None: nothing graded yet)."""
-        return 100.0 * self.passed / self.graded if self.graded else None
+        """Out of 100 over what counts (None: nothing counts yet)."""
+        return 100.0 * self.earned / self.counted if self.counted else None
 
     def summary(self) -> str:
-        text = f"{self.graded} of {self.papers - self.excused} graded, {self.not_yet} not yet"
-        if self.zero:
-            text += f"; {self.zero} missing (0)"
+        """What counts and what does not: "counted: 6 graded critiques and 1 missing past
+        its deadline; 2 not yet graded"."""
+        counted = []
+        if self.passed + self.failed:
+            counted.append(_plural(self.passed + self.failed, "graded critique"))
+            if self.penalised:
+                counted[-1] += f" ({self.penalised} late, with the late penalty)"
+        if self.missing:
+            counted.append(
+                f"{self.missing} missing past {'its' if self.missing == 1 else 'their'} deadline"
+            )
+        text = "counted: " + (" and ".join(counted) if counted else "nothing yet")
+        rest = []
+        if self.waiting:
+            rest.append(f"{self.waiting} not yet graded")
+        if self.not_due:
+            rest.append(f"{self.not_due} not due yet")
+        if self.overdue and not self.missing_counts:
+            rest.append(f"{self.overdue} missing, not counted")
         if self.excused:
-            text += f"; {self.excused} excused"
-        return text
+            rest.append(f"{self.excused} excused")
+        return text + ("; " + ", ".join(rest) if rest else "")
 
 
-async def critique_tallies(session: AsyncSession, course: Course) -> dict[int, Tally]:
-    """Every student's critique tally (students with nothing graded included)."""
+async def critique_tallies(
+    session: AsyncSession, course: Course, now: datetime
+) -> dict[int, Tally]:
+    """Every student's critique tally at ``now`` (students with nothing counted
+    included), under the course's critique rules."""
+    rules = critique_rules(course)
     papers = await critique_papers(session, course.id)
     students = await course_students(session, course.id)
     crits = {
@@ -213,30 +311,39 @@ async def critique_tallies(session: AsyncSession, course: Course) -> dict[int, T
     }
     marks = await marks_of(session, course.id)
     presenting = await presenters_of(session, course.id)
-    return {
-        s.id: tally(
-            standing(
-                crits.get((p.id, s.id)),
-                marks.get((p.id, s.id)),
-                s.id in presenting.get(p.id, set()),
+    overdue = {p.id: is_overdue(course, p, now) for p in papers}
+    out = {}
+    for s in students:
+        states: list[str | tuple[str, float]] = []
+        for p in papers:
+            c = crits.get((p.id, s.id))
+            state = standing(
+                c, marks.get((p.id, s.id)), s.id in presenting.get(p.id, set()), overdue[p.id]
             )
-            for p in papers
-        )
-        for s in students
-    }
+            states.append((state, credit(course, p, c, rules)) if state == PASS and c else state)
+        out[s.id] = tally(states, missing_counts=rules.missing == "zero")
+    return out
 
 
-def tally(states: Iterable[str]) -> Tally:
-    """A tally from one student's standings (see :func:`standing`), one per paper."""
-    t = Tally()
-    for state in states:
+def tally(states: Iterable[str | tuple[str, float]], *, missing_counts: bool = True) -> Tally:
+    """A tally from one student's standings (see :func:`standing`), one per paper; a
+    pass may come with what it earned (``(PASS, 0.5)``: a late pass at half)."""
+    t = Tally(missing_counts=missing_counts)
+    for item in states:
+        state, earned = item if isinstance(item, tuple) else (item, 1.0)
         t.papers += 1
         if state == PASS:
             t.passed += 1
+            t.earned += earned
+            t.penalised += earned < 1.0
         elif state == FAIL:
             t.failed += 1
         elif state == ZERO:
             t.zero += 1
+        elif state == OVERDUE:
+            t.overdue += 1
+        elif state == SUBMITTED:
+            t.waiting += 1
         elif state in (EXCUSED, PRESENTING):
             t.excused += 1
     return t
@@ -246,26 +353,17 @@ def storage_path(data_dir: Path, course: Course, paper: Paper, person: Person) -
     return data_dir / "critiques" / course.key / f"{paper.number}-{person.id}.pdf"
 
 
-async def read_attachment(attachments: tuple[Attachment, ...]) -> tuple[str, bytes]:
-    """The one attached file's name and bytes, checked to be a PDF of at most MAX_BYTES."""
-    if not attachments:
-        raise InvalidInput(
-            "Attach your critique as a PDF.",
-            hint="In the terminal type `:attach FILE` first; on Discord use the file option; "
-            "on Slack share the PDF with the command.",
-        )
-    if len(attachments) > 1:
-        raise InvalidInput("Attach one PDF only: your critique.")
-    att = attachments[0]
-    data = await read_bytes(att, MAX_BYTES, hint="Make the PDF smaller.")
-    expect_kind(
-        att.name,
-        data,
-        {"pdf"},
-        "not a PDF",
-        hint="Export or print your critique to PDF and attach that.",
-    )
-    return att.name, data
+#: The critique: one PDF of at most MAX_BYTES (commands/attachments.py reads it).
+CRITIQUE_FILE = FileRule(
+    noun="your critique",
+    form="a PDF",
+    one="one PDF",
+    kinds=frozenset({"pdf"}),
+    max_bytes=MAX_BYTES,
+    wrong_kind="not a PDF",
+    kind_hint="Export or print your critique to PDF and attach that.",
+    size_hint="Make the PDF smaller.",
+)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -286,8 +384,22 @@ async def submit_critique(
         raise Forbidden("Only students submit critiques.")
     due = deadline_of(ctx.course, paper)
     late = due is not None and ctx.now > due
-    if late and not ACCEPT_LATE:
-        raise Conflict(f"Critiques for {paper_label(paper)} closed {fmt_instant(due, ctx.tz)}.")  # type: ignore[arg-type]
+    if late:
+        assert due is not None
+        rules = critique_rules(ctx.course)
+        if not rules.accept_late:
+            raise Conflict(
+                f"Critiques for {paper_label(paper)} closed {fmt_instant(due, ctx.tz)}; late "
+                "ones are not accepted in this course.",
+                hint="Ask the instructor if something kept you from it.",
+            )
+        cutoff = rules.cutoff
+        if cutoff is not None and ctx.now > due + cutoff:
+            raise Conflict(
+                f"Critiques for {paper_label(paper)} closed {fmt_instant(due, ctx.tz)}, and late "
+                f"ones were accepted until {fmt_instant(due + cutoff, ctx.tz)}.",
+                hint="Ask the instructor if something kept you from it.",
+            )
     row = await ctx.session.scalar(
         select(Critique).where(Critique.paper_id == paper.id, Critique.person_id == me.id)
     )
@@ -334,8 +446,16 @@ def _state(course: Course, paper: Paper, c: Critique | None, now: datetime) -> s
         return f"missing (was due {fmt_instant(due, tz)})"
     when = fmt_instant(c.submitted_at, tz)
     timing = "late" if is_late(course, paper, c) else "on time"
-    grade = f", {c.grade.capitalize()}" if c.grade else ""
-    return f"submitted {when} ({timing}){grade}"
+    return f"submitted {when} ({timing}){_grade_text(course, paper, c, ', ')}"
+
+
+def _grade_text(course: Course, paper: Paper, c: Critique, sep: str) -> str:
+    """`` · Pass`` (or ``, Pass (counts 0.5)`` for a late pass with a penalty)."""
+    if not c.grade:
+        return ""
+    earned = credit(course, paper, c)
+    counts = f" (counts {earned:g} with the late penalty)" if c.grade == PASS and earned < 1 else ""
+    return f"{sep}{c.grade.capitalize()}{counts}"
 
 
 def _short(instant: datetime, tz: ZoneInfo) -> str:
@@ -351,20 +471,24 @@ def _short_state(
     mark: CritiqueMark | None = None,
     presenting: bool = False,
 ) -> str:
-    """One table cell: on time/late with when, the grade; missing (overdue), recorded
-    missing (0), or excused (presenting)."""
-    state = standing(c, mark, presenting)
+    """One table cell: on time/late with when, the grade; missing (overdue: counted 0 or
+    not, as the course's rules say), recorded missing (0), or excused (presenting, or
+    with the staff's reason)."""
+    state = standing(c, mark, presenting, is_overdue(course, paper, now))
     if state == ZERO and c is None:
         return "missing, recorded as 0"
     if state == EXCUSED and c is None:
-        return "excused"
+        return f"excused ({mark.reason})" if mark is not None and mark.reason else "excused"
     if state == PRESENTING:
         return "excused (presenting)"
+    if state == OVERDUE:
+        if critique_rules(course).missing == "zero":
+            return "missing (overdue), counts 0"
+        return "missing (overdue), not counted"
     if c is None:
-        due = deadline_of(course, paper)
-        return "missing (overdue)" if due is not None and now > due else "missing"
+        return "missing"
     timing = "late" if is_late(course, paper, c) else "on time"
-    grade = f" · {c.grade.capitalize()}" if c.grade else ""
+    grade = _grade_text(course, paper, c, " · ")
     return f"{timing}, {_short(c.submitted_at, ZoneInfo(course.timezone))}{grade}"
 
 
@@ -376,65 +500,121 @@ class _Ping:
     key: str
     at: datetime
 
+    @property
+    def closing(self) -> bool:
+        return self.key.endswith(":closed")
 
-def _ping_key(paper: Paper, due: datetime, what: str) -> str:
-    return f"critique:{paper.id}:{due.astimezone(UTC).isoformat()}:{what}"
+
+def _ping_key(due: datetime, what: str) -> str:
+    return f"critique:{due.astimezone(UTC).isoformat()}:{what}"
 
 
-def critique_pings(course: Course, paper: Paper) -> list[_Ping]:
-    """The reminders and the closing post of a paper, keyed by its deadline instant (a
-    changed class date gives new keys, so the pings move with it)."""
-    due = deadline_of(course, paper)
-    if due is None:
-        return []
-    tz = ZoneInfo(course.timezone)
-    assert paper.class_date is not None
-    pings = [
-        _Ping(
-            _ping_key(paper, due, f"remind{days:+d}d{t:%H%M}"),
-            datetime.combine(paper.class_date + timedelta(days=days), t, tzinfo=tz),
-        )
-        for days, t in REMINDERS
-    ]
-    pings.append(_Ping(_ping_key(paper, due, "closed"), due))
+def _remind_label(spec: str, at: datetime, due: datetime) -> str:
+    """A reminder's part of its key: ``remind-1d1800`` (a clock time, as days relative
+    to the deadline's day) or ``remind-24h`` (a time before the deadline)."""
+    if ":" in spec:
+        days = (at.date() - due.date()).days
+        return f"remind{days:+d}d{at:%H%M}"
+    return f"remind-{spec}"
+
+
+def deadline_pings(course: Course, due: datetime) -> list[_Ping]:
+    """The private reminders (``course.reminders.critique``) and the one closing post of
+    a critique deadline, keyed by its instant: every paper due then shares them, and a
+    changed class date gives new keys, so the pings move with it."""
+    due = due.astimezone(ZoneInfo(course.timezone))
+    pings = []
+    for spec in Syllabus.of(course).reminders.critique:
+        at = reminder_instant(spec, due)
+        pings.append(_Ping(_ping_key(due, _remind_label(spec, at, due)), at))
+    pings.append(_Ping(_ping_key(due, "closed"), due))
     return pings
 
 
-def _reminder(course: Course, paper: Paper, due: datetime, now: datetime) -> Reply:
+def critique_pings(course: Course, paper: Paper) -> list[_Ping]:
+    """The pings of a paper's critique deadline (see :func:`deadline_pings`)."""
+    due = deadline_of(course, paper)
+    return [] if due is None else deadline_pings(course, due)
+
+
+def _papers_text(papers: list[Paper]) -> str:
+    names = [f"**{paper_label(p)}**" for p in papers]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _reminder(course: Course, papers: list[Paper], due: datetime, now: datetime) -> Reply:
+    """The private reminder of what one student still owes at a deadline."""
     tz = ZoneInfo(course.timezone)
+    which = "critique" if len(papers) == 1 else "critiques"
+    how = (
+        f"Submit it with `critique submit {papers[0].number}` and the PDF attached."
+        if len(papers) == 1
+        else "Submit each with `critique submit <paper>` and its PDF attached."
+    )
     return Reply(
         title="Critique reminder",
-        text=f"⏰ Your critique of **{paper_label(paper)}** is due {fmt_instant(due, tz)} "
-        f"({relative(due, now)}): a PDF plus one discussion question and its answer.\n"
-        f"Submit it with `critique submit {paper.number}` and the PDF attached.",
+        text=f"⏰ Your {which} of {_papers_text(papers)} "
+        f"{'is' if len(papers) == 1 else 'are'} due {fmt_instant(due, tz)} "
+        f"({relative(due, now)}): a PDF plus one discussion question and its answer.\n{how}",
         tone=Tone.WARNING,
     )
+
+
+def _late_note(rules: CritiqueRules, due: datetime, tz: ZoneInfo) -> str:
+    """What the closing post says about late critiques."""
+    if not rules.accept_late:
+        return " Late critiques are not accepted."
+    text = " Late critiques are still accepted"
+    if rules.cutoff is not None:
+        text += f" until {fmt_instant(due + rules.cutoff, tz)}"
+    text += " and marked late"
+    cuts = []
+    if rules.late_penalty:
+        cuts.append(f"{rules.late_penalty:.0%}")
+    if rules.late_penalty_per_day:
+        cuts.append(f"{rules.late_penalty_per_day:.0%} a day")
+    if cuts:
+        text += ", losing " + " + ".join(cuts) + " of their points"
+    return text + "."
+
+
+async def _owing(
+    session: AsyncSession, course: Course, paper: Paper, students: list[Person]
+) -> tuple[list[Person], dict[int, Critique]]:
+    """The students who owe a critique of ``paper`` (presenters, when the rules excuse
+    them, and students staff excused or marked owe nothing), and the paper's critiques."""
+    presenting = (await presenters_of(session, course.id)).get(paper.id, set())
+    marked = await marks_of(session, course.id, paper.id)
+    owing = [s for s in students if s.id not in presenting and (paper.id, s.id) not in marked]
+    return owing, await critiques_of_paper(session, paper.id)
 
 
 async def due_critique_posts(
     session: AsyncSession, now: datetime, *, course_ids: set[int] | None = None
 ) -> list[tuple[int, Outgoing]]:
-    """Critique reminders (a DM to each student still missing one) and the "closed"
-    post in announcements that are due now, for every course. Each is recorded in
-    ``notifications`` so it goes out once; one missed while the bot was down goes out
-    if at most GRACE late (a reminder only while the deadline is still ahead)."""
+    """What critique deadlines post now, for every course: a private reminder to each
+    student who still owes a critique due then (one message, whatever the number of
+    papers), and at the deadline one closing post in announcements. Each is recorded in
+    ``notifications`` (in the transaction that queues it in the outbox) so it goes out
+    once; one missed while the bot was down goes out if at most GRACE late (a reminder
+    only while the deadline is still ahead)."""
     out: list[tuple[int, Outgoing]] = []
     cq = select(Course)
     if course_ids is not None:
         cq = cq.where(Course.id.in_(course_ids))
     for course in list(await session.scalars(cq)):
-        papers = [p for p in await critique_papers(session, course.id) if p.class_date]
-        due_now: list[tuple[Paper, _Ping]] = []
-        missed: list[_Ping] = []
-        for paper in papers:
+        by_due: dict[datetime, list[Paper]] = {}
+        for paper in await critique_papers(session, course.id):
             due = deadline_of(course, paper)
-            assert due is not None
-            for ping in critique_pings(course, paper):
-                end = ping.at + GRACE
-                if not ping.key.endswith(":closed"):
-                    end = min(end, due)
+            if due is not None:
+                by_due.setdefault(due, []).append(paper)
+        due_now: list[tuple[datetime, _Ping]] = []
+        missed: list[_Ping] = []
+        for due in by_due:
+            for ping in deadline_pings(course, due):
+                end = ping.at + GRACE if ping.closing else min(ping.at + GRACE, due)
                 if ping.at <= now < end:
-                    due_now.append((paper, ping))
+                    due_now.append((due, ping))
                 elif end <= now < end + MISSED_LOOKBACK:
                     missed.append(ping)
         if not due_now and not missed:
@@ -455,44 +635,44 @@ async def due_critique_posts(
                     ping.at.isoformat(),
                 )
                 session.add(Notification(course_id=course.id, key=ping.key, sent_at=now))
-        if not due_now:
-            continue
+                sent.add(ping.key)
         students: list[Person] | None = None
-        presenting: dict[int, set[int]] | None = None
-        for paper, ping in due_now:
+        tz = ZoneInfo(course.timezone)
+        for due, ping in due_now:
             if ping.key in sent:
                 continue
             session.add(Notification(course_id=course.id, key=ping.key, sent_at=now))
             sent.add(ping.key)
-            due = deadline_of(course, paper)
-            assert due is not None
-            students = (
-                students if students is not None else await course_students(session, course.id)
-            )
-            presenting = (
-                presenting if presenting is not None else await presenters_of(session, course.id)
-            )
-            marked = await marks_of(session, course.id, paper.id)
-            # Presenters of the paper and students staff excused or marked owe nothing.
-            owing = [
-                s
-                for s in students
-                if s.id not in presenting.get(paper.id, set()) and (paper.id, s.id) not in marked
-            ]
-            done = await critiques_of_paper(session, paper.id)
-            if ping.key.endswith(":closed"):
+            if students is None:
+                students = await course_students(session, course.id)
+            papers = by_due[due]
+            owed: dict[int, list[Paper]] = {}  # student -> the papers they still owe
+            counts = []
+            for paper in papers:
+                owing, done = await _owing(session, course, paper, students)
+                for s in owing:
+                    if s.id not in done:
+                        owed.setdefault(s.id, []).append(paper)
                 on_time = sum(1 for c in done.values() if c.submitted_at <= due)
-                late = " Late critiques are still accepted and marked late." if ACCEPT_LATE else ""
+                counts.append((paper, on_time, len(owing)))
+            if ping.closing:
+                if len(counts) == 1:
+                    _, on_time, n = counts[0]
+                    tally_text = f"{on_time} of {n} students submitted on time"
+                else:
+                    tally_text = "; ".join(
+                        f"#{p.number}: {on_time} of {n} on time" for p, on_time, n in counts
+                    )
                 text = (
-                    f"🔒 Critiques for **{paper_label(paper)}** are closed: {on_time} of "
-                    f"{len(owing)} students submitted on time.{late}"
+                    f"🔒 Critiques for {_papers_text(papers)} are closed: {tally_text}."
+                    + _late_note(critique_rules(course), due, tz)
                 )
                 channel = course.channels.get("announcements", "announcements")
                 out.append((course.id, Outgoing(Reply(text=text), channel=channel)))
             else:
-                reply = _reminder(course, paper, due, now)
                 out += [
-                    (course.id, Outgoing(reply, person_id=s.id)) for s in owing if s.id not in done
+                    (course.id, Outgoing(_reminder(course, mine, due, now), person_id=sid))
+                    for sid, mine in owed.items()
                 ]
     await session.flush()
     return out
@@ -527,7 +707,9 @@ async def critique_submit(ctx: Context, opts: SubmitOptions) -> Reply:
     paper = await critique_paper(ctx.session, ctx.course.id, opts.paper)
     question = _clean(opts.question, "question")
     answer = _clean(opts.answer, "answer")
-    name, data = await read_attachment(ctx.request.attachments)
+    got = await read_attachment(ctx.request, CRITIQUE_FILE)
+    assert got is not None  # required
+    name, data = got.name, got.data
     _, replaced, late = await submit_critique(ctx, paper, name, data, question, answer)
     due = deadline_of(ctx.course, paper)
     verb = "replaced" if replaced else "received"
@@ -547,6 +729,7 @@ async def critique_submit(ctx: Context, opts: SubmitOptions) -> Reply:
     "Your critiques: submitted, missing, and their grades",
     ephemeral=True,
     topic="critique",
+    reads=True,
 )
 async def critique_status(ctx: Context, _: BaseModel) -> Reply:
     me = ctx.me()
@@ -561,27 +744,31 @@ async def critique_status(ctx: Context, _: BaseModel) -> Reply:
     }
     marks = await marks_of(ctx.session, ctx.course.id)
     presenting = await presenters_of(ctx.session, ctx.course.id)
+    rules = critique_rules(ctx.course)
     rows = []
-    excused = 0
+    states: list[str | tuple[str, float]] = []
     for p in papers:
         due = deadline_of(ctx.course, p)
         mark = marks.get((p.id, me.id))
         on_stage = me.id in presenting.get(p.id, set())
-        if standing(mine.get(p.id), mark, on_stage) in (EXCUSED, PRESENTING):
-            excused += 1
+        c = mine.get(p.id)
+        state = standing(c, mark, on_stage, is_overdue(ctx.course, p, ctx.now))
+        states.append((state, credit(ctx.course, p, c, rules)) if state == PASS and c else state)
         rows.append(
             [
                 f"#{p.number} {p.title}",
                 _short(due, ctx.tz) if due else "no date yet",
-                _short_state(ctx.course, p, mine.get(p.id), ctx.now, mark, on_stage),
+                _short_state(ctx.course, p, c, ctx.now, mark, on_stage),
             ]
         )
+    t = tally(states, missing_counts=rules.missing == "zero")
     passed = sum(1 for c in mine.values() if c.grade == "pass")
-    owed = len(papers) - excused
-    note = f" (excused from {excused})" if excused else ""
+    owed = len(papers) - t.excused
+    note = f" (excused from {t.excused})" if t.excused else ""
     return Reply(
         title="Your critiques",
-        text=f"{len(mine)} of {owed} submitted{note}; {passed} passed so far.",
+        text=f"{len(mine)} of {owed} submitted{note}; {passed} passed so far.\n"
+        f"Your grade so far: {t.summary()}.\n{rules_text(rules)}",
         tables=[Table(["Paper", "Due", "Status"], rows)],
     )
 
@@ -597,6 +784,7 @@ class PaperOptions(BaseModel):
     ephemeral=True,
     topic="critique",
     examples=("critique list 5",),
+    reads=True,
 )
 async def critique_list(ctx: Context, opts: PaperOptions) -> Reply:
     paper = await critique_paper(ctx.session, ctx.course.id, opts.paper)
@@ -621,11 +809,13 @@ async def critique_list(ctx: Context, opts: PaperOptions) -> Reply:
     for s in students:
         if s.id in done:
             continue
-        state = standing(None, marks.get((paper.id, s.id)), s.id in on_stage)
+        mark = marks.get((paper.id, s.id))
+        state = standing(None, mark, s.id in on_stage)
         if state == ZERO:
             zero.append(s.name)
         elif state == EXCUSED:
-            excused.append(f"{s.name} (excused)")
+            why = f": {mark.reason}" if mark is not None and mark.reason else ""
+            excused.append(f"{s.name} (excused{why})")
         elif state == PRESENTING:
             excused.append(f"{s.name} (presenting)")
         else:
@@ -633,7 +823,11 @@ async def critique_list(ctx: Context, opts: PaperOptions) -> Reply:
     owing = len(students) - len(excused)
     due = deadline_of(ctx.course, paper)
     when = f" Due {fmt_instant(due, ctx.tz)}." if due else ""
-    sections = [Section("Missing", ", ".join(missing) or "nobody")]
+    title = "Missing"
+    if is_overdue(ctx.course, paper, ctx.now):
+        counted = critique_rules(ctx.course).missing == "zero"
+        title += " (overdue: counted 0)" if counted else " (overdue: not counted)"
+    sections = [Section(title, ", ".join(missing) or "nobody")]
     if zero:
         sections.append(Section("Recorded missing (0)", ", ".join(zero)))
     if excused:
@@ -689,6 +883,7 @@ async def _set_grades(
                 mark = CritiqueMark(course_id=ctx.course.id, paper_id=paper.id, person_id=p.id)
                 ctx.session.add(mark)
             mark.mark, mark.set_by_id, mark.set_at = grade, me.id, ctx.now
+            mark.reason = (reason or "").strip() or None
         else:  # clear
             after = None
             if mark is not None:
@@ -836,6 +1031,64 @@ async def critique_grade_all(ctx: Context, opts: GradeAllOptions) -> Reply:
     )
 
 
+class ExcuseOptions(BaseModel):
+    student: str = Field(description="email, onyen or name")
+    paper: PaperId = Field(description="the paper id")
+    reason: Annotated[str, Field(min_length=1, max_length=500)] = Field(
+        description="why (kept in the audit log and shown to the student)"
+    )
+
+
+@registry.command(
+    "critique excuse",
+    "Excuse a student from one paper's critique, with the reason (not reminded, not counted)",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="critique",
+    examples=(
+        "critique excuse emily 6 at a conference that week",
+        'critique excuse bob.okafor@unc.edu 13 "medical leave"',
+    ),
+)
+async def critique_excuse(ctx: Context, opts: ExcuseOptions) -> Reply:
+    reason = " ".join(opts.reason.split())
+    if not reason:
+        raise InvalidInput("Give the reason (it is kept in the audit log).")
+    student = await find_person(ctx.session, ctx.course.id, opts.student)
+    if student.role is not Role.STUDENT:
+        what = "withdrew from the course" if student.role is Role.WITHDRAWN else "is not a student"
+        raise InvalidInput(
+            f"{student.name} {what}, so is not enrolled; nothing was excused.",
+        )
+    paper = await critique_paper(ctx.session, ctx.course.id, opts.paper)
+    c = (await critiques_of_paper(ctx.session, paper.id)).get(student.id)
+    if c is not None:
+        graded = f" (graded {c.grade.capitalize()})" if c.grade else ""
+        raise Conflict(
+            f"{student.name} submitted a critique of {paper_label(paper)}{graded}; nothing was "
+            "excused.",
+            hint=f"Grade it: `critique grade {paper.number} pass|fail {student.onyen or student.email}`.",
+        )
+    if student.id in (await presenters_of(ctx.session, ctx.course.id)).get(paper.id, set()):
+        raise Conflict(
+            f"{student.name} presents {paper_label(paper)}, so is excused from critiquing it "
+            "already; nothing changed."
+        )
+    mark = (await marks_of(ctx.session, ctx.course.id, paper.id)).get((paper.id, student.id))
+    if mark is not None and mark.mark == "excused" and mark.reason == reason:
+        return Reply(
+            f"{student.name} is already excused from {paper_label(paper)} ({reason}).",
+            tone=Tone.SUCCESS,
+        )
+    await _set_grades(ctx, paper, [student], "excused", reason)
+    return Reply(
+        f"Excused {student.name} from the critique of {paper_label(paper)} ({reason}): no "
+        "reminder, and it does not count in the grade. "
+        f"`critique grade {paper.number} clear {student.onyen or student.email}` undoes it.",
+        tone=Tone.SUCCESS,
+    )
+
+
 def last_first(name: str) -> str:
     first, _, last = name.strip().rpartition(" ")
     return f"{last}, {first}" if first else last
@@ -868,10 +1121,11 @@ def canvas_column(paper: Paper) -> str:
     access=Access.STAFF,
     ephemeral=True,
     topic="critique",
+    reads=True,
 )
 async def critique_export(ctx: Context, _: BaseModel) -> Reply:
     papers = await critique_papers(ctx.session, ctx.course.id)
-    students = await course_students(ctx.session, ctx.course.id)
+    students = sorted(await course_students(ctx.session, ctx.course.id), key=name_key)
     crits = {
         (c.person_id, c.paper_id): c
         for c in await ctx.session.scalars(
@@ -880,41 +1134,38 @@ async def critique_export(ctx: Context, _: BaseModel) -> Reply:
     }
     marks = await marks_of(ctx.session, ctx.course.id)
     presenting = await presenters_of(ctx.session, ctx.course.id)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(
-        ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
-        + [canvas_column(p) for p in papers]
-    )
+    rules = critique_rules(ctx.course)
+    overdue = {p.id: is_overdue(ctx.course, p, ctx.now) for p in papers}
     # Canvas's gradebook import: a number, or EX for excused (not counted); blank: none.
-    value = {PASS: "1", FAIL: "0", ZERO: "0", EXCUSED: "EX", PRESENTING: "EX"}
-    graded = excused = 0
-    for s in sorted(students, key=name_key):
+    value = {FAIL: "0", ZERO: "0", EXCUSED: "EX", PRESENTING: "EX"}
+    if rules.missing == "zero":
+        value[OVERDUE] = "0"
+    graded = overdue_zero = excused = 0
+    rows = []
+    for s in students:
         cells = []
         for p in papers:
+            c = crits.get((s.id, p.id))
             state = standing(
-                crits.get((s.id, p.id)),
-                marks.get((p.id, s.id)),
-                s.id in presenting.get(p.id, set()),
+                c, marks.get((p.id, s.id)), s.id in presenting.get(p.id, set()), overdue[p.id]
             )
             graded += state in (PASS, FAIL, ZERO)
+            overdue_zero += state == OVERDUE and OVERDUE in value
             excused += state in (EXCUSED, PRESENTING)
-            cells.append(value.get(state, ""))
-        w.writerow(
-            [
-                canvas_name(s),
-                s.canvas_id or "",
-                s.sis_id or "",
-                s.onyen or "",
-                s.section or "",
-                *cells,
-            ]
-        )
+            if state == PASS and c is not None:
+                cells.append(f"{credit(ctx.course, p, c, rules):g}")
+            else:
+                cells.append(value.get(state, ""))
+        rows.append((canvas_name(s), s, cells))
+    data = canvas_csv([(canvas_column(p), "1") for p in papers], rows)
+    missing = "0 = fail or missing" if rules.missing == "zero" else "0 = fail or recorded missing"
+    late = ", less the late penalty" if rules.late_penalty or rules.late_penalty_per_day else ""
     return Reply(
         text=f"{len(students)} students × {len(papers)} critiques; {graded} graded, "
-        f"{excused} excused (1 = pass, 0 = fail or missing, EX = excused, blank = not graded). "
-        "Import it in Canvas: Grades → Import.",
-        files=[FileOut(f"{ctx.course.key}-critiques.csv", buf.getvalue().encode(), "text/csv")],
+        f"{overdue_zero} missing past the deadline, {excused} excused (1 = pass{late}, "
+        f"{missing}, EX = excused, blank = not graded or not due). "
+        f"Import it in Canvas: Grades → Import. {canvas_matching(students)}",
+        files=[FileOut(f"{ctx.course.key}-critiques.csv", data, "text/csv")],
     )
 
 
@@ -929,6 +1180,7 @@ class FileOptions(BaseModel):
     ephemeral=True,
     topic="critique",
     examples=("critique file 5", "critique file 5 achen"),
+    reads=True,
 )
 async def critique_file(ctx: Context, opts: FileOptions) -> Reply:
     me = ctx.me()

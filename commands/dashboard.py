@@ -11,8 +11,10 @@ Links and sessions are random secrets of which only a SHA-256 is stored:
 
 - a **sign-in link** works once (used links are kept with ``used_at``) and for
   :data:`LINK_TTL`; using it opens a **session** (a cookie) for :data:`SESSION_TTL`, with
-  its own CSRF token, that sign-out ends;
-- a **calendar link** serves the person's calendar feed until they make a new one.
+  its own CSRF token, that sign-out ends.
+
+Calendar subscription links are the person's own, not a chat account's:
+:mod:`commands.calendar.tokens` (they share :func:`new_token` and :func:`token_hash`).
 
 Services here take plain values and a session, like every feature module; the web
 server in ``bot/web`` calls them.
@@ -98,32 +100,20 @@ async def issue_link(
     person_id: int,
     account: Account,
     now: datetime,
-    kind: str = "signin",
 ) -> str:
-    """A new link's secret (shown once; only its hash is kept). A calendar link replaces
-    the person's earlier one, which stops working."""
-    if kind == "calendar":
-        await session.execute(
-            update(WebLink)
-            .where(
-                WebLink.person_id == person_id,
-                WebLink.kind == "calendar",
-                WebLink.used_at.is_(None),
-            )
-            .values(used_at=now)
-        )
+    """A new sign-in link's secret (shown once; only its hash is kept)."""
     token = new_token()
     session.add(
         WebLink(
             token_hash=token_hash(token),
-            kind=kind,
+            kind="signin",
             course_id=course_id,
             person_id=person_id,
             platform=account.platform,
             workspace=account.workspace,
             user_id=account.user_id,
             created_at=now,
-            expires_at=now + LINK_TTL if kind == "signin" else None,
+            expires_at=now + LINK_TTL,
         )
     )
     await session.flush()
@@ -148,28 +138,6 @@ async def redeem_link(session: AsyncSession, token: str, now: datetime) -> WebLi
     if int(getattr(result, "rowcount", 0) or 0) != 1:
         return None
     return await session.scalar(select(WebLink).where(WebLink.token_hash == digest))
-
-
-async def calendar_link(session: AsyncSession, token: str) -> WebLink | None:
-    """The live calendar link with this secret, if any."""
-    return await session.scalar(
-        select(WebLink).where(
-            WebLink.token_hash == token_hash(token),
-            WebLink.kind == "calendar",
-            WebLink.used_at.is_(None),
-        )
-    )
-
-
-async def has_calendar_link(session: AsyncSession, person_id: int) -> datetime | None:
-    """When the person's live calendar link was made, if they have one."""
-    return await session.scalar(
-        select(WebLink.created_at).where(
-            WebLink.person_id == person_id,
-            WebLink.kind == "calendar",
-            WebLink.used_at.is_(None),
-        )
-    )
 
 
 # ------------------------------------------------------------------------ sessions

@@ -54,6 +54,7 @@ async def _names(ctx: Context, rows: list[OutboxMessage]) -> dict[int, str]:
     access=Access.STAFF,
     ephemeral=True,
     topic="course",
+    reads=True,
 )
 async def outbox_status(ctx: Context, _: BaseModel) -> Reply:
     counts: dict[str, int] = {
@@ -117,6 +118,7 @@ class UnreachedOptions(BaseModel):
     ephemeral=True,
     topic="course",
     examples=("outbox unreached",),
+    reads=True,
 )
 async def outbox_unreached(ctx: Context, opts: UnreachedOptions) -> Reply:
     q = select(OutboxMessage).where(
@@ -160,6 +162,7 @@ async def outbox_unreached(ctx: Context, opts: UnreachedOptions) -> Reply:
     access=Access.STAFF,
     ephemeral=True,
     topic="course",
+    reads=True,
 )
 async def outbox_failed(ctx: Context, _: BaseModel) -> Reply:
     rows = list(

@@ -55,3 +55,9 @@ class Conflict(CourseBotError):
 
 class NoCourse(CourseBotError):
     kind = "no_course"
+
+
+class PreparedStale(Exception):
+    """What a command's ``prepare`` step computed on a snapshot no longer matches the
+    data (rankings changed while the solver ran): the core runs ``prepare`` again,
+    outside the write queue, rather than redoing the slow work while holding it."""

@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commands.attachments import (
     CLIP_KINDS,
     IMAGE_KINDS,
+    FileRule,
     describe,
-    expect_kind,
-    read_bytes,
+    read_attachment,
 )
 from commands.audit import Reason, record
 from commands.context import Context
@@ -101,7 +101,11 @@ class DemosOptions(BaseModel):
 
 
 @registry.command(
-    "gpu demos", "The GPU demos you can run and their parameters", access=Access.ANYONE, topic="gpu"
+    "gpu demos",
+    "The GPU demos you can run and their parameters",
+    access=Access.ANYONE,
+    topic="gpu",
+    reads=True,
 )
 async def gpu_demos(ctx: Context, _: DemosOptions) -> Reply:
     rows = []
@@ -127,16 +131,29 @@ IMAGE_FORMATS = "an image (PNG, JPEG, GIF, WebP, BMP or TIFF)"
 CLIP_FORMATS = "a video clip (MP4, MOV, WebM, MKV or AVI)"
 
 
-def check_input(demo: str, name: str, data: bytes) -> None:
-    """Refuse at once a GPU job's attachment that is not what ``demo`` takes (by its
-    first bytes) or an image of more pixels than a demo decodes (from its header only,
-    before anything is decoded: a small PNG can declare 20000×20000)."""
+def input_rule(demo: str) -> FileRule:
+    """What ``gpu run <demo>`` takes as its file (commands/attachments.py reads it)."""
     kinds = INPUT_KINDS.get(demo, IMAGE_KINDS)
     if kinds == IMAGE_KINDS:
-        what, takes = "not an image", IMAGE_FORMATS
+        noun, one, what, takes = "an image", "one image", "not an image", IMAGE_FORMATS
     else:
+        noun, one = "an image or a video clip", "one image or clip"
         what, takes = "neither an image nor a video clip", f"{IMAGE_FORMATS} or {CLIP_FORMATS}"
-    kind = expect_kind(name, data, kinds, what, hint=f"`gpu run {demo}` takes {takes}.")
+    return FileRule(
+        noun=noun,
+        form=takes,
+        one=one,
+        kinds=frozenset(kinds),
+        max_bytes=queue.input_limit(demo),
+        wrong_kind=what,
+        kind_hint=f"`gpu run {demo}` takes {takes}.",
+        size_hint="Send a smaller image or a shorter clip.",
+    )
+
+
+def check_image(name: str, data: bytes, kind: str) -> None:
+    """Refuse at once an image of more pixels than a demo decodes (from its header only,
+    before anything is decoded: a small PNG can declare 20000×20000), or a corrupt one."""
     if kind not in IMAGE_KINDS:
         return
     from PIL import UnidentifiedImageError
@@ -151,6 +168,11 @@ def check_input(demo: str, name: str, data: bytes) -> None:
             f"`{name}` looks like {describe(kind)} but is corrupt or truncated.",
             hint="Send the image again, or another one.",
         ) from None
+
+
+def takes_file(spec: object) -> bool:
+    """Whether a demo takes an attached file (its ``image`` parameter)."""
+    return "image" in getattr(spec, "params", BaseModel).model_fields
 
 
 class RunOptions(BaseModel):
@@ -178,18 +200,22 @@ async def gpu_run(ctx: Context, opts: RunOptions) -> Reply:
             raise InvalidInput(f"`{item}` is not a parameter: write name=value (see `gpu demos`).")
         raw[name.strip()] = value
     inputs: dict[str, queue.JobInput] = {}
-    if (
-        ctx.request.attachments
-        and "image" in getattr(catalogue().get(opts.demo), "params", BaseModel).model_fields
-    ):
+    spec = catalogue().get(opts.demo)
+    if spec is not None and takes_file(spec):
         # A local path (terminal, Slack) or a URL (Discord): read here, stored with the
-        # job in the database, so a worker on any host can run it.
-        att = ctx.request.attachments[0]
-        data = await read_bytes(
-            att, queue.input_limit(opts.demo), hint="Send a smaller image or a shorter clip."
+        # job in the database, so a worker on any host can run it. No file: the
+        # demo's own sample.
+        got = await read_attachment(ctx.request, input_rule(opts.demo), required=False)
+        if got is not None:
+            check_image(got.name, got.data, got.kind)
+            inputs["image"] = queue.JobInput(got.name, got.data, got.content_type)
+    elif spec is not None and ctx.request.attachments:
+        names = ", ".join(f"`{a.name}`" for a in ctx.request.attachments)
+        others = ", ".join(f"`gpu run {n}`" for n, d in catalogue().items() if takes_file(d))
+        raise InvalidInput(
+            f"`gpu run {opts.demo}` takes no file, so {names} would not be used.",
+            hint=f"Send the command without the file; {others or 'no demo'} takes one.",
         )
-        check_input(opts.demo, att.name, data)
-        inputs["image"] = queue.JobInput(att.name, data, att.content_type)
     channel = ctx.request.where.channel or ""
     await _check_memory(ctx, opts.demo, raw)
     try:
@@ -212,8 +238,9 @@ async def gpu_run(ctx: Context, opts: RunOptions) -> Reply:
             channel, _key(job), Reply(text=_progress_text(job, est.ahead, paused=est.paused))
         )
     where = "here" if channel else "to you"
+    on = f", on `{inputs['image'].name}`" if "image" in inputs else ""
     return Reply(
-        text=f"Job #{job.id} ({job.demo}) is queued at position {est.ahead + 1}; "
+        text=f"Job #{job.id} ({job.demo}{on}) is queued at position {est.ahead + 1}; "
         f"{est.words()}. The result will be posted {where}; "
         f"`gpu status {job.id}` follows it, `gpu cancel {job.id}` stops it.",
         tone=Tone.WARNING if est.paused or est.seconds is None else Tone.SUCCESS,
@@ -236,7 +263,11 @@ async def _job(ctx: Context, number: int) -> GpuJob:
 
 
 @registry.command(
-    "gpu status", "A GPU job's state, or your recent jobs", ephemeral=True, topic="gpu"
+    "gpu status",
+    "A GPU job's state, or your recent jobs",
+    ephemeral=True,
+    topic="gpu",
+    reads=True,
 )
 async def gpu_status(ctx: Context, opts: JobRef) -> Reply:
     if opts.job is not None:
@@ -290,7 +321,11 @@ class QueueOptions(BaseModel):
 
 
 @registry.command(
-    "gpu queue", "Your GPU jobs and their places (staff: everyone's)", ephemeral=True, topic="gpu"
+    "gpu queue",
+    "Your GPU jobs and their places (staff: everyone's)",
+    ephemeral=True,
+    topic="gpu",
+    reads=True,
 )
 async def gpu_queue_cmd(ctx: Context, _: QueueOptions) -> Reply:
     me = ctx.me()
@@ -613,6 +648,7 @@ async def usage_rows(
     "GPU time this term: per student and per demo (staff, with a CSV); yours (students)",
     ephemeral=True,
     topic="gpu",
+    reads=True,
 )
 async def gpu_usage(ctx: Context, _: UsageOptions) -> Reply:
     me = ctx.me()

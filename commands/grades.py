@@ -1,12 +1,10 @@
-"""Grades by component (weights from ``course.grading``), announcements posted now or
-at a scheduled time (kept across restarts), and the course calendar as iCalendar."""
+"""Grades by component (weights from ``course.grading``; what counts is computed in
+:mod:`commands.gradebook`), and announcements posted now or at a scheduled time (kept
+across restarts). (The course calendar: :mod:`commands.calendar`.)"""
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -17,15 +15,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commands.audit import Reason, local_iso, record
 from commands.clock import localize
 from commands.context import Context
-from commands.coursefile import Syllabus, agenda_times
-from commands.critiques import Tally, canvas_name, critique_tallies, name_key
+from commands.critiques import canvas_name, course_students, name_key
 from commands.due import Scope, due_registry
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
-from commands.logistics import (
-    agenda_title,
-    course_calendar,
-    course_deadlines,
-    paper_details,
+from commands.exports import READ_ONLY, canvas_csv, canvas_matching
+from commands.gradebook import (
+    CRITIQUES,
+    PROJECT,
+    Gradebook,
+    check_points,
+    component,
+    components,
+    enrolled,
+    fmt,
+    gradebook,
+    project_note,
+    weighted,
 )
 from commands.outbox import Outgoing
 from commands.people import find_person
@@ -35,77 +40,63 @@ from commands.text import LONG_TEXT_MAX, check_text, shown
 from commands.timefmt import fmt_instant
 from db.models import (
     Announcement,
-    Assignment,
-    Battle,
     Course,
     GradeEntry,
-    Milestone,
-    Paper,
     Person,
-    Role,
 )
 
 # ----------------------------------------------------------------------------- grades
 
-
-def components(course: Course) -> dict[str, float]:
-    """Component -> weight in percent, in the course file's order."""
-    return {str(k).lower(): float(v) for k, v in (course.grading or {}).items()}
-
-
-def _component(course: Course, name: str) -> str:
-    comps = components(course)
-    key = name.strip().lower()
-    if key not in comps:
-        raise InvalidInput(
-            f"`{name}` is not a grading component.",
-            hint="Components: " + ", ".join(f"`{c}`" for c in comps) + ".",
-        )
-    return key
-
-
-async def critique_points(session: AsyncSession, course: Course) -> dict[int, float]:
-    """Critiques out of 100 per student, over the graded ones only (pass/fail, and
-    missing recorded as 0); excused ones (presenting) and ones not graded yet do not
-    count. Students with nothing graded have no points yet."""
-    return {
-        pid: t.points
-        for pid, t in (await critique_tallies(session, course)).items()
-        if t.points is not None
-    }
+_fmt = fmt
 
 
 async def standings(
-    session: AsyncSession, course: Course, tallies: dict[int, Tally] | None = None
+    session: AsyncSession, course: Course, now: datetime
 ) -> dict[int, dict[str, float]]:
-    """Recorded points (0-100) per student and component. A grade set for a component
-    wins; critiques otherwise come from the graded critiques."""
-    out: dict[int, dict[str, float]] = {}
-    if "critiques" in components(course):
-        if tallies is None:
-            tallies = await critique_tallies(session, course)
-        for pid, t in tallies.items():
-            if t.points is not None:
-                out.setdefault(pid, {})["critiques"] = t.points
-    for g in await session.scalars(select(GradeEntry).where(GradeEntry.course_id == course.id)):
-        out.setdefault(g.person_id, {})[g.component] = g.points
-    return out
-
-
-def weighted(course: Course, points: dict[str, float]) -> tuple[float, float]:
-    """The weighted total so far and the weight it covers, both in percent."""
-    comps = components(course)
-    total = sum(points[c] * w / 100 for c, w in comps.items() if c in points)
-    covered = sum(w for c, w in comps.items() if c in points)
-    return total, covered
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.2f}".rstrip("0").rstrip(".")
+    """Points (0-100) per student and component, counting only what is graded or past
+    due (see :mod:`commands.gradebook`); a grade set by hand wins."""
+    book = await gradebook(session, course, now)
+    students = await course_students(session, course.id)
+    return {s.id: pts for s in students if (pts := book.points(s.id))}
 
 
 class GradesOptions(BaseModel):
     student: str | None = Field(None, description="a student (staff only); you by default")
+
+
+def _note(book: Gradebook, who: Person, comp: str) -> str:
+    """What a component's points are made of."""
+    if book.by_hand(who.id, comp):
+        return "set by staff"
+    if comp == CRITIQUES and who.id in book.tallies:
+        return book.tallies[who.id].summary()
+    if comp == PROJECT:
+        return project_note(book.milestones.get(who.id, []))
+    return ""
+
+
+def _milestone_table(book: Gradebook, who: Person) -> list[Table]:
+    """Their project grade per milestone: the group's, their adjustment and why."""
+    grades = book.milestones.get(who.id, [])
+    if not grades or book.by_hand(who.id, PROJECT):
+        return []
+    rows = []
+    for g in grades:
+        weight = f"{g.milestone.weight}%" if g.milestone.weight else ""
+        if g.group is None:
+            rows.append([g.milestone.title, weight, "not graded yet", "", ""])
+            continue
+        adj = f"{g.adjustment:+g}" + (f" ({g.reason})" if g.reason else "") if g.adjustment else ""
+        rows.append(
+            [
+                g.milestone.title,
+                weight,
+                f"{fmt(g.group)} ({g.project})",
+                adj,
+                f"{fmt(g.points or 0)}/100",
+            ]
+        )
+    return [Table(["Milestone", "Weight", "Group", "Adjustment", "Yours"], rows, "Project")]
 
 
 @registry.command(
@@ -114,6 +105,7 @@ class GradesOptions(BaseModel):
     ephemeral=True,
     topic="course",
     examples=("grades", "grades alice.chen@unc.edu"),
+    reads=True,
 )
 async def grades(ctx: Context, opts: GradesOptions) -> Reply:
     me = ctx.me()
@@ -129,26 +121,18 @@ async def grades(ctx: Context, opts: GradesOptions) -> Reply:
     comps = components(ctx.course)
     if not comps:
         raise NotFound("The course file defines no grading components.")
-    tallies = await critique_tallies(ctx.session, ctx.course)
-    points = (await standings(ctx.session, ctx.course, tallies)).get(who.id, {})
-    overridden = await ctx.session.scalar(
-        select(GradeEntry.id).where(
-            GradeEntry.person_id == who.id, GradeEntry.component == "critiques"
-        )
-    )
+    book = await gradebook(ctx.session, ctx.course, ctx.now)
+    points = book.points(who.id)
     rows = []
     for c, w in comps.items():
         p = points.get(c)
-        note = ""
-        if c == "critiques" and who.id in tallies and overridden is None:
-            note = tallies[who.id].summary()
         rows.append(
             [
                 c,
                 f"{_fmt(w)}%",
                 "not recorded" if p is None else f"{_fmt(p)}/100",
                 "" if p is None else f"{_fmt(p * w / 100)}%",
-                note,
+                _note(book, who, c),
             ]
         )
     total, covered = weighted(ctx.course, points)
@@ -158,10 +142,16 @@ async def grades(ctx: Context, opts: GradesOptions) -> Reply:
         if covered
         else "Nothing is recorded yet."
     )
+    text += " Only what is graded, or past its deadline, counts."
+    if CRITIQUES in comps and who.id in book.tallies and not book.by_hand(who.id, CRITIQUES):
+        text += f"\nCritiques: {book.tallies[who.id].summary()}."
     return Reply(
         title=f"Grades: {who.name}",
         text=text,
-        tables=[Table(["Component", "Weight", "Points", "Counts", "Note"], rows)],
+        tables=[
+            Table(["Component", "Weight", "Points", "Counts", "Note"], rows),
+            *_milestone_table(book, who),
+        ],
     )
 
 
@@ -184,12 +174,10 @@ class GradeSetOptions(BaseModel):
     ),
 )
 async def grade_set(ctx: Context, opts: GradeSetOptions) -> Reply:
-    comp = _component(ctx.course, opts.component)
-    if not 0 <= opts.points <= 100:
-        raise InvalidInput(f"Points are out of 100: {_fmt(opts.points)} is outside 0-100.")
+    comp = component(ctx.course, opts.component)
+    check_points(opts.points)
     student = await find_person(ctx.session, ctx.course.id, opts.student)
-    if student.role is not Role.STUDENT:
-        raise InvalidInput(f"{student.name} is not a student.")
+    enrolled(student)
     row = await ctx.session.scalar(
         select(GradeEntry).where(GradeEntry.person_id == student.id, GradeEntry.component == comp)
     )
@@ -218,46 +206,39 @@ async def grade_set(ctx: Context, opts: GradeSetOptions) -> Reply:
 
 
 def grades_csv(course: Course, people: list[Person], table: dict[int, dict[str, float]]) -> bytes:
+    """Canvas's gradebook import: one column per grading component (out of 100; blank:
+    nothing counted yet), then Canvas's own read-only ``Current Score`` (percent of what
+    is graded) and ``Final Score`` (the weighted total so far), which the import skips."""
     comps = components(course)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["Student", "Email", "Onyen", "SIS id", *comps, "Weighted total", "Weight graded"])
+    rows = []
     for p in sorted(people, key=name_key):
         pts = table.get(p.id, {})
         total, covered = weighted(course, pts)
-        w.writerow(
-            [
-                canvas_name(p),
-                p.email,
-                p.onyen or "",
-                p.sis_id or "",
-                *(_fmt(pts[c]) if c in pts else "" for c in comps),
-                _fmt(total),
-                _fmt(covered),
-            ]
-        )
-    return buf.getvalue().encode()
+        cells = [_fmt(pts[c]) if c in pts else "" for c in comps]
+        cells += [_fmt(100 * total / covered) if covered else "", _fmt(total)]
+        rows.append((canvas_name(p), p, cells))
+    columns = [(c, "100") for c in comps]
+    columns += [("Current Score", READ_ONLY), ("Final Score", READ_ONLY)]
+    return canvas_csv(columns, rows)
 
 
 @registry.command(
     "grade export",
-    "Every student's recorded grades as CSV",
+    "Every student's grades as a CSV for Canvas's gradebook import",
     access=Access.STAFF,
     ephemeral=True,
     topic="course",
+    reads=True,
 )
 async def grade_export(ctx: Context, _: BaseModel) -> Reply:
-    people = list(
-        await ctx.session.scalars(
-            select(Person)
-            .where(Person.course_id == ctx.course.id, Person.role == Role.STUDENT)
-            .order_by(Person.name)
-        )
-    )
-    table = await standings(ctx.session, ctx.course)
+    people = await course_students(ctx.session, ctx.course.id)
+    table = await standings(ctx.session, ctx.course, ctx.now)
     data = grades_csv(ctx.course, people, table)
+    comps = ", ".join(components(ctx.course)) or "none"
     return Reply(
-        f"Grades of {len(people)} students.",
+        f"Grades of {len(people)} students, one column per component ({comps}; out of 100, "
+        "blank: nothing counted yet). Only what is graded or past its deadline counts. "
+        f"Import it in Canvas: Grades → Import. {canvas_matching(people)}",
         files=[FileOut(f"{ctx.course.key}-grades.csv", data, "text/csv")],
     )
 
@@ -367,6 +348,7 @@ async def announce(ctx: Context, opts: AnnounceOptions) -> Reply:
     access=Access.STAFF,
     ephemeral=True,
     topic="course",
+    reads=True,
 )
 async def announce_list(ctx: Context, _: BaseModel) -> Reply:
     rows = list(
@@ -449,222 +431,6 @@ async def due_announcements(
         reply = announcement_reply(a.text, author.name if author else None)
         out.append((course.id, Outgoing(reply, channel=channel)))
     return out
-
-
-# ----------------------------------------------------------------------------- calendar
-
-
-def person_key(person: Person) -> str:
-    """A person's stable id for calendar UIDs: from their roster email (the key a
-    re-import matches them by), never a row id."""
-    return hashlib.sha256(person.email.lower().encode()).hexdigest()[:12]
-
-
-def _at(day: date, t: time, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, t, tzinfo=tz)
-
-
-async def calendar_ics(session: AsyncSession, course: Course, person: Person | None) -> bytes:
-    """The course calendar (RFC 5545): every class meeting through the last class day
-    (sessions without papers too: project days, guest lectures), breaks, every deadline,
-    weekly office hours, and the person's own presentations and battles (published
-    assignments). Papers come with authors, venue and link. Times carry the course's
-    TZID with a VTIMEZONE, so they keep their local time across DST. Event UIDs come
-    from the course key and what the event is (a date, a paper number, a deadline's key,
-    a person's email), so a re-imported course keeps them and subscribers see no
-    duplicates."""
-    from icalendar import Calendar, Event, vRecur
-
-    tz = ZoneInfo(course.timezone)
-    cal = Calendar()
-    cal.add("prodid", "-//coursebot//course calendar//EN")
-    cal.add("version", "2.0")
-    cal.add("calscale", "GREGORIAN")
-    cal.add("x-wr-calname", course.name)
-    cal.add("x-wr-timezone", course.timezone)
-    stamp = datetime(2000, 1, 1, tzinfo=ZoneInfo("UTC"))
-    domain = f"{course.key}.coursebot"
-
-    def event(
-        uid: str,
-        summary: str,
-        start: datetime | date,
-        end: datetime | date | None,
-        desc: str = "",
-        *,
-        location: str | None = None,
-        url: str | None = None,
-    ) -> Event:
-        ev = Event()
-        ev.add("uid", f"{uid}@{domain}")
-        ev.add("dtstamp", stamp)
-        ev.add("summary", summary)
-        if isinstance(start, datetime):
-            ev.add("dtstart", start.astimezone(tz))
-            ev.add("dtend", (end or start).astimezone(tz))  # type: ignore[union-attr]
-        else:  # a whole day (or days): DTEND is the day after
-            ev.add("dtstart", start)
-            ev.add("dtend", (end or start) + timedelta(days=1))
-        if desc:
-            ev.add("description", desc)
-        if location:
-            ev.add("location", location)
-        if url:
-            ev.add("url", url)
-        cal.add_component(ev)
-        return ev
-
-    for item in await course_deadlines(session, course):
-        uid = item.uid or f"deadline-{item.kind}-{item.due.astimezone(tz):%Y%m%dT%H%M}"
-        event(uid, f"Due: {item.title}", item.due, None)
-
-    papers = list(await session.scalars(select(Paper).where(Paper.course_id == course.id)))
-    by_number = {p.number: p for p in papers}
-    by_day: dict[date, list[Paper]] = {}
-    for p in papers:
-        if p.class_date:
-            by_day.setdefault(p.class_date, []).append(p)
-    battles = list(await session.scalars(select(Battle).where(Battle.course_id == course.id)))
-    battles_by_day: dict[date, list[Battle]] = {}
-    for b in battles:
-        if b.class_date:
-            battles_by_day.setdefault(b.class_date, []).append(b)
-    presented_on: dict[date, list[str]] = {}
-    for m in await session.scalars(select(Milestone).where(Milestone.course_id == course.id)):
-        for d in m.presentations or []:
-            presented_on.setdefault(date.fromisoformat(str(d)), []).append(
-                f"{m.title}: presentations"
-            )
-
-    meetings = await course_calendar(session, course)
-    for m in meetings.meetings:
-        lines: list[str] = []
-        if m.session is not None and m.session.note:
-            lines.append(m.session.note)
-        shown_papers = set()
-        for b in sorted(battles_by_day.get(m.day, []), key=lambda b: b.number):
-            a, z = (
-                next(p for p in papers if p.id == b.paper_a_id),
-                next(p for p in papers if p.id == b.paper_b_id),
-            )
-            shown_papers |= {a.id, z.id}
-            theme = f" ({b.theme})" if b.theme else ""
-            at = f" at {b.start_time:%H:%M}" if b.start_time else ""
-            lines.append(f"Paper battle {b.label or b.number}{theme}{at}:")
-            lines.append(f"  A: #{a.number} {a.title}\n     {paper_details(a)}")
-            lines.append(f"  B: #{z.number} {z.title}\n     {paper_details(z)}")
-        for p in sorted(by_day.get(m.day, []), key=lambda p: p.number):
-            if p.id in shown_papers:
-                continue
-            lines.append(f"#{p.number} {p.title} ({p.slot.label})\n  {paper_details(p)}")
-        lines += presented_on.get(m.day, [])
-        if m.agenda:
-            lines.append("Agenda:")
-            for item, span in zip(m.agenda, agenda_times(m.start, m.agenda), strict=True):
-                when = ""
-                if span is not None:
-                    when = f"{span[0] // 60 % 24:02d}:{span[0] % 60:02d} "
-                lines.append(f"  {when}{agenda_title(item, by_number)} ({item.minutes} min)")
-        summary = course.name + (f": {m.title}" if m.title else "")
-        where = m.session.place if m.session else None
-        link = m.session.link if m.session else None
-        if m.start and m.end:
-            start: datetime | date = _at(m.day, m.start, tz)
-            end: datetime | date | None = _at(m.day, m.end, tz)
-        else:
-            start, end = m.day, None
-        event(
-            f"class-{m.day:%Y%m%d}",
-            summary,
-            start,
-            end,
-            "\n".join(lines),
-            location=where,
-            url=link,
-        )
-
-    for off in meetings.days_off:
-        if off.reason == "No class":
-            continue  # a single holiday: the missing class says it
-        event(f"break-{off.day:%Y%m%d}", f"No class: {off.reason}", off.day, off.last)
-
-    syl = Syllabus.of(course)
-    if syl.office_hours_slots and meetings.meetings:
-        first, last = meetings.meetings[0].day, meetings.meetings[-1].day
-        days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-        for slot in syl.office_hours_slots:
-            day = first + timedelta(days=(days.index(slot.day) - first.weekday()) % 7)
-            if day > last:
-                continue
-            end_t = slot.end or (datetime.combine(day, slot.start) + timedelta(hours=1)).time()
-            ev = event(
-                f"officehours-{slot.day}-{slot.start:%H%M}",
-                f"{course.name}: office hours" + (f" ({slot.host})" if slot.host else ""),
-                _at(day, slot.start, tz),
-                _at(day, end_t, tz),
-                location=slot.place or slot.link,
-                url=slot.link,
-            )
-            until = datetime.combine(last, time(23, 59), tzinfo=tz).astimezone(ZoneInfo("UTC"))
-            ev.add("rrule", vRecur(freq="weekly", until=until))
-
-    if person is not None:
-        rows = await session.execute(
-            select(Paper)
-            .join(Assignment, Assignment.paper_id == Paper.id)
-            .where(Assignment.person_id == person.id, Assignment.published.is_(True))
-        )
-        of_paper = {pid: b for b in battles for pid in (b.paper_a_id, b.paper_b_id)}
-        who = person_key(person)
-        for (paper,) in rows:
-            battle = of_paper.get(paper.id)
-            day = (battle.class_date if battle else None) or paper.class_date
-            if day is None:
-                continue
-            m = meetings.on(day)
-            start_t = m.start if m else course.class_start
-            end_t = m.end if m else course.class_end
-            if battle is not None and battle.start_time:
-                start_t = battle.start_time
-            if battle is not None:
-                side = "A" if battle.paper_a_id == paper.id else "B"
-                n = battle.label or battle.number
-                summary = f"You present in paper battle {n} (side {side}): #{paper.number}"
-                uid = f"battle-{battle.number}-{who}"
-            else:
-                summary = f"You present #{paper.number} {paper.title}"
-                uid = f"present-{paper.number}-{who}"
-                if m is not None and m.agenda:  # the talk's own slot in the agenda
-                    for item, span in zip(m.agenda, agenda_times(m.start, m.agenda), strict=True):
-                        if item.paper == paper.number and item.kind == "talk" and span:
-                            start_t = time(span[0] // 60 % 24, span[0] % 60)
-                            end_t = time(span[1] // 60 % 24, span[1] % 60)
-                            break
-            desc = f"#{paper.number} {paper.title}\n{paper_details(paper)}"
-            if start_t and end_t and end_t > start_t:
-                event(uid, summary, _at(day, start_t, tz), _at(day, end_t, tz), desc)
-            else:
-                event(uid, summary, day, None, desc)
-
-    cal.add_missing_timezones()
-    return cal.to_ical()
-
-
-@registry.command(
-    "deadlines ics",
-    "The course calendar (deadlines, classes, your presentations) as an .ics file",
-    access=Access.ANYONE,
-    ephemeral=True,
-    topic="course",
-)
-async def deadlines_ics(ctx: Context, _: BaseModel) -> Reply:
-    data = await calendar_ics(ctx.session, ctx.course, ctx.person)
-    mine = " and your presentations" if ctx.person is not None else ""
-    return Reply(
-        f"The course calendar: deadlines, class sessions{mine}. Import it into your calendar "
-        f"app; times are {ctx.course.timezone}.",
-        files=[FileOut(f"{ctx.course.key}.ics", data, "text/calendar")],
-    )
 
 
 # ------------------------------------------------------------------ due work

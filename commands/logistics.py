@@ -80,6 +80,8 @@ class DeadlineItem:
     #: A stable id from the course file (``critique-5``, ``deadline-survey``): the
     #: calendar's event UIDs, the same after a re-import.
     uid: str = ""
+    #: The paper a critique is of (its link goes with the deadline in the calendar).
+    paper_number: int | None = None
 
 
 async def course_deadlines(session: AsyncSession, course: Course) -> list[DeadlineItem]:
@@ -105,6 +107,7 @@ async def course_deadlines(session: AsyncSession, course: Course) -> list[Deadli
                     f"Critique + question: #{p.number} {p.title}",
                     "critique",
                     f"critique-{p.number}",
+                    p.number,
                 )
             )
     for m in await session.scalars(select(Milestone).where(Milestone.course_id == course.id)):

@@ -101,6 +101,10 @@ class Outbox(Protocol):
         :meth:`post` takes as ``channel`` to post into the thread later."""
         ...
 
+    # Optional: ``async def recorded(self, course_id: int, ref: str, reply: Reply) -> None``
+    # is called once a posted message's reference (and what its reactions mean) is
+    # committed, to finish the message (Slack adds a poll's reaction choices then).
+
 
 @dataclass(frozen=True)
 class Outgoing:
@@ -438,9 +442,25 @@ class Dispatcher:
             )
             if status == SENT and ref:
                 await self._record(session, row, ref, sent)
+        if status == SENT and ref and sent is not None and row.edit_key is None:
+            await self._after_record(row, ref, sent)
         if status == PENDING:
             self.kick()
         return 0 if status == PENDING else 1
+
+    async def _after_record(self, row: OutboxMessage, ref: str, sent: Reply) -> None:
+        """A port may finish a message once it is recorded (its optional ``recorded``:
+        Slack adds a poll's reaction choices only then, so no reaction can arrive
+        before the record that routes it). A failure there is logged; the row is sent."""
+        finish = getattr(self.outbox, "recorded", None)
+        if finish is None:
+            return
+        try:
+            await finish(row.course_id, ref, sent)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("finishing outbox row %s after its record failed", row.id, exc_info=True)
 
     async def _send(self, row: OutboxMessage) -> tuple[str | None, Reply]:
         """Send the row; the platform's reference and the reply that went out."""

@@ -9,11 +9,14 @@ after a closing quote (so ``paper's`` is one word, and ``shlex.quote`` output re
 ``<reason…>``) takes the rest of the line as typed, quoted or not. A quoted value stays
 whole inside a list option of text. Every value then goes through :func:`validate`:
 numbers are plain ASCII digits in range, text is within its limit and free of control
-characters (:mod:`commands.text`), whatever the platform.
+characters (:mod:`commands.text`), an option that names a record (a battle: ``4``,
+``#4``, ``B4``) is read by its own rule (:class:`~commands.registry.Ref`), whatever the
+platform.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -270,6 +273,49 @@ def _retag(tok: str, value: str) -> str:
     return value
 
 
+# ----------------------------------------------------------------------------- forms
+
+
+def missing_form_options(cmd: Command, tokens: Sequence[str]) -> list[str]:
+    """The command's form options (the long text Discord and Slack collect in a modal)
+    when the typed words give none of them, else ``[]``, read with this grammar:
+    ``critique submit 5`` → its form; ``critique submit 5 answer=...``, or a line whose
+    positional words already reach the form's options, is parsed as typed."""
+    by_name = {s.name: s for s in cmd.specs}
+    # A form opens by itself only when the command cannot run without it: a command
+    # whose form options are all optional (`intro`, which updates what is given) runs,
+    # and offers its form as a button.
+    form = [name for name in cmd.form if name in by_name and by_name[name].required]
+    if not form:
+        return []
+    named: set[str] = set()
+    positionals = 0
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        key = _named_key(tok, by_name)
+        if key is None:
+            positionals += 1
+        else:
+            named.add(key)
+            if tok.startswith("--") and "=" not in tok and _flag(tok, by_name) is None:
+                i += 1  # `--name value`: the next word is its value
+        i += 1
+    if any(name in named for name in form):
+        return []
+    free = [s for s in cmd.specs if s.name not in named and s.name not in form and not s.is_flag]
+    if positionals > len(free) and not any(s.many for s in free):
+        return []
+    return form
+
+
+def line_with(line: str, values: dict[str, object]) -> str:
+    """``line`` with ``name=value`` words appended, quoted so that :func:`tokenize`
+    reads each value back whole (a submitted form's fields after the typed command)."""
+    words = [line] + [f"{name}={shlex.quote(str(value))}" for name, value in values.items()]
+    return " ".join(w for w in words if w)
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -300,6 +346,8 @@ def validate(cmd: Command, values: dict[str, Any]) -> BaseModel:
 
 def _check(spec: OptionSpec, value: Any) -> Any:
     what = f"`{spec.name}`"
+    if spec.ref is not None:  # a reference (a battle: 4, #4, B4) reads itself
+        return spec.ref.read(value, what)
     if spec.type is int and not spec.choices and not isinstance(value, str | int | float):
         return value  # pydantic says what is wrong
     if spec.type is int and not spec.choices:
@@ -362,4 +410,6 @@ def describe_option(spec: OptionSpec) -> str:
     default = (
         "" if spec.required or spec.default in (None, [], False) else f"; default {spec.default}"
     )
+    if spec.ref is not None:  # its description says what names the record
+        return f"{spec.description}{default}"
     return f"{spec.description} — {kind}{many}{default}"

@@ -128,6 +128,7 @@ STUDENT_ONLY = frozenset(
         "critique status",
         "critique submit",
         "discussion group",
+        "intro",
         "project create",
         "project instance add",
         "project join",
@@ -347,6 +348,7 @@ def _listing(cmds: list[Command]) -> str:
     ephemeral=True,
     examples=("help", "help papers", "help battle"),
     topic="course",
+    reads=True,
 )
 async def help_(ctx: Context, opts: HelpOptions) -> Reply:
     visible = [c for c in ctx.registry if runnable(c, ctx.person)]
@@ -424,6 +426,7 @@ async def help_(ctx: Context, opts: HelpOptions) -> Reply:
     access=Access.ANYONE,
     ephemeral=True,
     topic="course",
+    reads=True,
 )
 async def whoami(ctx: Context, _: BaseModel) -> Reply:
     caller = ctx.caller
@@ -592,6 +595,7 @@ async def register_unlink(ctx: Context, opts: UnlinkOptions) -> Reply:
     topic="roster",
     access=Access.STAFF,
     ephemeral=True,
+    reads=True,
 )
 async def register_pending(ctx: Context, _: BaseModel) -> Reply:
     return await registration.pending_reply(ctx)
@@ -662,6 +666,7 @@ class ListOptions(BaseModel):
     topic="roster",
     access=Access.STAFF,
     ephemeral=True,
+    reads=True,
 )
 async def register_list(ctx: Context, opts: ListOptions) -> Reply:
     people = list(

@@ -13,10 +13,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commands.attachments import expect_kind, read_bytes, safe_name
+from commands.attachments import FileRule, read_attachment, safe_name
 from commands.audit import Reason, record
 from commands.context import Context
 from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
+from commands.intros import interests_by_person
 from commands.registry import Access, LongText, registry
 from commands.replies import Reply, Section, Table, Tone
 from commands.timefmt import fmt_instant
@@ -224,21 +225,17 @@ async def find_milestone(session: AsyncSession, course: Course, key: str) -> Mil
     raise NotFound(f"There is no milestone `{key}`.", hint=f"Milestones: {keys}.")
 
 
-async def read_pdf(ctx: Context) -> bytes:
-    """The attached write-up: a local file (terminal, Slack) or a URL (Discord), at most
-    MAX_PDF_BYTES, a PDF by its bytes (not its name)."""
-    if not ctx.request.attachments:
-        raise InvalidInput(
-            "Attach the write-up as a PDF to this command.",
-            hint="In the terminal: `:attach report.pdf`, then the command; on Discord use "
-            "the file option; on Slack share the PDF with the bot, then send the command.",
-        )
-    if len(ctx.request.attachments) > 1:
-        raise InvalidInput("Attach one PDF only: the write-up.")
-    att = ctx.request.attachments[0]
-    data = await read_bytes(att, MAX_PDF_BYTES, hint="Please compress it.")
-    expect_kind(att.name, data, {"pdf"}, "not a PDF", hint="Export the write-up as a PDF.")
-    return data
+#: A milestone's write-up: one PDF of at most MAX_PDF_BYTES (commands/attachments.py).
+WRITE_UP_FILE = FileRule(
+    noun="the write-up",
+    form="a PDF",
+    one="one PDF",
+    kinds=frozenset({"pdf"}),
+    max_bytes=MAX_PDF_BYTES,
+    wrong_kind="not a PDF",
+    kind_hint="Export the write-up as a PDF.",
+    size_hint="Please compress it.",
+)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -314,6 +311,7 @@ async def project_leave(ctx: Context, _: BaseModel) -> Reply:
     "Project groups, their members and status",
     access=Access.ANYONE,
     topic="project",
+    reads=True,
 )
 async def project_list(ctx: Context, _: BaseModel) -> Reply:
     projects = list(
@@ -418,19 +416,26 @@ async def project_lfg(ctx: Context, opts: LfgOptions) -> Reply:
             post.interests, post.posted_at = text, ctx.now
         await ctx.session.flush()
     # No emails: the board is public (and students' addresses are theirs to share).
-    rows = await ctx.session.execute(
-        select(Person.name, LookingForGroup.interests, LookingForGroup.posted_at)
-        .join(Person, Person.id == LookingForGroup.person_id)
-        .where(LookingForGroup.course_id == ctx.course.id)
-        .order_by(LookingForGroup.posted_at)
+    rows = list(
+        await ctx.session.execute(
+            select(Person.id, Person.name, LookingForGroup.interests, LookingForGroup.posted_at)
+            .join(Person, Person.id == LookingForGroup.person_id)
+            .where(LookingForGroup.course_id == ctx.course.id)
+            .order_by(LookingForGroup.posted_at)
+        )
     )
-    table = [[n, i, fmt_instant(at, ctx.tz)] for n, i, at in rows]
+    # What excites each poster (their `intro`, shortened): the only part of an
+    # introduction other students see.
+    excited = await interests_by_person(ctx.session, ctx.course.id, [r[0] for r in rows])
+    table = [[n, i, excited.get(pid, "-"), fmt_instant(at, ctx.tz)] for pid, n, i, at in rows]
     lead = "Your interests are on the board. " if opts.interests else ""
+    if opts.interests and me.id not in excited:
+        lead += "`intro` adds what excites you in computer vision and AI. "
     return Reply(
         title="Looking for a group",
         text=lead + f"{len(table)} looking: message them here. Joining a group takes you off "
-        "the board.",
-        tables=[Table(["Student", "Interests", "Posted"], table)],
+        "the board. “Excited about” is each poster's `intro`.",
+        tables=[Table(["Student", "Interests", "Excited about", "Posted"], table)],
     )
 
 
@@ -501,6 +506,7 @@ class ProjectRef(BaseModel):
     topic="project",
     ephemeral=True,
     examples=("project instances", "project instances Robo"),
+    reads=True,
 )
 async def project_instances(ctx: Context, opts: ProjectRef) -> Reply:
     project = await _project_for(ctx, opts.project)
@@ -552,7 +558,9 @@ async def project_submit(ctx: Context, opts: SubmitOptions) -> Reply:
             f"`{project.name}` has one member and no approval for a solo project.",
             hint="Find a partner (`project lfg`) or ask the instructor for `project approve`.",
         )
-    data = await read_pdf(ctx)
+    got = await read_attachment(ctx.request, WRITE_UP_FILE)
+    assert got is not None  # required
+    data = got.data
     rel = Path("projects") / str(project.id) / f"{safe_name(milestone.key)}.pdf"
     dest = ctx.data_dir / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -598,6 +606,7 @@ class MilestoneRef(BaseModel):
     topic="project",
     ephemeral=True,
     examples=("project submissions proposal",),
+    reads=True,
 )
 async def project_submissions(ctx: Context, opts: MilestoneRef) -> Reply:
     milestone = await find_milestone(ctx.session, ctx.course, opts.milestone)

@@ -296,9 +296,44 @@ class BattleRankOptions(BaseModel):
     papers: BattleIds = Field(description="battle paper ids, best first")
 
 
+def ranks(person: Person | None) -> bool:
+    """Who ranks papers: students (instructors and TAs do not present them)."""
+    return person is not None and person.role is Role.STUDENT
+
+
+@dataclass(frozen=True)
+class RankingPicker:
+    """What a rankings picker (Slack's modal) shows one student: how many papers to
+    choose, the papers of that kind ``(number, title)``, and their current order."""
+
+    kind: RankKind
+    count: int
+    papers: list[tuple[int, str]]
+    current: list[int]
+
+
+async def ranking_picker(
+    session: AsyncSession, course: Course, person: Person | None, kind: RankKind
+) -> RankingPicker | None:
+    """The picker for ``person``; None when they do not rank (the command, run as
+    typed, then says why)."""
+    from commands.logistics import course_papers
+
+    if person is None or not ranks(person):
+        return None
+    papers = await course_papers(session, course.id, kind=kind.value)
+    mine = (await rankings_of(session, course.id)).get(person.id, {}).get(kind)
+    return RankingPicker(
+        kind,
+        required_count(course, kind),
+        [(p.number, p.title) for p in papers],
+        [c.paper.number for c in mine.choices] if mine else [],
+    )
+
+
 async def _rank(ctx: Context, kind: RankKind, numbers: list[int]) -> Reply:
     me = ctx.me()
-    if me.role is not Role.STUDENT:
+    if not ranks(me):
         raise Forbidden("Only students rank papers; instructors and TAs do not present them.")
     deadline = await deadline_for(ctx.session, ctx.course, me.id)
     if deadline is not None and ctx.now > deadline:
@@ -343,7 +378,7 @@ async def rank_battle(ctx: Context, opts: BattleRankOptions) -> Reply:
     return await _rank(ctx, RankKind.BATTLE, opts.papers)
 
 
-@registry.command("rank show", "Your submitted rankings", ephemeral=True)
+@registry.command("rank show", "Your submitted rankings", ephemeral=True, reads=True)
 async def rank_show(ctx: Context, _: BaseModel) -> Reply:
     me = ctx.me()
     mine = (await rankings_of(ctx.session, ctx.course.id)).get(me.id, {})
@@ -372,6 +407,7 @@ async def rank_show(ctx: Context, _: BaseModel) -> Reply:
     access=Access.STAFF,
     ephemeral=True,
     topic="rank",
+    reads=True,
 )
 async def rankings_status(ctx: Context, _: BaseModel) -> Reply:
     have = await rankings_of(ctx.session, ctx.course.id)

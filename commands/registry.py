@@ -72,6 +72,17 @@ class LongText:
     """Marks a free-text option best typed in a paragraph box (a modal on Discord/Slack)."""
 
 
+@dataclass(frozen=True)
+class Ref:
+    """Marks an option that names a record in a small grammar of its own (a battle: ``4``,
+    ``#4`` or its id ``B4``), typed as text everywhere (a Discord string option).
+    ``read(value, what)`` checks and reads it, under the number rules of docs/input.md
+    rather than the text rules, raising :class:`~commands.errors.InvalidInput`; the
+    option's description says what it takes. The handler then looks the record up."""
+
+    read: Callable[[Any, str], Any]
+
+
 Handler = Callable[["Context", Any], Awaitable["Reply"]]
 #: A command's slow first step (see Command.prepare): any result.
 Preparer = Callable[["Context", Any], Awaitable[Any]]
@@ -96,6 +107,8 @@ class OptionSpec:
     le: float | None = None
     min_length: int | None = None
     max_length: int | None = None
+    #: How a reference option is read (:class:`Ref`); None for every other option.
+    ref: Ref | None = None
 
     @property
     def is_flag(self) -> bool:
@@ -103,8 +116,8 @@ class OptionSpec:
 
     @property
     def is_text(self) -> bool:
-        """Free text (not a choice, a list or a number)."""
-        return self.type is str and not self.choices and not self.many
+        """Free text (not a choice, a list, a number or a reference)."""
+        return self.type is str and not self.choices and not self.many and self.ref is None
 
     @property
     def text_limit(self) -> int:
@@ -155,6 +168,7 @@ def _spec(name: str, info: FieldInfo) -> OptionSpec:
         ann = str
     complete = next((m.kind for m in metadata if isinstance(m, Complete)), None)
     long = any(isinstance(m, LongText) for m in metadata)
+    ref = next((m for m in metadata if isinstance(m, Ref)), None)
     bound = {k: getattr(m, k) for m in metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
     ge = bound.get("ge", None if "gt" not in bound else bound["gt"] + 1)
     le = bound.get("le", None if "lt" not in bound else bound["lt"] - 1)
@@ -175,6 +189,7 @@ def _spec(name: str, info: FieldInfo) -> OptionSpec:
         le=le,
         min_length=sizes.get("min_length"),
         max_length=sizes.get("max_length"),
+        ref=ref,
     )
 
 
@@ -198,6 +213,10 @@ class Command:
     #: A read-only lookup (``schedule``, ``papers``): answered privately, with a
     #: "Share in channel" button, so fifty students asking do not flood the channel.
     share: bool = False
+    #: Only reads the database (``whoami``, ``rank show``): on SQLite it runs beside the
+    #: one writer on its own snapshot (WAL), never queued behind writes. A lookup
+    #: (``share``) is one too. A test runs every such command and checks it writes nothing.
+    reads: bool = False
     #: Slow work done first, on a read snapshot outside the write queue (the solver):
     #: ``prepare(ctx, opts)``'s result reaches the handler as ``ctx.prepared``, and the
     #: handler checks that what it was computed from has not changed meanwhile.
@@ -306,6 +325,7 @@ class Registry:
         form: Iterable[str] = (),
         attachment: str | None = None,
         share: bool = False,
+        reads: bool = False,
         prepare: Preparer | None = None,
     ) -> Callable[[Handler], Handler]:
         path = tuple(name.split())
@@ -327,6 +347,7 @@ class Registry:
                 form=tuple(form),
                 attachment=attachment,
                 share=share,
+                reads=reads or share,
                 prepare=prepare,
             )
             return fn

@@ -1,5 +1,9 @@
 """Deadline reminders: which posts are due now, recorded so each goes out once.
 
+Critique deadlines are not reminded here: their own due work (``commands.critiques``)
+reminds only the students who still owe one, privately, at the course file's
+``reminders.critique`` times, and posts one closing message per deadline.
+
 Registered as due work (``reminders``): the scheduler asks :func:`next_reminder` when
 the next one falls due and calls :func:`due_reminders` then; each reminder has a stable
 key stored in ``notifications`` in the same transaction that queues it in the outbox,
@@ -16,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.due import Scope, due_registry, earliest
-from commands.logistics import course_deadlines
+from commands.logistics import DeadlineItem, course_deadlines
 from commands.outbox import Outgoing
 from commands.replies import Reply
 from commands.timefmt import fmt_instant
@@ -24,6 +28,13 @@ from db.models import Course, Notification
 
 #: A reminder missed while the bot was down still goes out if this late at most.
 GRACE = timedelta(hours=2)
+#: Deadline kinds whose feature reminds on its own (only those who still owe one).
+OWN_REMINDERS = frozenset({"critique"})
+
+
+async def reminded_deadlines(session: AsyncSession, course: Course) -> list[DeadlineItem]:
+    """The course's deadlines that get the public reminder (not the critiques)."""
+    return [i for i in await course_deadlines(session, course) if i.kind not in OWN_REMINDERS]
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,7 @@ async def due_reminders(
     )
     channel = course.channels.get("announcements", "announcements")
     posts: list[Post] = []
-    for item in await course_deadlines(session, course):
+    for item in await reminded_deadlines(session, course):
         for hours in sorted(hours_before, reverse=True):
             fire_at = item.due - timedelta(hours=hours)
             key = f"deadline:{item.kind}:{item.title}:{item.due.isoformat()}:-{hours}h"
@@ -118,7 +129,7 @@ async def next_reminder(session: AsyncSession, now: datetime, scope: Scope) -> d
     best = None
     hours = [timedelta(hours=h) for h in scope.reminder_hours]
     for course in list(await session.scalars(_courses(scope))):
-        dues = [item.due for item in await course_deadlines(session, course)]
+        dues = [item.due for item in await reminded_deadlines(session, course)]
         if course.ranking_deadline is not None:
             dues.append(course.ranking_deadline)
         best = earliest(best, *(d - h for d in dues for h in hours if d - h > now))

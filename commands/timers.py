@@ -30,7 +30,7 @@ from commands.outbox import Outgoing
 from commands.registry import Access, Complete, registry
 from commands.replies import Reply, Section, Table
 from commands.timefmt import fmt_day, fmt_time
-from db.models import BattleTimer, Course, Notification, Paper, Slot
+from db.models import Battle, BattleTimer, Course, Notification, Paper, Slot
 
 #: A timer nobody stops ends itself this long after its end, with a note.
 MAX_OVERRUN = timedelta(minutes=15)
@@ -277,9 +277,21 @@ async def _talk(
 ) -> Reply:
     """Start the strict timer of ``paper``'s talk."""
     if paper.slot is Slot.BATTLE:
+        from commands.battles import battle_name, phases_of
+
+        battle = await ctx.session.scalar(
+            select(Battle).where(
+                Battle.course_id == ctx.course.id,
+                (Battle.paper_a_id == paper.id) | (Battle.paper_b_id == paper.id),
+            )
+        )
+        if battle is None:
+            raise InvalidInput(f"#{paper.number} is a battle paper in no battle: nothing to time.")
+        n = battle_name(battle)
+        keys = " | ".join(p.key for p in phases_of(ctx.course, battle))
         raise InvalidInput(
-            f"#{paper.number} is a battle paper: its battle is timed phase by phase.",
-            hint="`battle timer <battle> <phase>`; `battle show` names the battle.",
+            f"#{paper.number} is a battle paper: battle {n} is timed phase by phase.",
+            hint=f"`battle timer {n} <{keys}>`.",
         )
     item = await _agenda_item_for(ctx, paper)
     minutes = minutes or (item.minutes if item else None) or SLOT_MINUTES.get(paper.slot)
@@ -473,6 +485,7 @@ async def agenda_timer(ctx: Context, opts: AgendaTimerOptions) -> Reply:
     access=Access.STAFF,
     ephemeral=True,
     topic="course",
+    reads=True,
 )
 async def timers(ctx: Context, _: BaseModel) -> Reply:
     running = await running_timers(ctx.session, ctx.course.id)

@@ -874,7 +874,8 @@ class InboxEntry(Base):
 
 class WebLink(Base):
     """A link the bot handed out in chat: ``signin`` (one use, valid minutes) opens a web
-    session; ``calendar`` (until replaced) serves a person's calendar feed.
+    session. (Calendar links were ``calendar`` rows here until migration 0021 moved them
+    to :class:`CalendarToken`.)
 
     Only the SHA-256 of the link's secret is stored. The link acts as the chat account
     that asked for it (``platform``, ``workspace``, ``user_id``): each use resolves that
@@ -884,7 +885,7 @@ class WebLink(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    kind: Mapped[str] = mapped_column(String(16), default="signin")  # signin | calendar
+    kind: Mapped[str] = mapped_column(String(16), default="signin")  # signin
     course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
@@ -892,7 +893,7 @@ class WebLink(Base):
     user_id: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
-    #: When a sign-in link was used (it never works twice) or a calendar link replaced.
+    #: When a sign-in link was used (it never works twice).
     used_at: Mapped[datetime | None]
 
 
@@ -973,3 +974,109 @@ class CritiqueMark(Base):
     mark: Mapped[str] = mapped_column(String(16))  # missing | excused
     set_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     set_at: Mapped[datetime]
+    #: Why (``critique excuse`` requires one); shown to the student.
+    reason: Mapped[str | None] = mapped_column(String(500))
+
+
+# (issue #19 point 6: the first lecture's introductions)
+
+
+class Introduction(Base):
+    """A student's introduction (``intro``): the name they go by (None: the roster's),
+    what excites them in computer vision and AI, and why they take the course; their
+    degree and year are the roster entry's (:class:`Person`). Seen by the student and
+    the staff; other students see only the name and a short ``excites`` on the project
+    board (``project lfg``). Running ``intro`` again updates it."""
+
+    __tablename__ = "introductions"
+    __table_args__ = (UniqueConstraint("person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(100))
+    excites: Mapped[str] = mapped_column(Text)
+    why: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+# (issue #19 point 4: calendars that stay current)
+
+
+class CalendarToken(Base):
+    """A person's calendar subscription link (``calendar link``): the secret in the URL
+    ``/cal/<token>.ics`` that calendar apps poll. Only its SHA-256 is stored. A person
+    has at most one live link: a new one revokes the old; ``calendar revoke`` (the
+    person, or staff for anyone) ends it, and a revoked link is never served again."""
+
+    __tablename__ = "calendar_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+
+
+class CalendarVersion(Base):
+    """What the calendar last served of one event: its content's fingerprint, its
+    SEQUENCE and when that content first went out (LAST-MODIFIED and DTSTAMP). A
+    changed fingerprint gets the next sequence, so subscribers update the event they
+    have instead of adding one.
+
+    Keyed by the course's *key* and the event's UID (both stable across re-imports),
+    not by row ids: a course deleted and imported again keeps its events' history, and
+    its sequences never go back."""
+
+    __tablename__ = "calendar_versions"
+    __table_args__ = (UniqueConstraint("course_key", "uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_key: Mapped[str] = mapped_column(String(64))
+    uid: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    modified_at: Mapped[datetime]
+
+
+# (issue #19, point 3: the gradebook)
+
+
+class ProjectGrade(Base):
+    """A project group's grade for a milestone, out of 100, shared by the members it was
+    given to (``members``: their person ids when it was set, so someone who joins or
+    leaves later keeps what they earned); a member may have an adjustment."""
+
+    __tablename__ = "project_grades"
+    __table_args__ = (UniqueConstraint("project_id", "milestone_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    milestone_id: Mapped[int] = mapped_column(ForeignKey("milestones.id", ondelete="CASCADE"))
+    points: Mapped[float]
+    members: Mapped[list[Any]] = mapped_column(default=list)
+    set_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime]
+
+
+class GradeAdjustment(Base):
+    """One student's adjustment (+/- points) of their group's grade for a milestone, with
+    the reason (shown to them)."""
+
+    __tablename__ = "grade_adjustments"
+    __table_args__ = (UniqueConstraint("person_id", "milestone_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    milestone_id: Mapped[int] = mapped_column(ForeignKey("milestones.id", ondelete="CASCADE"))
+    points: Mapped[float]
+    reason: Mapped[str] = mapped_column(Text)
+    set_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime]

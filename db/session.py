@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+
+from db.inline_sqlite import BUSY_TIMEOUT_S, connector
 
 
 def normalise_url(url: str) -> str:
@@ -52,7 +55,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
@@ -83,6 +86,12 @@ class Database:
         if self.backend == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                # Statements run in the event loop's thread, one write transaction at
+                # a time (db/inline_sqlite.py): no thread hop per statement.
+                # Opt-in for now (COURSEBOT_SQLITE_INLINE=1): one scheduler test still
+                # hangs with it; by default aiosqlite's thread per connection is used.
+                if os.environ.get("COURSEBOT_SQLITE_INLINE") == "1":
+                    kwargs["async_creator"] = connector(parsed.database)
             kwargs.update(connect_args={"timeout": 30}, pool_size=2, max_overflow=4)
             # SQLite has one writer at a time: commands run one after another (a fair
             # FIFO queue in the core), which also gives every command full isolation.

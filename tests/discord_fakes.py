@@ -29,6 +29,8 @@ from bot.discord import CourseBot
 from commands.coursefile import link_identity
 from db.models import Course, CourseBinding, Person, Platform
 
+#: The guild's text channels: the sample course file's ``channels`` (bound by id at start).
+CHANNELS = ("general", "announcements", "battles", "discussions")
 #: The guild the sample course is bound to in these tests.
 GUILD_ID = 1_180_000_000_000_000_001
 #: Discord user name → the roster email it is linked to (None: on Discord, not linked).
@@ -111,7 +113,8 @@ async def discord_world(
     bind: bool = True,
     prepare: Callable[[World], None] | None = None,
 ) -> AsyncIterator[World]:
-    """A running bot in a guild with #general, #announcements and #battles, an
+    """A running bot in a guild with the sample course's channels (#general,
+    #announcements, #battles, #discussions: the bot binds them by id at start), an
     instructor (Manage Server), a TA (Manage Messages) and three students.
     ``bot_manages_battles=False``: #battles denies the bot Manage Messages (it cannot
     remove other people's reactions there). ``bind=False``: the database already has
@@ -126,7 +129,7 @@ async def discord_world(
         name: guild.create_text_channel(
             name, overwrites=deny if name == "battles" and not bot_manages_battles else None
         )
-        for name in ("general", "announcements", "battles")
+        for name in CHANNELS
     }
     instructor = guild.create_role(
         "Instructor", permissions=discord.Permissions(manage_guild=True, manage_messages=True)
@@ -236,3 +239,42 @@ def world_ids(world: World) -> dict[str, int]:
         **{f"#{name}": channel.id for name, channel in world.channels.items()},
         **{name: member.id for name, member in world.members.items()},
     }
+
+
+# ---------------------------------------------------------------------- a class at once
+
+
+def react_together(
+    env: simcord.Env, message: discord.Message, reactions: list[tuple[int, str]]
+) -> None:
+    """``(user id, emoji)`` reactions added to ``message`` in the same instant: one
+    gateway event each, emitted before the bot handles any (simcord's ``react`` settles
+    after each, one person at a time). The caller waits for what should follow."""
+    for user_id, emoji in reactions:
+        env.backend.set_reaction(message.channel.id, message.id, emoji, user_id, True)
+
+
+async def slash_together(
+    env: simcord.Env,
+    actors: list[MemberActor],
+    channel: ChannelHandle,
+    name: str,
+    options: list[dict[str, object]],
+) -> list[simcord.InteractionResult]:
+    """The slash command ``name`` typed by every actor in the same instant (``options[i]``
+    for ``actors[i]``): simcord's ``slash`` settles after each and refuses overlapping
+    operations, so its own payload builder runs here with the per-call settle skipped.
+    The caller waits (``env.settle``, or polls what the bot sent)."""
+    from simcord import actors as sim_actors
+
+    async def no_settle(**_kw: object) -> None:
+        return None
+
+    env._settle_internal = no_settle  # type: ignore[method-assign]
+    try:
+        return [
+            await sim_actors._slash(actor, channel, name, dict(opts))
+            for actor, opts in zip(actors, options, strict=True)
+        ]
+    finally:
+        del env._settle_internal

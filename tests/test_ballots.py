@@ -222,7 +222,7 @@ async def test_discord_secret_ballot_removes_the_reaction_at_once(app: App) -> N
         battles = w.channels["battles"]
         assert await w.bot.check_ballot_permissions() == []  # the bot may remove reactions
         await publish_groups(w.app, QUIET_GROUPS)
-        await w.gedas.slash(battles, "admin battle open", battle=1)
+        await w.gedas.slash(battles, "admin battle open", battle="1")
         poll = battles.last_message
         assert poll is not None and len(button_labels(poll)) == 2  # the private path
         shown = message_text(poll)
@@ -252,7 +252,7 @@ async def test_discord_open_ballot_keeps_reactions_and_shows_live_counts(app: Ap
         battles = w.channels["battles"]
         assert await w.bot.check_ballot_permissions() == []
         await publish_groups(w.app, QUIET_GROUPS)
-        await w.gedas.slash(battles, "admin battle open", battle=1)
+        await w.gedas.slash(battles, "admin battle open", battle="1")
         poll = battles.last_message
         assert poll is not None
         shown = message_text(poll)
@@ -278,7 +278,7 @@ async def test_discord_voter_with_closed_dms_is_pointed_to_the_buttons(app: App)
     async with discord_world(app) as w:
         battles = w.channels["battles"]
         await publish_groups(w.app, QUIET_GROUPS)
-        await w.gedas.slash(battles, "admin battle open", battle=1)
+        await w.gedas.slash(battles, "admin battle open", battle="1")
         poll = battles.last_message
         assert poll is not None
         dm = w.alice.user.dm_channel
@@ -316,7 +316,7 @@ async def test_discord_without_manage_messages_warns_and_tells_the_truth(
         assert startup and "#battles" in startup[0] and "course comp790" in startup[0]
         battles = w.channels["battles"]
         await publish_groups(w.app, QUIET_GROUPS)
-        await w.gedas.slash(battles, "admin battle open", battle=1)
+        await w.gedas.slash(battles, "admin battle open", battle="1")
         poll = battles.last_message
         assert poll is not None
         await w.alice.react(poll, A)

@@ -496,8 +496,16 @@ async def test_a_battle_poll_takes_votes_by_reaction_and_button_with_a_justifica
     from db.models import BattleVote
 
     battles = w.channels["battles"]
+    # A battle is named as printed (`4`, `#4`, `B4`): a string option that autocompletes.
+    synced = [
+        c.to_dict(w.bot.tree) for c in w.bot.tree.get_commands(guild=discord.Object(GUILD_ID))
+    ]
+    battle = next(c for c in synced if c["name"] == "battle")
+    withdraw = next(o for o in battle["options"] if o["name"] == "withdraw")
+    (option,) = withdraw["options"]
+    assert option["type"] == discord.AppCommandOptionType.string.value and option["autocomplete"]
     await publish_groups(w.app, QUIET_GROUPS)  # a battle runs once it has sides
-    await w.gedas.slash(battles, "admin battle open", battle=1)
+    await w.gedas.slash(battles, "admin battle open", battle="1")
     poll = battles.last_message
     assert poll is not None and [str(r.emoji) for r in poll.reactions] == ["🅰️", "🅱️"]
     buttons = button_labels(poll)
@@ -526,7 +534,7 @@ async def test_a_battle_poll_takes_votes_by_reaction_and_button_with_a_justifica
     # withdrawing is a command, not an unreaction.
     poll = battles.history()[0]
     assert {str(r.emoji): r.count for r in poll.reactions} == {"🅰️": 1, "🅱️": 1}
-    await w.alice.slash(battles, "battle withdraw", battle=1)
+    await w.alice.slash(battles, "battle withdraw", battle="#1")
     async with w.app.db.session() as s:
         assert [v.side for v in await s.scalars(select(BattleVote))] == ["B"]
 
@@ -631,7 +639,7 @@ async def test_a_discussion_opens_a_thread_per_group_with_its_members(world: Wor
     its question, its linked members added; the timer's warning lands in each thread."""
     w = world
     assert isinstance(w.app.clock, FixedClock)
-    discussions = w.guild.create_text_channel("discussions")
+    discussions = w.channels["discussions"]
     for line, opts in [
         ("admin discussion add", {"paper": 5, "text": "Why so few channels in the fast path?"}),
         ("admin discussion accept", {"paper": 5}),

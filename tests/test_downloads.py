@@ -327,7 +327,9 @@ async def test_slack_downloads_are_checked_and_never_leave_the_data_folder(
     bot, fake = slack.bot, slack.fake
     fake.downloads["F1"] = PDF
     # A `../` id and name: stored inside the files folder, under a clean name.
-    att = await bot._download(shared("../../../F1", "../../evil.pdf", f"{fake.base}/files/F1", 80))
+    att = await bot.files.download(
+        shared("../../../F1", "../../evil.pdf", f"{fake.base}/files/F1", 80)
+    )
     assert att.path is not None and att.path.parent == bot.files_dir
     assert att.path.name == "F1-evil.pdf" and att.path.read_bytes() == PDF
     assert {p.parent for p in tmp_path.rglob("*.pdf")} <= {bot.files_dir}
@@ -335,12 +337,12 @@ async def test_slack_downloads_are_checked_and_never_leave_the_data_folder(
     async with file_host(FileHost(files={"x.pdf": PDF})) as other:
         for url in ("https://evil.example.com/x.pdf", f"{other.base}/x.pdf"):
             with pytest.raises(InvalidInput, match="not the chat platform's file host"):
-                await bot._download(shared("F2", "x.pdf", url, 80))
+                await bot.files.download(shared("F2", "x.pdf", url, 80))
         assert other.seen == []  # nor the token
     # Over the cap as declared: refused before the request.
     calls = len(fake.calls)
     with pytest.raises(InvalidInput, match="larger than 50 MB"):
-        await bot._download(shared("F3", "big.pdf", f"{fake.base}/files/F1", 60 * MB))
+        await bot.files.download(shared("F3", "big.pdf", f"{fake.base}/files/F1", 60 * MB))
     assert len(fake.calls) == calls
     assert sorted(p.name for p in bot.files_dir.iterdir()) == ["F1-evil.pdf"]
 

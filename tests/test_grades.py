@@ -16,6 +16,7 @@ from icalendar import Calendar
 from sqlalchemy import delete, select
 
 from bot.app import App
+from commands.calendar import calendar_ics, person_key
 from commands.context import Caller, Request, Where
 from commands.coursefile import (
     dump_course,
@@ -35,7 +36,6 @@ from commands.critiques import (
     due_critique_posts,
     tally,
 )
-from commands.grades import calendar_ics, person_key
 from commands.replies import Reply, render_text
 from db.models import (
     Assignment,
@@ -116,16 +116,20 @@ async def test_ungraded_critiques_do_not_count_as_zero(app: App) -> None:
     await add_critiques(app, "alice.chen@unc.edu", {5: "pass"})
     row = critiques_row(render_text(await say(app, "alice", "grades")))
     # The issue: 1 passed of 1 graded used to read 10/100.
-    assert "100/100" in row and "1 of 10 graded, 9 not yet" in row
+    assert "100/100" in row and "counted: 1 graded critique; 9 not due yet" in row
     await add_critiques(app, "bob.okafor@unc.edu", {5: "pass", 6: "pass", 13: "fail", 15: None})
     shown = render_text(await say(app, "gedas", "grades bob"))
     assert "66.67/100" in critiques_row(shown)  # 2 of 3 graded; the ungraded one waits
-    assert "3 of 10 graded, 7 not yet" in critiques_row(shown)
+    assert "counted: 3 graded critiques; 1 not yet" in critiques_row(shown)
+    assert "Critiques: counted: 3 graded critiques; 1 not yet graded, 6 not due yet." in shown
     export = await say(app, "gedas", "grade export")
-    rows = {r["Email"]: r for r in csv.DictReader(io.StringIO(export.files[0].data.decode()))}
-    assert rows["alice.chen@unc.edu"]["critiques"] == "100"
-    assert rows["carol.martinez@unc.edu"]["critiques"] == ""  # nothing graded yet
-    assert rows["alice.chen@unc.edu"]["Student"] == "Chen, Alice"
+    # The Canvas import: keyed by SIS Login ID (the onyen); the second row is Points Possible.
+    reader = list(csv.DictReader(io.StringIO(export.files[0].data.decode())))
+    assert reader[0]["Student"] == "Points Possible" and reader[0]["critiques"] == "100"
+    rows = {r["SIS Login ID"]: r for r in reader[1:]}
+    assert rows["achen"]["critiques"] == "100"
+    assert rows["cmartine"]["critiques"] == ""  # nothing graded yet
+    assert rows["achen"]["Student"] == "Chen, Alice"
 
 
 async def test_a_missing_critique_is_recorded_as_zero_and_audited(app: App) -> None:
@@ -140,7 +144,7 @@ async def test_a_missing_critique_is_recorded_as_zero_and_audited(app: App) -> N
     r = await say(app, "maya", 'critique grade 5 missing bob reason="no file by Friday"')
     assert not r.is_error and "Recorded as missing (0)" in r.text, r.text
     row = critiques_row(render_text(await say(app, "gedas", "grades bob")))
-    assert "0/100" in row and "1 of 10 graded, 9 not yet; 1 missing (0)" in row
+    assert "0/100" in row and "counted: 1 missing past its deadline; 9 not due yet" in row
     status = render_text(await say(app, "bob", "critique status"))
     assert "missing, recorded as 0" in status
     listed = render_text(await say(app, "maya", "critique list 5"))
@@ -164,12 +168,14 @@ async def test_a_missing_critique_is_recorded_as_zero_and_audited(app: App) -> N
     assert "Recorded 23 missing critique(s)" in r.text, r.text
     r = await say(app, "maya", "critique grade 5 clear carol")
     assert "Cleared" in r.text
-    assert "1 of 10" not in critiques_row(render_text(await say(app, "gedas", "grades carol")))
+    # Cleared, her critique is still missing past its deadline: it counts 0 (the course's
+    # rule, `missing: zero`), as the recorded mark did.
+    row = critiques_row(render_text(await say(app, "gedas", "grades carol")))
+    assert "0/100" in row and "counted: 1 missing past its deadline; 9 not due yet" in row
     r = await say(app, "maya", 'critique grade 5 excused carol reason="at a conference"')
     assert "Excused" in r.text
-    assert "0 of 9 graded, 9 not yet; 1 excused" in critiques_row(
-        render_text(await say(app, "gedas", "grades carol"))
-    )
+    row = critiques_row(render_text(await say(app, "gedas", "grades carol")))
+    assert "not recorded" in row and "counted: nothing yet; 9 not due yet, 1 excused" in row
 
 
 async def test_presenters_are_excused_from_critiquing_their_paper(app: App) -> None:
@@ -196,7 +202,7 @@ async def test_presenters_are_excused_from_critiquing_their_paper(app: App) -> N
     assert refused.is_error and "excused from critiquing it" in refused.text
     await add_critiques(app, "alice.chen@unc.edu", {5: "pass"})
     row = critiques_row(render_text(await say(app, "alice", "grades")))
-    assert "1 of 9 graded, 8 not yet; 1 excused" in row
+    assert "counted: 1 graded critique; 8 not due yet, 1 excused" in row
 
     export = await say(app, "maya", "critique export")
     rows = list(csv.DictReader(io.StringIO(export.files[0].data.decode())))
@@ -216,13 +222,15 @@ async def test_canvas_exports_use_family_and_given_names(app: App) -> None:
         assert jiawen is not None
         jiawen.given_name, jiawen.family_name = "Jiawen", "Li"
     export = await say(app, "maya", "critique export")
-    names = [r["Student"] for r in csv.DictReader(io.StringIO(export.files[0].data.decode()))]
+    read = [r["Student"] for r in csv.DictReader(io.StringIO(export.files[0].data.decode()))]
+    assert read[0] == "Points Possible"  # Canvas's second row
+    names = read[1:]
     assert "Herrera García, Tomás" in names and "Li, Jiawen" in names
     assert names == sorted(names, key=lambda n: tuple(x.casefold() for x in n.split(", ")))
     assert names.index("Herrera García, Tomás") < names.index("Kowalski, Hannah")
     grades = await say(app, "maya", "grade export")
     students = [r["Student"] for r in csv.DictReader(io.StringIO(grades.files[0].data.decode()))]
-    assert students == names
+    assert students == ["Points Possible", *names]
 
 
 @given(st.lists(st.sampled_from([PASS, FAIL, ZERO, EXCUSED, PRESENTING, SUBMITTED, NOT_YET])))

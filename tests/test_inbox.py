@@ -48,7 +48,8 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 #: Runs tests/slack_child.py with the bot's view-submission ack budget set first.
 _WITH_BUDGET = (
-    "import runpy, sys; import bot.slack.bot as b; b.ACK_BUDGET = float(sys.argv[1]); "
+    "import runpy, sys; import bot.slack.listeners.interactions as b; "
+    "b.ACK_BUDGET = float(sys.argv[1]); "
     "sys.argv = ['slack_child', *sys.argv[2:]]; "
     "runpy.run_module('tests.slack_child', run_name='__main__')"
 )

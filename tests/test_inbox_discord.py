@@ -239,11 +239,12 @@ async def test_recovery_runs_buttons_and_forms_again_and_tells_about_the_rest(ap
                 "command",
                 w.maya.id,
                 general,
-                {"command": "whoami", "options": {}},
+                # (a command that writes: a read-only one is simply answered again)
+                {"command": "discussion propose", "options": {"paper": 5}},
                 token=committed[1],
                 defer="private",
-                what="`/whoami`",
-                again="Please type `/whoami` again.",
+                what="`/admin discussion propose`",
+                again="Please type `/admin discussion propose` again.",
                 received_at=now - timedelta(minutes=1),
             ),
             kept(  # committed too; its public "thinking" message must not show the answer
@@ -251,11 +252,11 @@ async def test_recovery_runs_buttons_and_forms_again_and_tells_about_the_rest(ap
                 "command",
                 w.bob.id,
                 general,
-                {"command": "project list", "options": {}},
+                {"command": "project leave", "options": {}},
                 token=public[1],
                 defer="public",
-                what="`/project list`",
-                again="Please type `/project list` again.",
+                what="`/project leave`",
+                again="Please type `/project leave` again.",
                 received_at=now - timedelta(minutes=1),
             ),
             kept(  # Discord no longer knows this token (expired early, or revoked)
@@ -335,7 +336,7 @@ async def test_recovery_runs_buttons_and_forms_again_and_tells_about_the_rest(ap
         shown = adopted[public[0]]
         assert shown.response is None
         (private,) = shown.followups
-        assert private.ephemeral and "`/project list` went through" in message_text(private)
+        assert private.ephemeral and "`/project leave` went through" in message_text(private)
         alice_dms = [message_text(m) for m in w.alice.user.dm_channel.history()]
         assert any("Your Discord account" in m or "linked to" in m for m in alice_dms)
         assert any(

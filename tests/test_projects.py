@@ -11,8 +11,9 @@ from icalendar import Calendar
 from sqlalchemy import func, select
 
 import commands.projects  # noqa: F401  (registers its commands until load_registry does)
+from commands.calendar import calendar_ics, person_key
 from commands.context import Attachment, Caller, Request, Where
-from commands.grades import calendar_ics, due_announcements, person_key
+from commands.grades import due_announcements
 from commands.replies import Reply, render_text
 from db.models import (
     Announcement,
@@ -220,13 +221,17 @@ async def test_grades_and_export(app) -> None:  # type: ignore[no-untyped-def]
     assert (await say(app, "alice", "grades bob")).is_error
 
     export = await say(app, "gedas", "grade export")
-    rows = {r["Email"]: r for r in csv.DictReader(io.StringIO(export.files[0].data.decode()))}
-    assert rows["alice.chen@unc.edu"]["presentations"] == "92"
-    assert rows["alice.chen@unc.edu"]["project"] == "80.5"
-    assert rows["alice.chen@unc.edu"]["critiques"] == ""
-    assert rows["alice.chen@unc.edu"]["Weighted total"] == "59.8"
-    assert rows["bob.okafor@unc.edu"]["Weighted total"] == "10"
-    assert "gedas@cs.unc.edu" not in rows
+    # Canvas's import: students by SIS Login ID, the weighted total in its read-only
+    # "Final Score" column (the import skips it).
+    reader = list(csv.DictReader(io.StringIO(export.files[0].data.decode())))
+    assert reader[0]["Final Score"] == "(read only)"
+    rows = {r["SIS Login ID"]: r for r in reader[1:]}
+    assert rows["achen"]["presentations"] == "92"
+    assert rows["achen"]["project"] == "80.5"
+    assert rows["achen"]["critiques"] == ""
+    assert rows["achen"]["Final Score"] == "59.8"
+    assert rows["bokafor"]["Final Score"] == "10"
+    assert "Bertasius, Gedas" not in {r["Student"] for r in reader}
 
 
 async def test_announce_now_and_scheduled(app, transcript) -> None:  # type: ignore[no-untyped-def]

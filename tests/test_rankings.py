@@ -102,7 +102,7 @@ async def test_deadline_and_extensions(app) -> None:  # type: ignore[no-untyped-
     r = await say(app, "gedas", "rankings extend 2023-08-27T12:00 bob")
     assert r.is_error and "already in the past" in r.text
     r = await say(app, "gedas", "rankings extend 2023-08-29T12:00 bob")
-    assert "Bob Okafor may submit rankings until Tue Aug 29, 2023, 12:00 PM EDT" in r.text
+    assert "Bob Okafor may submit rankings until Tue Aug 29, 2023, 12:00 PM EDT" in render_text(r)
     assert not (await say(app, "bob", "rank battle 11 9 16")).is_error
     assert (await say(app, "carol", "rank battle 11 9 16")).is_error  # only Bob
     r = await say(app, "gedas", "rankings extend 2023-08-30T09:00")

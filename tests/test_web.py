@@ -319,7 +319,7 @@ async def test_downloads_and_the_students_own_calendar(desk: TestClient, app: Ap
 
     csrf = await sign_in(desk, app, "alice")
     made = await desk.post("/me/calendar-link", data={"csrf": csrf})
-    first = re.search(r"(/calendar/[A-Za-z0-9_-]+\.ics)", await made.text())
+    first = re.search(r"(/cal/[A-Za-z0-9_-]+\.ics)", await made.text())
     assert first
     feed = await desk.get(first.group(1))
     assert feed.status == 200 and b"BEGIN:VCALENDAR" in await feed.read()

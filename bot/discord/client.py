@@ -25,6 +25,7 @@ from bot.discord.tree import build_commands, limit_problems
 from bot.leader import leadership
 from bot.scheduler import ReminderSweeper
 from bot.settings import Settings
+from commands.channels import ChannelInfo, bind_channels, channel_id
 from commands.coursefile import BattleRules
 from db.models import Course, CourseBinding, Platform
 
@@ -79,6 +80,11 @@ class CourseBot(discord.Client):
         self.recovery: asyncio.Task[None] | None = None
         #: The guild a DM (a button on a private message) belongs to; see Router.workspace.
         self.dm_workspace: str | None = str(self.guild_id) if self.guild_id else None
+        #: Guilds whose course channels this process has bound (names resolved to ids
+        #: once: :meth:`bind_guild_channels`), and the problems last logged for each.
+        self.channels_bound: set[int] = set()
+        self._channel_problems: dict[int, frozenset[str]] = {}
+        self._binding_lock = asyncio.Lock()
         app.core.outbox = self.outbox
 
     # ------------------------------------------------------------------ start
@@ -127,6 +133,9 @@ class CourseBot(discord.Client):
             return
         self._ready_once = True
         log.info("logged in to Discord as %s (%s)", self.user, getattr(self.user, "id", "?"))
+        for guild in self.guilds:  # each guild was bound as it became available; not twice
+            if guild.id not in self.channels_bound:
+                await self._bind_quietly(guild)
         try:
             await self.check_ballot_permissions()
         except Exception:
@@ -168,6 +177,58 @@ class CourseBot(discord.Client):
             )
         return ids[0] if len(ids) == 1 else None
 
+    # ------------------------------------------------------------------ course channels
+    async def bind_guild_channels(self, guild: discord.Guild) -> list[str]:
+        """Bind the channels of the course bound to ``guild`` by id (commands/channels.py):
+        the guild's text and announcement channels are listed from the gateway's cache
+        and the course file's names resolved against them, in one transaction; a name
+        resolved before keeps its id (a renamed channel keeps its posts). Each problem (a
+        name two channels share, an id or a name not in the guild) is logged as an error,
+        once while it lasts; the problems are returned."""
+        listing = channel_listing(guild)
+        async with self._binding_lock:
+            async with self.app.db.transaction() as session:
+                problems = await bind_channels(session, Platform.DISCORD, str(guild.id), listing)
+            self.channels_bound.add(guild.id)
+            logged = self._channel_problems.get(guild.id, frozenset())
+            for problem in problems:
+                if problem not in logged:
+                    log.error("Discord server %s (%s): %s", guild.name, guild.id, problem)
+            self._channel_problems[guild.id] = frozenset(problems)
+        return problems
+
+    async def _bind_quietly(self, guild: discord.Guild | None) -> None:
+        """Bind ``guild``'s channels from an event; a failure is logged (the outbox
+        binds again before a post that needs it)."""
+        if guild is None:
+            return
+        try:
+            await self.bind_guild_channels(guild)
+        except Exception:
+            self.channels_bound.discard(guild.id)
+            log.exception("binding the course channels of guild %s failed", guild.id)
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        await self._bind_quietly(guild)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self._bind_quietly(guild)
+
+    async def on_guild_channel_create(self, channel: discord.abc.GuildChannel) -> None:
+        """A new channel may be the one a key was waiting for (none of its name before)."""
+        await self._bind_quietly(channel.guild)
+
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        """A key bound to a deleted channel is bound no more (and that is logged)."""
+        await self._bind_quietly(channel.guild)
+
+    async def on_guild_channel_update(
+        self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel
+    ) -> None:
+        """A rename keeps every binding (ids); it may settle a name two channels shared."""
+        if before.name != after.name:
+            await self._bind_quietly(after.guild)
+
     async def check_ballot_permissions(self) -> list[str]:
         """Warn, per bound guild, when a course with secret ballots (the default) has a
         battles channel where the bot lacks Manage Messages: it could not remove votes by
@@ -175,28 +236,27 @@ class CourseBot(discord.Client):
         async with self.app.db.session() as session:
             rows = (
                 await session.execute(
-                    select(CourseBinding.external_id, Course)
+                    select(CourseBinding, Course)
                     .join(Course, Course.id == CourseBinding.course_id)
                     .where(CourseBinding.platform == Platform.DISCORD)
                 )
             ).all()
         warnings: list[str] = []
-        for guild_id, course in rows:
+        for binding, course in rows:
+            guild_id = binding.external_id
             guild = self.get_guild(int(guild_id)) if guild_id.isdigit() else None
             if guild is None or guild.me is None:
                 continue
             if BattleRules.model_validate(course.battle_rules or {}).ballot != "secret":
                 continue
-            name = course.channels.get("battles", "battles").strip().lstrip("#")
-            channel = discord.utils.get(guild.text_channels, name=name)
-            if channel is None and name.isdigit():
-                channel = guild.get_channel(int(name))
+            bound = channel_id(binding, course, "battles")  # the bound id, never a name
+            channel = guild.get_channel(int(bound)) if bound else None
             if channel is not None:
                 allowed = channel.permissions_for(guild.me).manage_messages
                 where = f"#{channel.name} ({channel.id})"
             else:
                 allowed = guild.me.guild_permissions.manage_messages
-                where = f"guild-wide (no #{name} channel found)"
+                where = "guild-wide (the course's `battles` channel is not bound)"
             if not allowed:
                 warnings.append(
                     f"guild {guild.id} ({guild.name}), course {course.key}: the bot lacks "
@@ -255,6 +315,12 @@ class CourseBot(discord.Client):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         await self.router.fail(interaction, getattr(error, "original", error))
+
+
+def channel_listing(guild: discord.Guild) -> list[ChannelInfo]:
+    """The channels of ``guild`` a course can post to, as the gateway's cache has them:
+    text channels and announcement (news) channels (threads are found by id)."""
+    return [ChannelInfo(str(c.id), c.name) for c in guild.text_channels]
 
 
 def _registered(command: app_commands.AppCommand) -> dict[str, Any]:

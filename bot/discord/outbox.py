@@ -2,9 +2,13 @@
 core decides on, posted as ordinary messages (never as interaction follow-ups, whose
 token lives only 15 minutes).
 
-A channel is named as in the course file (``announcements``) or given by id; it is
-looked up in the guild the course is bound to. A message reference is
-``<channel id>:<message id>`` (the last message, the one with buttons and reactions).
+A channel is a course channel's key (``announcements``), the course file's value for
+it (``#announcements``) or a channel or thread id (where a command was typed). Keys are
+found by the id bound when the bot started (:meth:`CourseBot.bind_guild_channels`,
+commands/channels.py), never by name at send time: a renamed channel keeps its posts,
+and with two channels of one name a post goes to neither (the row fails, saying what to
+do). A message reference is ``<channel id>:<message id>`` (the last message, the one
+with buttons and reactions).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import discord
 from sqlalchemy import select
 
 from bot.discord.render import render
+from commands.channels import channel_id, clean_name, is_channel_id
 from commands.outbox import Gone, RetryLater, Unreachable
 from commands.people import linked_accounts
 from commands.replies import Reply
-from db.models import CourseBinding, Platform
+from db.models import Course, CourseBinding, Platform
 
 if TYPE_CHECKING:
     from bot.discord.client import CourseBot
@@ -76,6 +81,20 @@ class DiscordOutbox:
         parts = render(reply)
         holder = next((i for i, m in enumerate(parts) if m.reactions is not None), -1)
         return ref(sent[holder] if len(sent) == len(parts) else sent[-1])
+
+    async def recorded(self, course_id: int, message_ref: str, reply: Reply) -> None:
+        """The dispatcher has committed what the posted message's reactions mean: only
+        now are its reaction choices added, so no reaction can come before the record
+        that routes it (commands/reactions.py)."""
+        if reply.reactions is None:
+            return
+        channel_id, message_id = parse_ref(message_ref)
+        message = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
+        for emoji in reply.reactions.emojis:
+            try:
+                await message.add_reaction(emoji)
+            except discord.HTTPException:
+                log.warning("could not add reaction %s to message %s", emoji, message_id)
 
     async def edit(self, course_id: int, message_ref: str, reply: Reply) -> None:
         """Replace a posted message's content (a poll's running count)."""
@@ -145,41 +164,102 @@ class DiscordOutbox:
 
     # ------------------------------------------------------------------ lookups
     async def channel(self, course_id: int, channel: str) -> discord.TextChannel | discord.Thread:
-        """A course channel by name (``announcements``, ``#battles``) or id."""
-        guild = await self.guild(course_id)
-        key = channel.strip().lstrip("#")
-        found: discord.abc.GuildChannel | discord.Thread | None = None
-        if key.isdigit():
-            found = guild.get_channel_or_thread(int(key))
-            if found is None:  # a thread opened before a restart is not in the cache
-                try:
-                    fetched = await self.bot.fetch_channel(int(key))
-                except discord.HTTPException:
-                    fetched = None
-                if isinstance(fetched, discord.TextChannel | discord.Thread):
-                    found = fetched
+        """A course channel (its key, the course file's value for it) by the id bound
+        for it, or a channel or thread of the course's guild by id; never by name.
+        :class:`OutboxError` (the row fails, with what to do) when it is not bound."""
+        guild, binding, course = await self.binding(course_id)
+        found = channel_id(binding, course, channel)
+        if found is None and guild.id not in self.bot.channels_bound:
+            await self.bot.bind_guild_channels(guild)  # a post before the guild was bound
+            guild, binding, course = await self.binding(course_id)
+            found = channel_id(binding, course, channel)
         if found is None:
-            found = discord.utils.get(guild.text_channels, name=key) or discord.utils.get(
-                guild.threads, name=key
+            raise OutboxError(unbound(course, channel))
+        target = guild.get_channel_or_thread(int(found))
+        if target is None:  # a thread opened before a restart is not in the cache
+            try:
+                fetched = await self.bot.fetch_channel(int(found))
+            except (discord.NotFound, discord.Forbidden):
+                fetched = None
+            except discord.HTTPException as exc:
+                raise classify(exc) from exc
+            if getattr(fetched, "guild", None) is not None and fetched.guild.id == guild.id:  # type: ignore[union-attr]
+                target = fetched  # type: ignore[assignment]
+        if not isinstance(target, discord.TextChannel | discord.Thread):
+            key = key_of(course, channel)
+            if is_channel_id(Platform.DISCORD, key):  # no course channel: where one typed
+                raise OutboxError(
+                    f"channel {found} is not a text channel or thread the bot can see in "
+                    "this Discord server (deleted, or the bot lost access to it)."
+                )
+            raise OutboxError(
+                f"the course channel `{key}` (channel {found}) is not a text channel the "
+                "bot can see in this Discord server (deleted, in another server, or hidden "
+                "from the bot): give the bot access, or bind another with `coursebot course "
+                f"channel {course.key} discord {key} <channel-id>`; then `outbox retry` "
+                "sends it."
             )
-        if not isinstance(found, discord.TextChannel | discord.Thread):
-            raise OutboxError(f"guild {guild.id} has no text channel #{key}")
-        return found
+        return target
 
-    async def guild(self, course_id: int) -> discord.Guild:
+    async def binding(self, course_id: int) -> tuple[discord.Guild, CourseBinding, Course]:
+        """The course's Discord binding (the configured guild's, when the course is
+        bound to several) with its guild and course."""
         async with self.bot.app.db.session() as session:
-            guild_id = await session.scalar(
-                select(CourseBinding.external_id).where(
-                    CourseBinding.course_id == course_id,
-                    CourseBinding.platform == Platform.DISCORD,
+            bindings = list(
+                await session.scalars(
+                    select(CourseBinding).where(
+                        CourseBinding.course_id == course_id,
+                        CourseBinding.platform == Platform.DISCORD,
+                    )
                 )
             )
-        if guild_id is None:
+            course = await session.get(Course, course_id)
+        mine = str(self.bot.guild_id) if self.bot.guild_id else None
+        binding = next((b for b in bindings if b.external_id == mine), None)
+        binding = binding or next(
+            (
+                b
+                for b in bindings
+                if b.external_id.isdigit() and self.bot.get_guild(int(b.external_id))
+            ),
+            bindings[0] if bindings else None,
+        )
+        if binding is None or course is None:
             raise OutboxError(f"course {course_id} is not bound to a Discord guild")
-        guild = self.bot.get_guild(int(guild_id))
+        guild = (
+            self.bot.get_guild(int(binding.external_id)) if binding.external_id.isdigit() else None
+        )
         if guild is None:  # not in the cache yet (starting), or the bot was removed
-            raise RetryLater(f"the bot does not see guild {guild_id} (course {course_id})", 10.0)
-        return guild
+            raise RetryLater(
+                f"the bot does not see guild {binding.external_id} (course {course_id})", 10.0
+            )
+        return guild, binding, course
+
+    async def guild(self, course_id: int) -> discord.Guild:
+        return (await self.binding(course_id))[0]
+
+
+def key_of(course: Course, channel: str) -> str:
+    """The course channel key a post names (``battles`` for ``#battles``)."""
+    wanted = clean_name(channel)
+    for key, value in (course.channels or {}).items():
+        if clean_name(str(value)) == wanted:
+            return key
+    return wanted
+
+
+def unbound(course: Course, channel: str) -> str:
+    """Why a post to ``channel`` was not sent, and what to do (staff read it in
+    ``outbox failed``)."""
+    key = key_of(course, channel)
+    return (
+        f"the course channel `{key}` is not bound to a Discord channel: when the bot "
+        "started it found no single text channel of that name it can see (the log says "
+        "what it found), so nothing was posted. Put the channel's id in the course file "
+        f"(`channels: {{{key}: '<channel-id>'}}`) and restart the bot, or run "
+        f"`coursebot course channel {course.key} discord {key} <channel-id>`; then "
+        "`outbox retry` sends it."
+    )
 
 
 def ref(message: discord.Message) -> str:

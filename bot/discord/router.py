@@ -148,16 +148,14 @@ class Router:
 
     @staticmethod
     def where(channel: Any, channel_id: int | None, *, is_dm: bool) -> Where:
-        """Where it happened: the channel's name (as in the course file), the thread's
-        id inside it, or a DM."""
+        """Where it happened: the channel's id (what is posted "here" goes there by id,
+        never by a name two channels may share), the thread's id inside it, or a DM."""
         if is_dm or isinstance(channel, discord.DMChannel | discord.GroupChannel):
             return Where(channel=None, is_dm=True)
         if isinstance(channel, discord.Thread):
-            parent = channel.parent
-            parent_name = parent.name if parent is not None else str(channel.parent_id)
-            return Where(channel=parent_name, thread=str(channel.id))
-        name = getattr(channel, "name", None)
-        return Where(channel=name or (str(channel_id) if channel_id else None))
+            return Where(channel=str(channel.parent_id), thread=str(channel.id))
+        found = getattr(channel, "id", None) or channel_id
+        return Where(channel=str(found) if found else None)
 
     # ------------------------------------------------------------------ slash commands
     @guarded
@@ -172,7 +170,9 @@ class Router:
             for k, v in values.items()
             if v is not None and k != FILE_OPTION and not isinstance(v, discord.Attachment)
         }
-        missing_form = [name for name in cmd.form if name not in options]
+        # The form opens by itself only for required options (see missing_form_options).
+        required = {s.name for s in cmd.specs if s.required}
+        missing_form = [name for name in cmd.form if name not in options and name in required]
         if missing_form:
             fixed = {k: str(v) for k, v in options.items()}
             form = cmd.form_spec(fixed)
@@ -561,7 +561,9 @@ class Router:
             if nonce is not None:
                 kwargs["nonce"] = nonce
             msg = await target.send(**kwargs)
-            if message.reactions is not None:
+            # An outbox post gets its reaction choices once the dispatcher has recorded
+            # what they mean (DiscordOutbox.recorded): none can arrive before the record.
+            if message.reactions is not None and nonce is None:
                 await self.add_reactions(msg, message)
             sent.append(msg)
         return sent

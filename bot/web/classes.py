@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from bot.web import queries
 from bot.web.actions import PageContext, page_route
 from bot.web.view import Cell, Field, FormView, Page, TableView
-from commands.battles import load_battle
+from commands.battles import battle_name, load_battle, read_battle_ref
 from commands.discussions import discussion_paper, submitted_questions
 from commands.registry import Access
 from commands.replies import Table
@@ -146,7 +146,7 @@ async def battles_page(ctx: PageContext) -> Page:
             state = f"closed {queries.when(poll.closed_at, tz)}"
         rows.append(
             [
-                Cell(f"Battle {b.number}", href=f"/battles/{b.number}"),
+                Cell(f"Battle {battle_name(b)}", href=f"/battles/{battle_name(b)}"),
                 queries.day(b.class_date),
                 titles.get(b.paper_a_id, "?"),
                 titles.get(b.paper_b_id, "?"),
@@ -159,18 +159,17 @@ async def battles_page(ctx: PageContext) -> Page:
 
 
 async def battle_page(ctx: PageContext) -> Page:
-    number = ctx.number("battle")
-    page = Page(f"Battle {number}")
+    """One battle, named in the URL as the bot prints it (``/battles/B4``, ``/battles/4``)."""
+    ref = read_battle_ref(ctx.param("battle")[:64])  # refused: not found
     async with ctx.db.session() as s:
-        await load_battle(s, ctx.visitor.course, number)  # not this course's: not found
-    page.add_reply(await ctx.run("battle show", {"battle": number}))
+        view = await load_battle(s, ctx.visitor.course, ref)  # not this course's: not found
+    battle = view.battle
+    name = str(battle.number)  # what the forms send: the number, as posted polls do
+    page = Page(f"Battle {view.name}")
+    page.add_reply(await ctx.run("battle show", {"battle": name}))
     async with ctx.db.session() as s:
-        poll = await s.scalar(
-            select(BattlePoll)
-            .join(Battle, Battle.id == BattlePoll.battle_id)
-            .where(Battle.course_id == ctx.visitor.course.id, Battle.number == number)
-        )
-    fixed = Field("battle", "", "hidden", value=str(number))
+        poll = await s.scalar(select(BattlePoll).where(BattlePoll.battle_id == battle.id))
+    fixed = Field("battle", "", "hidden", value=name)
     if poll is None:
         page.add(
             FormView(
@@ -181,12 +180,12 @@ async def battle_page(ctx: PageContext) -> Page:
             )
         )
     elif poll.closed_at is None:
-        page.add_reply(await ctx.run("battle status", {"battle": number}))
+        page.add_reply(await ctx.run("battle status", {"battle": name}))
         page.add(
             FormView("Close the poll", "battle close", [fixed], submit="Close poll", danger=True)
         )
     else:
-        page.add_reply(await ctx.run("battle export", {"battle": number}))
+        page.add_reply(await ctx.run("battle export", {"battle": name}))
     return page
 
 

@@ -16,9 +16,9 @@ from bot.web import classes, queries
 from bot.web.actions import PageContext, file_response, page_route
 from bot.web.auth import Refused, require
 from bot.web.view import Cell, Field, FormView, Page, ReplyView, TableView, chat_markup
-from commands.critiques import critique_paper, is_late
+from commands.critiques import critique_paper, critique_rules, is_late, rules_text
 from commands.registry import Access
-from db.models import GpuJob, Person, Slot
+from db.models import Course, GpuJob, Person, Slot
 
 REASON = Field("reason", "Reason (kept in the audit log)", "text")
 
@@ -28,14 +28,15 @@ REASON = Field("reason", "Reason (kept in the audit log)", "text")
 
 async def week_page(ctx: PageContext) -> Page:
     v = ctx.visitor
-    today = ctx.app.clock.now().astimezone(ZoneInfo(v.course.timezone)).date()
+    now = ctx.app.clock.now()
+    today = now.astimezone(ZoneInfo(v.course.timezone)).date()
     async with ctx.db.session() as s:
-        w = await queries.week(s, v.course, today)
+        w = await queries.week(s, v.course, today, now)
     page = Page("This week", intro=f"From {today:%A %B %-d} for seven days.")
     return page.add(
         TableView.of(["Date", "Paper", "Slot", "Presenters", "Critique"], w["classes"], "Classes"),
         TableView.of(
-            ["Paper", "Due", "Submitted", "Late", "Missing"], w["critiques"], "Critiques due"
+            ["Paper", "Due", "Submitted", "Late", "Still owed by"], w["critiques"], "Critiques due"
         ),
         TableView.of(["Battle", "Opened", "Closes"], w["polls"], "Battle polls open"),
         TableView.of(["Paper", "State", "Started"], w["discussions"], "Discussions open"),
@@ -140,15 +141,40 @@ async def assignment_page(ctx: PageContext) -> Page:
 # ----------------------------------------------------------------------- critiques
 
 
+def mark_cell(mark: queries.Mark) -> Cell:
+    """A critique's mark as a table cell: its words, its style, its detail on hover."""
+    return Cell(mark.label, kind=mark.kind, note=mark.note)
+
+
+def marks_note(course: Course) -> str:
+    """What the marks mean and the course's rules, said once on the pages showing them."""
+    return (
+        "Each critique is Pass or Fail once graded; Submitted or Late while it waits for a "
+        "grade; Excused (presenting the paper, or by staff) and not counted; Missing, "
+        "recorded as 0 by staff; Missing (overdue) when nothing came by the deadline. "
+        f"{rules_text(critique_rules(course))} Hover over a mark for its details (when it "
+        "came, the reason for an excuse). As `critique status`, `critique list` and "
+        "`grades` count them."
+    )
+
+
 async def critiques_page(ctx: PageContext) -> Page:
+    course = ctx.visitor.course
+    now = ctx.app.clock.now()
     async with ctx.db.session() as s:
-        rows = await queries.critique_index(s, ctx.visitor.course)
+        rows = await queries.critique_index(s, course, now)
+        papers, grid = await queries.critique_grid(s, course, now)
     table = TableView.of(
-        ["Paper", "Title", "Due", "Submitted", "Late", "Graded"],
+        ["Paper", "Title", "Due", "Submitted", "Late", "Graded", "Excused", "Missing"],
         [[Cell(f"#{r[0]}", href=f"/critiques/{r[0]}"), *r[1:]] for r in rows],
         "Papers that take critiques",
     )
-    return Page("Critiques").add(table)
+    marks = TableView.of(
+        ["Student", *(f"#{p.number}" for p in papers)],
+        [[person.name, *(mark_cell(m) for m in row)] for person, row in grid],
+        "Each student's critiques",
+    )
+    return Page("Critiques", intro=marks_note(course)).add(table, marks)
 
 
 async def critique_paper_page(ctx: PageContext) -> Page:
@@ -157,26 +183,31 @@ async def critique_paper_page(ctx: PageContext) -> Page:
     tz = ZoneInfo(course.timezone)
     async with ctx.db.session() as s:
         paper = await critique_paper(s, course.id, number)
-        done, missing = await queries.critiques_of(s, course, paper)
+        done, absent = await queries.critiques_of(s, course, paper, ctx.app.clock.now())
     rows = [
         [
             Cell(f"Select {p.name}", check=("students", p.email)),
             p.name,
             queries.when(c.submitted_at, tz),
             "late" if is_late(course, paper, c) else "on time",
-            (c.grade or "—").capitalize(),
+            mark_cell(m),
             Cell(c.question, long=len(c.question) > 70),
             Cell(c.answer, long=len(c.answer) > 70),
             Cell(f"PDF of {p.name}", href=f"/critiques/{number}/pdf/{p.id}", new_tab=True),
         ]
-        for p, c in done
+        for p, c, m in done
     ]
     table = TableView.of(
-        ["Select", "Student", "Submitted", "Timing", "Grade", "Question", "Answer", "PDF"],
+        ["Select", "Student", "Submitted", "Timing", "Status", "Question", "Answer", "PDF"],
         rows,
         f"Critiques of #{paper.number} ({len(done)} submitted)",
     )
-    page = Page(f"Critiques: #{paper.number} {paper.title}")
+    tally = queries.PaperTally.of([m for _, _, m in done] + [m for _, m in absent])
+    excused = f"; {tally.excused} excused" if tally.excused else ""
+    page = Page(
+        f"Critiques: #{paper.number} {paper.title}",
+        intro=f"{tally.submitted} of {tally.owing} students submitted{excused}. {marks_note(course)}",
+    )
     page.add(
         FormView(
             "Grade the selected critiques",
@@ -195,7 +226,9 @@ async def critique_paper_page(ctx: PageContext) -> Page:
             submit="Grade all on time",
         ),
         TableView.of(
-            ["Student", "Email"], [[p.name, p.email] for p in missing], "Missing critiques"
+            ["Student", "Email", "Status"],
+            [[p.name, p.email, mark_cell(m)] for p, m in absent],
+            f"Not submitted ({len(absent)}): missing, excused or not due yet",
         ),
     )
     return page

@@ -31,7 +31,7 @@ from bot.web.auth import (
     visitor,
 )
 from bot.web.memo import Memo
-from bot.web.view import Page, chat_markup
+from bot.web.view import Page, chat_markup, finalize
 from commands.registry import Access
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ def _jinja() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
+        finalize=finalize,  # instants in the course's zone, never a time marker
     )
     ids = itertools.count(1)
     env.globals["new_idem"] = lambda: secrets.token_urlsafe(12)
@@ -163,8 +164,8 @@ async def guard(request: web.Request, handler):  # type: ignore[no-untyped-def]
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Frame-Options"] = "DENY"
-    if not request.path.startswith("/static/"):
-        response.headers["Cache-Control"] = "no-store"
+    if not request.path.startswith("/static/"):  # (a calendar feed sets its own)
+        response.headers.setdefault("Cache-Control", "no-store")
     return response
 
 
@@ -231,7 +232,7 @@ async def signed_out(request: web.Request) -> web.StreamResponse:
 
 def build_web_app(app: App, *, public_url: str) -> web.Application:
     """The desk's aiohttp application over the bot's :class:`App` (core and database)."""
-    from bot.web import pages, student
+    from bot.web import calendar, pages, student
 
     web_app = web.Application(middlewares=[guard], client_max_size=2 * 1024 * 1024)
     web_app[APP_KEY] = app
@@ -246,6 +247,7 @@ def build_web_app(app: App, *, public_url: str) -> web.Application:
     r.add_get("/signed-out", signed_out)
     pages.add_routes(r)
     student.add_routes(r)
+    calendar.add_routes(r)
     r.add_static("/static/", HERE / "static", append_version=False)
     return web_app
 

@@ -1,7 +1,8 @@
 """Everyone's own page: their assignment and why, their critiques with status and grades,
 their GPU jobs with result images, and their calendar (a download, and a subscription
-link that calendar apps can poll). A student sees only their own: each part is a
-command's answer for them, and the files are checked as the commands check them."""
+link that calendar apps can poll, served by :mod:`bot.web.calendar`). A student sees
+only their own: each part is a command's answer for them, and the files are checked as
+the commands check them."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from sqlalchemy import select
 from bot.web import queries
 from bot.web.actions import PageContext, file_response, page_route
 from bot.web.auth import Refused, check_csrf, require
+from bot.web.pages import mark_cell
 from bot.web.view import Cell, FormView, Page, ReplyView, TableView, chat_markup
-from commands.core import CommandCore
-from commands.dashboard import Account, calendar_link, has_calendar_link, issue_link
-from commands.errors import CourseBotError
+from commands.calendar import issue_token, live_since
+from commands.calendar.commands import feed_url
 from commands.registry import Access
 from db.models import Critique, GpuJob, GpuJobFile, Paper, Role
 
@@ -36,14 +37,17 @@ async def me_page(ctx: PageContext) -> Page:
                     .order_by(Paper.number)
                 )
             )
+            marks = await queries.critique_marks(
+                s, v.course, ctx.app.clock.now(), [p for _, p in mine], [v.person]
+            )
         page.add(
             TableView.of(
-                ["Paper", "Question", "Grade", "PDF"],
+                ["Paper", "Question", "Status", "PDF"],
                 [
                     [
                         f"#{p.number} {p.title}",
                         Cell(c.question, long=len(c.question) > 70),
-                        (c.grade or "not graded").capitalize(),
+                        mark_cell(marks[(p.id, v.person.id)]),
                         Cell(
                             f"My critique of #{p.number}",
                             href=f"/critiques/{p.number}/pdf/{v.person.id}",
@@ -71,7 +75,7 @@ async def me_page(ctx: PageContext) -> Page:
                 .limit(24)
             )
         )
-        since = await has_calendar_link(s, v.person.id)
+        since = await live_since(s, v.person.id)
     page.add(
         ReplyView(
             "Result images of my GPU jobs",
@@ -121,22 +125,14 @@ async def make_calendar_link(request: web.Request) -> web.StreamResponse:
     check_csrf(request, v, str(form.get("csrf", "")) or None)
     app = PageContext(request, v).app
     async with app.db.transaction() as s:
-        token = await issue_link(
-            s,
-            course_id=v.course.id,
-            person_id=v.person.id,
-            account=v.account,
-            now=app.clock.now(),
-            kind="calendar",
-        )
-    base = request.app[URL_KEY] or f"{request.scheme}://{request.host}"
-    url = f"{base}/calendar/{token}.ics"
+        token = await issue_token(s, v.course.id, v.person.id, app.clock.now())
+    url = feed_url(request.app[URL_KEY] or f"{request.scheme}://{request.host}", token)
     page = await me_page(PageContext(request, v))
     page.result = ReplyView(
         "Your calendar subscription link",
         chat_markup(
             f'{url}\nAdd it in your calendar app ("subscribe to a calendar from a URL"). '
-            "It is shown only now; keep it private."
+            "It is shown only now; keep it private. `calendar revoke` in chat turns it off."
         ),
         "success",
         [],
@@ -145,31 +141,6 @@ async def make_calendar_link(request: web.Request) -> web.StreamResponse:
         [],
     )
     return render_page(request, v, page)
-
-
-async def calendar_feed(request: web.Request) -> web.StreamResponse:
-    """The calendar of a subscription link, as ``deadlines ics`` makes it for its owner."""
-    from bot.web.server import APP_KEY
-
-    app = request.app[APP_KEY]
-    token = request.match_info["token"]
-    async with app.db.session() as s:
-        link = await calendar_link(s, token) if 20 <= len(token) <= 100 else None
-        if link is not None:
-            account = Account.of(link)
-            try:
-                _, person = await CommandCore.resolve(s, account.request())
-            except CourseBotError:  # the course's space is no longer bound
-                person = None
-            if person is None or person.id != link.person_id:
-                link = None
-    if link is None:
-        raise Refused(404, "Not found", "This calendar link is not valid any more.")
-    reply = await app.core.handle(account.request(), "deadlines ics", {})
-    ics = next((f for f in reply.files if f.mime == "text/calendar"), None)
-    if ics is None:
-        raise Refused(404, "Not found", reply.text)
-    return file_response(ics.data, ics.name, "text/calendar", inline=True)
 
 
 async def calendar_download(request: web.Request) -> web.StreamResponse:
@@ -208,7 +179,6 @@ def add_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/me", me)
     r.add_post("/me/calendar-link", make_calendar_link)
     r.add_get("/me/calendar.ics", calendar_download)
-    r.add_get("/calendar/{token}.ics", calendar_feed)
     r.add_get("/files/gpu/{file}", gpu_file)
 
 

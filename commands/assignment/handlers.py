@@ -212,6 +212,7 @@ async def assign(ctx: Context, opts: AssignOptions) -> Reply:
         today=ctx.today(),
         minimal_changes=opts.changes == "minimal",
         solved=ctx.prepared,
+        solve_again=ctx.prepared_final,
     )
     running = ", ".join(f"#{a} vs #{b}" for a, b in run.summary["running_battles"]) or "none"
     text = f"{len(ci.inst.students)} students. Battles that run: {running}."
@@ -246,6 +247,7 @@ async def assign(ctx: Context, opts: AssignOptions) -> Reply:
     access=Access.STAFF,
     ephemeral=True,
     topic="rank",
+    reads=True,
 )
 async def assign_show(ctx: Context, _: BaseModel) -> Reply:
     cur = await current(ctx.session, ctx.course.id)
@@ -282,6 +284,7 @@ class WhyOptions(BaseModel):
     ephemeral=True,
     topic="rank",
     examples=("assign why alice",),
+    reads=True,
 )
 async def assign_why(ctx: Context, opts: WhyOptions) -> Reply:
     person = await find_person(ctx.session, ctx.course.id, opts.student, list_matches=True)
@@ -708,6 +711,7 @@ async def assign_publish(ctx: Context, opts: PublishOptions) -> Reply:
     "Your presentation and battle papers, once published, and why you got them",
     ephemeral=True,
     topic="rank",
+    reads=True,
 )
 async def my_assignment(ctx: Context, _: BaseModel) -> Reply:
     me = ctx.me()
@@ -732,6 +736,7 @@ async def my_assignment(ctx: Context, _: BaseModel) -> Reply:
     access=Access.STAFF,
     ephemeral=True,
     topic="rank",
+    reads=True,
 )
 async def assign_export(ctx: Context, _: BaseModel) -> Reply:
     cur = await current(ctx.session, ctx.course.id)

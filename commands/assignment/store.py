@@ -15,7 +15,7 @@ from commands import solver
 from commands.assignment.explain import Change, diff
 from commands.assignment.instance import CourseInstance, build_instance
 from commands.assignment.summary import capacities, kind_summary
-from commands.errors import InvalidInput
+from commands.errors import InvalidInput, PreparedStale
 from db.models import Assignment, AssignmentRun, Course, Paper, RankKind, Slot
 
 Rows = dict[RankKind, dict[str, int]]  # kind -> solver key (person id) -> paper number
@@ -124,16 +124,22 @@ async def compute_proposal(
     today: date,
     minimal_changes: bool = False,
     solved: tuple[CourseInstance, solver.Solution] | None = None,
+    solve_again: bool = True,
 ) -> tuple[AssignmentRun, CourseInstance, Current]:
     """Store the solution as the proposal (replacing an earlier proposal; the published
     assignment stays until the proposal is published). ``solved``: computed beforehand
-    on a snapshot; used when the course's instance is still the same, else solved again."""
+    on a snapshot; used when the course's instance is still the same, else solved again
+    here (``solve_again``) or :class:`PreparedStale` is raised so that the core solves
+    again outside the write queue."""
     if solved is not None:
         fresh = await build_instance(
             session, course, seed, today=today, minimal_changes=minimal_changes
         )
         if fresh.inst != solved[0].inst:
-            solved = None  # rankings, roster or rules changed while it was solving
+            # Rankings, roster or rules changed while it was solving.
+            if not solve_again:
+                raise PreparedStale
+            solved = None
     if solved is None:
         solved = await solve_course(
             session, course, seed=seed, today=today, minimal_changes=minimal_changes

@@ -45,7 +45,8 @@ class WriterLock:
         if self.owner is conn:
             return
         try:
-            await asyncio.wait_for(self._lock.acquire(), BUSY_TIMEOUT_S)
+            async with asyncio.timeout(BUSY_TIMEOUT_S):
+                await self._lock.acquire()
         except TimeoutError:
             raise sqlite3.OperationalError("database is locked") from None
         self.owner = conn

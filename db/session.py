@@ -88,9 +88,8 @@ class Database:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
                 # Statements run in the event loop's thread, one write transaction at
                 # a time (db/inline_sqlite.py): no thread hop per statement.
-                # Opt-in for now (COURSEBOT_SQLITE_INLINE=1): one scheduler test still
-                # hangs with it; by default aiosqlite's thread per connection is used.
-                if os.environ.get("COURSEBOT_SQLITE_INLINE") == "1":
+                # COURSEBOT_SQLITE_THREADS=1: aiosqlite's thread per connection instead.
+                if os.environ.get("COURSEBOT_SQLITE_THREADS") != "1":
                     kwargs["async_creator"] = connector(parsed.database)
             kwargs.update(connect_args={"timeout": 30}, pool_size=2, max_overflow=4)
             # SQLite has one writer at a time: commands run one after another (a fair

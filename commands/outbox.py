@@ -386,7 +386,9 @@ class Dispatcher:
         try:
             ref, sent = await self._send(row)
         except _Defer as exc:
-            return await self._settle(row, PENDING, None, str(exc), exc.after, count=False)
+            return await self._settle(
+                row, PENDING, None, str(exc), exc.after, count=False, until=exc.until
+            )
         except Unreachable as exc:
             status, error = UNREACHABLE, str(exc) or "cannot be reached"
         except Gone as exc:
@@ -416,6 +418,7 @@ class Dispatcher:
         *,
         count: bool = True,
         sent: Reply | None = None,
+        until: datetime | None = None,
     ) -> int:
         now = self.clock.now()
         attempts = row.attempts + (1 if count else 0)
@@ -429,7 +432,8 @@ class Dispatcher:
             "claimed_by": None,
         }
         if status == PENDING:
-            values["next_attempt_at"] = now + timedelta(seconds=wait or 1.0)
+            # An edit gap ends at a fixed instant, however long this attempt took.
+            values["next_attempt_at"] = until or now + timedelta(seconds=wait or 1.0)
         else:
             values["sent_at"] = now
             values["ref"] = ref
@@ -526,6 +530,7 @@ class Dispatcher:
                 raise _Defer(
                     "waits a moment after the last edit",
                     after=max(0.05, (last + EDIT_GAP - now).total_seconds()),
+                    until=last + EDIT_GAP,
                 )
             if row.refresh is None:
                 return None
@@ -578,7 +583,12 @@ class Dispatcher:
 
 
 class _Defer(RetryLater):
-    """Not a failure: the row waits for an earlier one (no attempt is counted)."""
+    """Not a failure: the row waits for an earlier one (no attempt is counted), for
+    ``after`` seconds or until the instant ``until`` (the end of an edit gap)."""
+
+    def __init__(self, reason: str, after: float = 5.0, until: datetime | None = None) -> None:
+        super().__init__(reason, after)
+        self.until = until
 
 
 class _Skip(Exception):

@@ -35,7 +35,7 @@ from commands.outbox import (
     enqueue,
 )
 from commands.replies import Reply, render_text
-from db.models import Course, OutboxMessage, Person, Platform
+from db.models import Course, MessageRef, OutboxMessage, Person, Platform
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -251,9 +251,9 @@ async def test_edits_wait_for_the_post_they_edit(app: App) -> None:
 # ------------------------------------------------------------------ kill -9
 
 
-def _child(url: str, log: Path) -> subprocess.Popen[bytes]:
+def _child(url: str, log: Path, die_at: str | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.outbox_child", url, str(log)],
+        [sys.executable, "-m", "tests.outbox_child", url, str(log), *([die_at] if die_at else [])],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -309,6 +309,48 @@ async def test_kill_9_while_sending_loses_nothing(
     resent = sum(1 for r in records if r["kind"] == "replay")
     assert resent <= kills and sum(n - 1 for n in got.values()) == 0
     assert await statuses(app) == Counter({SENT: 60})
+
+
+@pytest.mark.parametrize("die_at", [0, 4])
+async def test_kill_9_between_the_platforms_answer_and_the_commit(
+    app: App, db_url: str, tmp_path: Path, die_at: int
+) -> None:
+    """The worst instant: the platform has the message (a poll that later edits will
+    name), the process dies before its row and its reference commit. After the restart
+    the message is sent again under the same delivery key, so the platform keeps it
+    once; its reference is recorded and the edit waiting for it reaches it."""
+    texts = [f"message {i:02d}" for i in range(6)]
+    async with app.db.transaction() as session:
+        course = await session.scalar(select(Course))
+        assert course is not None
+        items = [
+            Outgoing(Reply(text=t), channel="general", remember="poll" if i == die_at else None)
+            for i, t in enumerate(texts)
+        ]
+        items.append(Outgoing(Reply(text="poll: 1 vote"), edit_key="poll"))
+        enqueue(session, course.id, items, app.clock.now())
+    log = tmp_path / "delivered.txt"
+    proc = _child(db_url, log, die_at=texts[die_at])
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    posted = [json.loads(line) for line in _lines(log)]
+    assert posted[-1]["text"] == texts[die_at]  # the platform has it...
+    assert await statuses(app) == Counter({SENT: die_at, PENDING: 7 - die_at})  # ...not the db
+
+    proc = _child(db_url, log)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"all sent" in out, err.decode()
+    records = [json.loads(line) for line in _lines(log)]
+    posts = Counter(r["text"] for r in records if r["kind"] == "post")
+    assert posts == Counter(texts), "each message shows exactly once"
+    replays = [r for r in records if r["kind"] == "replay"]
+    assert len(replays) == 1 and replays[0]["key"] == posted[-1]["key"]
+    edits = [r for r in records if r["kind"] == "edit"]
+    assert [(e["where"], e["text"]) for e in edits] == [(posted[-1]["ref"], "poll: 1 vote")]
+    async with app.db.session() as session:
+        ref = await session.scalar(select(MessageRef.ref).where(MessageRef.key == "poll"))
+    assert ref == posted[-1]["ref"]
+    assert await statuses(app) == Counter({SENT: 7})
 
 
 async def test_a_clock_that_jumps_back_is_logged_and_sends_nothing_twice(

@@ -370,7 +370,7 @@ async def test_slack_secret_ballot_says_reactions_are_public(slack: Harness, app
 
     ids = await slack.command(f'battle vote 1 A "{WHY}"')
     assert "shows nobody, staff included" in texts((await slack.reply_to(ids))["blocks"])
-    await flush_edits(app)  # poll edits are coalesced, at most one a second
+    await flush_edits(slack.bot.app)  # poll edits are coalesced, at most one a second
     update = await slack.fake.wait_for(
         "chat.update", lambda a: "1 with a justification" in texts(a.get("blocks", []))
     )

@@ -910,7 +910,7 @@ async def test_a_battle_poll_on_slack_takes_justified_votes(slack: Harness, app:
 
     ids = await slack.command('battle vote 1 A "Temporal shift is free at inference time."')
     assert "counts. You can change" in texts((await slack.reply_to(ids))["blocks"])
-    await flush_edits(app)  # poll edits are coalesced, at most one a second
+    await flush_edits(slack.bot.app)  # poll edits are coalesced, at most one a second
     await slack.fake.wait_for(
         "chat.update",
         lambda a: "Votes so far: 1; 1 with a justification" in texts(a.get("blocks", [])),

@@ -59,7 +59,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,16 +199,19 @@ def make_voters(n: int, seed: int) -> list[Voter]:
     return voters
 
 
-async def add_students(app: App, plat: Platform, voters: list[Voter]) -> None:
-    """The generated students, each with their account on ``plat`` linked."""
+async def link_students(
+    app: App, platform: Platform, accounts: Sequence[str], *, name: str = "Burst Student"
+) -> None:
+    """A generated student on the roster for each account id (``<name> 000``, …),
+    each with that account on ``platform`` linked."""
     async with app.db.transaction() as s:
         course = await s.scalar(select(Course))
         assert course is not None
-        for v in voters:
+        for i, account in enumerate(accounts):
             p = Person(
                 course_id=course.id,
-                name=f"Burst Student {v.handle}",
-                email=f"{v.handle}@burst.example",
+                name=f"{name} {i:03d}",
+                email=f"{name.split()[0].lower()}{i:03d}@burst.example",
                 role=Role.STUDENT,
             )
             s.add(p)
@@ -217,11 +220,16 @@ async def add_students(app: App, plat: Platform, voters: list[Voter]) -> None:
                 Identity(
                     course_id=course.id,
                     person_id=p.id,
-                    platform=plat,
-                    user_id=v.account,
+                    platform=platform,
+                    user_id=account,
                     linked_at=app.clock.now(),
                 )
             )
+
+
+async def add_students(app: App, plat: Platform, voters: list[Voter]) -> None:
+    """The generated students, each with their account on ``plat`` linked."""
+    await link_students(app, plat, [v.account for v in voters])
 
 
 async def seat_battle(app: App) -> None:

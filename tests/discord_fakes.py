@@ -11,11 +11,16 @@ minutes), for the inbox tests (tests/test_inbox_discord.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fnmatch
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
 import discord
 import simcord
@@ -244,6 +249,17 @@ def world_ids(world: World) -> dict[str, int]:
 # ---------------------------------------------------------------------- a class at once
 
 
+def students(names: list[str]) -> Callable[[World], None]:
+    """A ``prepare`` for discord_world: these members join the guild before the bot."""
+
+    def prepare(world: World) -> None:
+        for name in names:
+            user = world.env.create_user(name, global_name=name.title())
+            world.members[name] = world.guild.add_member(user)
+
+    return prepare
+
+
 def react_together(
     env: simcord.Env, message: discord.Message, reactions: list[tuple[int, str]]
 ) -> None:
@@ -278,3 +294,85 @@ async def slash_together(
         ]
     finally:
         del env._settle_internal
+
+
+# ---------------------------------------------------------------------- rate limits
+
+
+@dataclass
+class PacedRoute:
+    """One REST route under Discord's rate limit, as discord.py meets it: a call waits its
+    turn in the route's bucket (one per channel: Discord buckets a route by its channel),
+    then takes ``seconds``. discord.py waits out a 429 itself (it sleeps for Retry-After
+    and tries again), so what the bot sees of a limit is this wait, never an error.
+    While ``held`` is clear, every call waits at the head of its bucket (a limit longer
+    than a test wants to sit through); setting it lets them go, one after another."""
+
+    method: str
+    pattern: str
+    seconds: float
+    held: asyncio.Event = field(default_factory=asyncio.Event)
+    #: ``time.perf_counter()`` when each call reached the route (simcord replaces
+    #: ``time.monotonic`` while its world runs).
+    queued: list[float] = field(default_factory=list)
+    #: Calls that went through to Discord (whatever it answered).
+    sent: int = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self.queued) - self.sent
+
+
+def api_path(url: str) -> str:
+    """``https://discord.com/api/v10/channels/1/…`` → ``/channels/1/…`` (as simcord logs it)."""
+    path = urlsplit(url).path
+    if path.startswith("/api/v"):
+        path = "/" + path.split("/", 3)[3]
+    return path
+
+
+def pace_route(
+    world: World, method: str, pattern: str, *, seconds: float = 0.25, held: bool = False
+) -> PacedRoute:
+    """Put the bot's calls of ``method`` on paths matching ``pattern`` (fnmatch, as in
+    ``env.inject_error``) under a rate limit: see :class:`PacedRoute`. Faults injected
+    on the same route still apply, when a call's turn comes."""
+    paced = PacedRoute(method, pattern, seconds)
+    if not held:
+        paced.held.set()
+    env = world.env
+    http = world.bot.http
+    real = http.request
+    #: bucket → the call last in line there (done when that call is).
+    last: dict[Any, asyncio.Future[None]] = {}
+
+    async def request(route: Any, **kwargs: Any) -> Any:
+        if route.method != method or not fnmatch.fnmatchcase(api_path(route.url), pattern):
+            return await real(route, **kwargs)
+        paced.queued.append(time.perf_counter())
+        bucket = route.channel_id
+        ahead = last.get(bucket)
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        last[bucket] = mine
+
+        async def turn() -> None:
+            if ahead is not None:
+                await ahead
+            await paced.held.wait()
+
+        try:
+            # A wait simcord must not count as the bot being busy (it would hold every
+            # other timer): declared, as a rate limit is, input from outside the bot.
+            await env.external_wait(turn(), reason="waiting its turn under a rate limit")
+            await asyncio.sleep(paced.seconds)
+            try:
+                return await real(route, **kwargs)
+            finally:
+                paced.sent += 1
+        finally:
+            mine.set_result(None)
+            if last.get(bucket) is mine:
+                del last[bucket]
+
+    http.request = request  # type: ignore[method-assign]
+    return paced

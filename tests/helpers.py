@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 from sqlalchemy import select
 
 from bot.app import App
@@ -72,3 +75,12 @@ async def running_battle(app: App) -> int:
             if b.paper_a_id in seated and b.paper_b_id in seated:
                 return b.number
     raise AssertionError("no battle runs in the published assignment")
+
+
+async def until(done: Callable[[], bool], what: str, within: float = 60.0) -> None:
+    """Wait (polling) until ``done()``; the bound is generous: it only catches a hang."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not done():
+        assert loop.time() < deadline, f"still waiting after {within:.0f} s: {what}"
+        await asyncio.sleep(0.02)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -30,10 +29,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func, select
 
+from bench.burst import link_students
 from bot.app import App
-from db.models import Base, BattleVote, Course, Identity, MessageRef, Person, Platform, Role
-from tests.discord_fakes import World, discord_world, react_together, slash_together
-from tests.helpers import QUIET_GROUPS, flush_edits, publish_groups
+from db.models import Base, BattleVote, MessageRef, Platform
+from tests.discord_fakes import discord_world, react_together, slash_together, students
+from tests.helpers import QUIET_GROUPS, flush_edits, publish_groups, until
 from tests.slack_fakes import FORM, SLACK_LIMITS, FakeSlack, command_body
 from tests.test_battles import BATTLE_DAY
 from tests.test_slack import Harness, fake, reaction, slack, texts  # noqa: F401 (fixtures)
@@ -45,40 +45,6 @@ A, B = "🅰️", "🅱️"
 ASKED = "counts once you say why"
 #: The secret ballot (the sample course's) after 60 reactions: 60 votes, none counted yet.
 REACTED = "Votes so far: 60; 0 with a justification (counted)."
-
-
-async def link_students(app: App, platform: Platform, accounts: list[str]) -> None:
-    """A generated student for each account id, linked on ``platform``."""
-    async with app.db.transaction() as s:
-        course = await s.scalar(select(Course))
-        assert course is not None
-        for i, account in enumerate(accounts):
-            person = Person(
-                course_id=course.id,
-                name=f"Burst Student {i:03d}",
-                email=f"burst{i:03d}@unc.edu",
-                role=Role.STUDENT,
-            )
-            s.add(person)
-            await s.flush()
-            s.add(
-                Identity(
-                    course_id=course.id,
-                    person_id=person.id,
-                    platform=platform,
-                    user_id=account,
-                    linked_at=app.clock.now(),
-                )
-            )
-
-
-async def until(done: Callable[[], bool], what: str, within: float = 60.0) -> None:
-    """Wait (polling) until ``done()``; the bound is generous: it only catches a hang."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not done():
-        assert loop.time() < deadline, f"still waiting after {within:.0f} s: {what}"
-        await asyncio.sleep(0.02)
 
 
 async def votes(app: App) -> list[tuple[str, str | None]]:
@@ -257,17 +223,6 @@ async def test_the_fake_slack_refuses_calls_over_its_limits(fake: FakeSlack) -> 
 
 
 # ----------------------------------------------------------------------------- Discord
-
-
-def students(names: list[str]) -> Callable[[World], None]:
-    """A ``prepare`` for discord_world: these members join the guild before the bot."""
-
-    def prepare(world: World) -> None:
-        for name in names:
-            user = world.env.create_user(name, global_name=name.title())
-            world.members[name] = world.guild.add_member(user)
-
-    return prepare
 
 
 def discord_text(message: Any) -> str:

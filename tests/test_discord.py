@@ -340,6 +340,28 @@ async def test_a_guild_without_a_course_is_told_how_to_bind_it(world: World) -> 
     assert f"coursebot course bind <course-key> discord {GUILD_ID}" in text_of(result)
 
 
+async def test_autocomplete_offers_the_courses_battles(world: World) -> None:
+    """An option that names a battle (``Complete("battle")``) offers the course's battles
+    with their papers, by number, id or a paper's title; the value is what the bot prints
+    for the battle (the option is a string: ``4``, ``#4`` or ``B4``)."""
+    w = world
+    battles = w.channels["battles"]
+    choices = await w.alice.autocomplete(battles, "battle withdraw", "battle", "")
+    assert [c["value"] for c in choices] == ["1", "2", "3", "4", "5"]
+    assert choices[2]["name"] == (
+        "Battle 3: #16 Multiscale Vision Transformers vs #17 Video Swin Transformer"
+    )
+    assert choices[0]["name"].startswith("Battle 1: #9 TSM: Temporal Shift Module")
+    assert all(len(c["name"]) <= 100 for c in choices)  # Discord's limit on a choice
+    assert choices[0]["name"].endswith("…")
+    choices = await w.gedas.autocomplete(battles, "admin battle open", "battle", "vivit")
+    assert [c["value"] for c in choices] == ["2"]  # a paper's title
+    choices = await w.alice.autocomplete(battles, "battle withdraw", "battle", "#3")
+    assert choices[0]["value"] == "3"  # the number first, then titles with a 3 (X3D)
+    choices = await w.alice.autocomplete(battles, "battle withdraw", "battle", "clip")
+    assert [c["value"] for c in choices] == ["5"]
+
+
 async def test_autocomplete_offers_paper_titles(world: World) -> None:
     w = world
     choices = await w.gedas.autocomplete(w.general, "assign set", "paper", "slowf")

@@ -42,6 +42,24 @@ def test_a_command_over_the_limits_is_named() -> None:
     assert "the name has 40 characters" in limit_problems([long_name])[0]
 
 
+def test_an_option_over_the_limits_is_named_with_its_command() -> None:
+    """Options are checked too (name, description, choices), named by their command."""
+    option = {
+        "type": 3,
+        "name": "battle",
+        "description": "d" * 101,
+        "choices": [{"name": "n" * 101, "value": "v" * 101}],
+    }
+    open_ = {"type": 1, "name": "open", "description": "d", "options": [option]}
+    battle = {"type": 2, "name": "battle", "description": "d", "options": [open_]}
+    admin = {"type": 1, "name": "admin", "description": "staff", "options": [battle]}
+    assert limit_problems([admin]) == [
+        "`/admin battle open` option `battle`: the description is over 100 characters",
+        "`/admin battle open` option `battle`: a choice's name is not 1–100 characters",
+        "`/admin battle open` option `battle`: a choice's value is over 100 characters",
+    ]
+
+
 async def test_a_tree_over_the_limits_is_not_synced(app: App) -> None:
     async with discord_world(app) as w:
         tree = w.bot.tree

@@ -15,6 +15,7 @@ roles, validates options and dedupes retries by the interaction id.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import discord
 from discord import app_commands
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.discord.components import (
     FormModal,
@@ -53,6 +55,7 @@ from bot.discord.render import (
 )
 from bot.discord.tree import FILE_OPTION, is_paper_list
 from commands.attachments import DISCORD_FILE_HOSTS, file_origins
+from commands.battles import battle_choices
 from commands.context import Attachment, Caller, Request, Where
 from commands.logistics import course_papers
 from commands.outbox import delivery_nonce
@@ -208,14 +211,18 @@ class Router:
     async def complete(
         self, interaction: discord.Interaction, cmd: Command, spec: OptionSpec, current: str
     ) -> list[app_commands.Choice[Any]]:
-        """Suggestions for one option: paper ids with their titles, or long choice lists."""
+        """Suggestions for one option: paper ids with their titles, battles with their
+        papers, or long choice lists."""
         try:
             if spec.choices:
                 low = current.lower()
                 return [
                     app_commands.Choice(name=c, value=c) for c in spec.choices if low in c.lower()
                 ][:AUTOCOMPLETE_LIMIT]
-            if str(spec.complete).split(":")[0] != "paper":
+            kind = str(spec.complete).split(":")[0]
+            if kind == "battle":
+                return await self.battles(interaction.guild_id, current)
+            if kind != "paper":
                 return []
             papers = await self.papers(interaction.guild_id, spec)
             return paper_choices(papers, current, many=spec.many, integer=spec.type is int)
@@ -227,16 +234,33 @@ class Router:
         """(number, title) of the course's papers an option can take (``paper:<kind>``)."""
         _, _, kind = str(spec.complete).partition(":")
         async with self.bot.app.db.session() as session:
-            course_id = await session.scalar(
-                select(CourseBinding.course_id).where(
-                    CourseBinding.platform == Platform.DISCORD,
-                    CourseBinding.external_id == self.workspace(guild_id),
-                )
-            )
+            course_id = await self._course_id(session, guild_id)
             if course_id is None:
                 return []
             found = await course_papers(session, course_id, kind=kind or "all")
         return [(p.number, p.title) for p in found]
+
+    async def battles(self, guild_id: int | None, current: str) -> list[app_commands.Choice[Any]]:
+        """The course's battles matching what was typed (``battle``): ``Battle B4: #19
+        VideoMAE… vs #20 MAE…``, with the id the bot prints for it as the value."""
+        async with self.bot.app.db.session() as session:
+            course_id = await self._course_id(session, guild_id)
+            if course_id is None:
+                return []
+            found = await battle_choices(session, course_id, current, limit=AUTOCOMPLETE_LIMIT)
+        return [
+            app_commands.Choice(name=_cut(label), value=value[:CHOICE_LIMIT])
+            for label, value in found
+        ]
+
+    async def _course_id(self, session: AsyncSession, guild_id: int | None) -> int | None:
+        """The course bound to the guild (or to the DM workspace), if any."""
+        return await session.scalar(
+            select(CourseBinding.course_id).where(
+                CourseBinding.platform == Platform.DISCORD,
+                CourseBinding.external_id == self.workspace(guild_id),
+            )
+        )
 
     # ------------------------------------------------------------------ buttons and forms
     @guarded
@@ -430,12 +454,42 @@ class Router:
         )
         if reply is None:  # a message that takes no such reaction, or a repeated event
             return
-        if reply.remove_reaction and added:
-            removed = await self._remove_reaction(payload, emoji)
-            reply.text = "\n".join(p for p in (reply.text, reaction_note(reply, removed)) if p)
-        if reply.silent or reply.duplicate:
+        if not (reply.remove_reaction and added):
+            await self._answer(payload, user, reply)
             return
-        if not (reply.text or reply.sections or reply.tables or reply.files or reply.buttons):
+        # The removal and the answer go out side by side: Discord paces reaction removals
+        # per channel, and in a class-wide burst the 60th removal waits its turn for
+        # seconds; the voter's private answer never waits in that queue.
+        removal = asyncio.create_task(self._remove_reaction(payload, emoji))
+        if not _says_something(reply):
+            await removal
+            return
+        removed = await _outcome_within(removal, REMOVAL_GRACE)
+        reply.text = "\n".join(p for p in (reply.text, reaction_note(reply, removed)) if p)
+        try:
+            await self._answer(payload, user, reply)
+        finally:
+            refused = removed is None and not await removal
+        if refused:  # the answer said it was on its way: now the truth
+            await self._answer(
+                payload,
+                user,
+                Reply(
+                    text=reaction_note(reply, False),
+                    ephemeral=reply.ephemeral,
+                    reaction_fate=reply.reaction_fate,
+                ),
+            )
+
+    async def _answer(
+        self,
+        payload: discord.RawReactionActionEvent,
+        user: discord.abc.User | None,
+        reply: Reply,
+    ) -> None:
+        """Send the answer to a reaction: privately by DM (a notice in the channel when
+        DMs are closed and it asks for something), else in the reaction's channel."""
+        if not _says_something(reply):
             return
         if reply.ephemeral or payload.guild_id is None:
             if user is not None and not await self.deliver_dm(user, reply):
@@ -625,8 +679,38 @@ class Router:
 NOTICE_SECONDS = 120.0
 
 
-def reaction_note(reply: Reply, removed: bool) -> str:
-    """What became of a reaction the core asked to take off, as it is on Discord."""
+#: How long the answer to a reaction waits for the reaction's removal, to say truly that
+#: it is gone: about one round trip to Discord. A removal still queued after it (Discord
+#: paces removals per channel, so in a burst they wait their turn) does not hold the
+#: answer back: the answer says the reaction is on its way off, and a refusal that comes
+#: later is told in a second message.
+REMOVAL_GRACE = 0.25
+
+
+def _says_something(reply: Reply) -> bool:
+    """Whether a reply to a reaction has anything to show its user."""
+    if reply.silent or reply.duplicate:
+        return False
+    return bool(reply.text or reply.sections or reply.tables or reply.files or reply.buttons)
+
+
+async def _outcome_within(task: asyncio.Task[bool], seconds: float) -> bool | None:
+    """The task's result if it is done within ``seconds``, else None (it runs on)."""
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    return task.result() if done else None
+
+
+def reaction_note(reply: Reply, removed: bool | None) -> str:
+    """What became of a reaction the core asked to take off, as it is on Discord
+    (``None``: its removal is still queued at Discord; nothing is claimed yet)."""
+    if removed is None:
+        if reply.reaction_fate is ReactionFate.HIDE:
+            return (
+                "I am taking your reaction off the poll, so nobody else will see your pick "
+                "(Discord paces removals, so it can take a few seconds); I will tell you if "
+                "I cannot."
+            )
+        return "I am taking your reaction off (it does not count); I will tell you if I cannot."
     if removed:
         if reply.reaction_fate is ReactionFate.HIDE:
             return "Your reaction was removed, so nobody else can see your pick."

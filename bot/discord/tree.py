@@ -263,6 +263,8 @@ COMMAND_CHARACTERS = 4000
 #: Options (or subcommands and groups) of one command or group.
 OPTIONS_LIMIT = 25
 NAME_LIMIT = 32
+#: A choice's name and its value (a string).
+CHOICE_CHARACTERS = 100
 
 
 def _characters(payload: dict[str, Any]) -> int:
@@ -286,11 +288,20 @@ def _shape_problems(payload: dict[str, Any], path: str) -> list[str]:
         out.append(
             f"`{path}` has {len(options)} options or subcommands (Discord allows {OPTIONS_LIMIT})"
         )
-    if len(payload.get("choices") or ()) > CHOICES_LIMIT:
+    choices = payload.get("choices") or ()
+    if len(choices) > CHOICES_LIMIT:
         out.append(f"`{path}` has more than {CHOICES_LIMIT} choices")
+    for choice in choices:
+        if not 1 <= len(str(choice.get("name", ""))) <= CHOICE_CHARACTERS:
+            out.append(f"`{path}`: a choice's name is not 1–{CHOICE_CHARACTERS} characters")
+        if len(str(choice.get("value", ""))) > CHOICE_CHARACTERS:
+            out.append(f"`{path}`: a choice's value is over {CHOICE_CHARACTERS} characters")
     for option in options:
         if option.get("type") in (1, 2):  # a subcommand or a group
             out.extend(_shape_problems(option, f"{path} {option.get('name', '?')}"))
+        else:  # an option of the command: `/admin battle open` option `battle`
+            where = f"{path}` option `{option.get('name', '?')}"
+            out.extend(_shape_problems({**option, "options": ()}, where))
     return out
 
 

@@ -42,7 +42,7 @@ from commands.replies import (
     Tone,
 )
 from commands.text import MAX_ID, shown, visible_length, whole_number
-from commands.timefmt import fmt_day, fmt_instant
+from commands.timefmt import fmt_day, fmt_instant, fmt_time
 from commands.timers import (
     TimerRules,
     clock,
@@ -524,6 +524,13 @@ def phases_of(course: Course, battle: Battle) -> list[PhaseEntry]:
     return rules(course).phase_list()
 
 
+def format_text(phases: Sequence[PhaseEntry]) -> str:
+    """A battle's format on one line, with what `battle timer` takes for each phase:
+    ``side A presents, 20 min (`a`) → … → rebuttal, 5 min (`rebuttal`); 50 min in all``."""
+    steps = " → ".join(f"{p.title}, {p.minutes} min (`{p.key}`)" for p in phases)
+    return f"{steps}; {sum(p.minutes for p in phases)} min in all"
+
+
 def battle_subject(battle: Battle) -> str:
     return f"battle:{battle.number}"
 
@@ -573,7 +580,7 @@ class BattleOptions(BaseModel):
 
 @registry.command(
     "battle show",
-    "A battle's papers, groups, date and state",
+    "A battle's papers, groups, theme, date, format and state",
     access=Access.ANYONE,
     topic="battle",
     examples=("battle show 1",),
@@ -581,10 +588,16 @@ class BattleOptions(BaseModel):
 )
 async def battle_show(ctx: Context, opts: BattleOptions) -> Reply:
     view = await load_battle(ctx.session, ctx.course, opts.battle)
-    poll = await poll_of(ctx.session, view.battle)
-    fields = [
-        ("Date", fmt_day(view.battle.class_date) if view.battle.class_date else "not set"),
-    ]
+    battle = view.battle
+    poll = await poll_of(ctx.session, battle)
+    fields = []
+    if battle.theme:
+        fields.append(("Theme", battle.theme))
+    when = fmt_day(battle.class_date) if battle.class_date else "not set"
+    if battle.start_time:
+        when += f", starts at {fmt_time(battle.start_time)}"
+    fields.append(("Date", when))
+    fields.append(("Format", format_text(phases_of(ctx.course, battle))))
     for side in ("A", "B"):
         names = ", ".join(p.name for p in view.groups[side]) or "not assigned yet"
         fields.append((view.label(side), names))

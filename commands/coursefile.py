@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -191,6 +192,16 @@ class PhaseEntry(_Strict):
     """How long it lasts."""
     side: Literal["A", "B"] | None = None
     """The side that presents in it: its paper and presenters are named when it starts."""
+
+    @field_validator("minutes", mode="wrap")
+    @classmethod
+    def _minutes(cls, v: Any, handler: ValidatorFunctionWrapHandler) -> int:
+        try:
+            return handler(v)
+        except ValidationError as exc:
+            if {e["type"] for e in exc.errors()} <= {"greater_than_equal", "less_than_equal"}:
+                raise ValueError(f"a phase lasts from 1 to 120 minutes (you gave {v})") from None
+            raise
 
     @field_validator("key")
     @classmethod
@@ -1005,7 +1016,7 @@ def cross_check(cf: CourseFile) -> list[tuple[tuple[Any, ...], str]]:
         if p.slot in ("instructor", "battle") and p.critique:
             out.append((("papers", i, "critique"), f"a {p.slot} paper cannot require a critique"))
     seen_battles: dict[int, BattleEntry] = {}
-    battle_papers: Counter[int] = Counter()
+    battle_of: dict[int, int] = {}  # paper id -> the index of the first battle naming it
     for i, b in enumerate(cf.battles):
         if b.number in seen_battles:
             first = seen_battles[b.number].id
@@ -1018,16 +1029,22 @@ def cross_check(cf: CourseFile) -> list[tuple[tuple[Any, ...], str]]:
             out.append((("battles", i, "b"), "a battle needs two different papers"))
         for side in ("a", "b"):
             pid = getattr(b, side)
-            battle_papers[pid] += 1
+            first_battle = battle_of.setdefault(pid, i)
+            if first_battle != i:
+                other = cf.battles[first_battle]
+                out.append(
+                    (
+                        ("battles", i, side),
+                        f"paper {pid} is already in battle {other.id} (battles[{first_battle}]); "
+                        "a paper battles once",
+                    )
+                )
             if pid not in papers:
                 out.append((("battles", i, side), f"paper {pid} does not exist"))
             elif papers[pid].slot != "battle":
                 out.append(
                     (("battles", i, side), f"paper {pid} has slot {papers[pid].slot}, not battle")
                 )
-    for pid, n in battle_papers.items():
-        if n > 1:
-            out.append((("battles",), f"paper {pid} is in {n} battles; a paper battles once"))
     for key, entries in (("milestones", cf.milestones), ("deadlines", cf.deadlines)):
         keys: set[str] = set()
         for i, m in enumerate(entries):
@@ -1055,6 +1072,7 @@ def cross_check(cf: CourseFile) -> list[tuple[tuple[Any, ...], str]]:
         out.extend(_check_reminders(cf))
         out.extend(_check_assignment_rules(cf, papers))
         out.extend(_check_calendar(cf, papers))
+        out.extend(_check_battle_times(cf))
     return out
 
 
@@ -1163,6 +1181,17 @@ def _check_calendar(
     if s.first_day and s.last_day and s.last_day < s.first_day:
         out.append((("course", "last_day"), f"{s.last_day} is before first_day ({s.first_day})"))
         return out
+    for j, later in enumerate(s.breaks):
+        for i, earlier in enumerate(s.breaks[:j]):
+            if earlier.start <= later.last and later.start <= earlier.last:
+                out.append(
+                    (
+                        ("course", "breaks", j),
+                        f"overlaps breaks[{i}] ({earlier.reason}, {_span(earlier)}); give each "
+                        "day off once: merge the two or move one's `from`/`to`",
+                    )
+                )
+                break
     off = set(s.no_class)
 
     def closed(day: date) -> str | None:
@@ -1185,6 +1214,71 @@ def _check_calendar(
     for loc, day in dated:
         if day is not None and (why := closed(day)):
             out.append((loc, why))
+    return out
+
+
+def _span(b: BreakEntry) -> str:
+    return f"{b.start}" if b.last == b.start else f"{b.start} to {b.last}"
+
+
+def _check_battle_times(cf: CourseFile) -> list[tuple[tuple[Any, ...], str]]:
+    """A battle's format (its phases, one after the other) fits in its class: from the
+    battle's `start` (else the class's) to the end of its day's session (else
+    `class_end`). The course's own format is checked once against the class's length;
+    a battle on the course's format is then checked only for what it changes (a later
+    `start`, a session with other times)."""
+    s = cf.course
+    out: list[tuple[tuple[Any, ...], str]] = []
+    rules = s.battle_rules
+    course_total = sum(p.minutes for p in rules.phase_list())
+    course_too_long = False
+    if s.class_start is not None and s.class_end is not None and s.class_end > s.class_start:
+        length = _minutes(s.class_end) - _minutes(s.class_start)
+        if course_total > length:
+            course_too_long = True
+            where = (
+                ("course", "battle_rules", "phases") if rules.phases else ("course", "battle_rules")
+            )
+            out.append(
+                (
+                    where,
+                    f"the battle format takes {course_total} minutes, longer than the class "
+                    f"({s.class_start:%H:%M}–{s.class_end:%H:%M}, {length} minutes); shorten "
+                    "its phases",
+                )
+            )
+    sessions = {sess.date: sess for sess in cf.sessions}
+    for i, b in enumerate(cf.battles):
+        sess = sessions.get(b.date) if b.date is not None else None
+        class_start = (sess.start if sess else None) or s.class_start
+        start = b.start or class_start
+        end = (sess.end if sess else None) or s.class_end
+        if start is None or end is None:
+            continue
+        if b.start is not None and class_start is not None and b.start < class_start:
+            out.append(
+                (
+                    ("battles", i, "start"),
+                    f"starts at {b.start:%H:%M}, before the class ({class_start:%H:%M})",
+                )
+            )
+            continue
+        phases = b.phases or rules.phase_list()
+        total = sum(p.minutes for p in phases)
+        if b.phases is None and course_too_long and (start, end) == (s.class_start, s.class_end):
+            continue  # said once, at course.battle_rules
+        finish = _minutes(start) + total
+        if finish > _minutes(end):
+            where = ("battles", i, "phases") if b.phases else ("battles", i)
+            own = "its format" if b.phases else "the course's battle format"
+            out.append(
+                (
+                    where,
+                    f"{own} takes {total} minutes: from {start:%H:%M} it ends at "
+                    f"{_hhmm_of(finish)}, after the class ends ({end:%H:%M}); shorten the "
+                    "phases, or start it earlier",
+                )
+            )
     return out
 
 
@@ -2068,10 +2162,11 @@ def course_file_reference() -> str:
         "otherwise read as a number. `examples/comp790-23f.yaml` is a full sample.",
         "",
         "Checks that span entries: ids and keys are unique; a battle's papers exist and are "
-        "`battle` papers, each in one battle; a session's agenda names papers and battles of its "
-        "day and ends by the session's end; sessions, papers and battles are not on a no-class "
-        "day, in a break, or outside `first_day`–`last_day`; the assignment rules name students "
-        "of `people`.",
+        "`battle` papers, each in one battle; a battle's format (its phases, one after the "
+        "other, from its `start`) ends by the end of its class; a session's agenda names papers "
+        "and battles of its day and ends by the session's end; breaks do not overlap; sessions, "
+        "papers and battles are not on a no-class day, in a break, or outside "
+        "`first_day`–`last_day`; the assignment rules name students of `people`.",
         "",
     ]
     for model in REFERENCE_MODELS:

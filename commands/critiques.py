@@ -923,7 +923,12 @@ async def critique_grade(ctx: Context, opts: GradeOptions) -> Reply:
     for who in opts.students:
         p = await find_person(ctx.session, ctx.course.id, who)
         if p.role is not Role.STUDENT:
-            raise InvalidInput(f"{p.name} is not a student; nothing was graded.")
+            withdrew = p.role is Role.WITHDRAWN
+            what = (
+                "withdrew from the course, so is not enrolled" if withdrew else "is not a student"
+            )
+            done = "graded" if opts.grade in ("pass", "fail") else "recorded"
+            raise InvalidInput(f"{p.name} {what}; nothing was {done}.")
         if p not in people:
             people.append(p)
     done = await critiques_of_paper(ctx.session, paper.id)

@@ -13,7 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.context import Context
-from commands.coursefile import WEEKDAYS, AgendaItem, SessionEntry, Syllabus, agenda_times
+from commands.coursefile import (
+    WEEKDAYS,
+    AgendaItem,
+    SessionEntry,
+    Syllabus,
+    agenda_times,
+    battle_number,
+)
 from commands.errors import InvalidInput, NotFound
 from commands.registry import Access, Complete, registry
 from commands.replies import Button, Reply, Section, Table
@@ -234,7 +241,11 @@ def paper_details(paper: Paper, *, short: bool = False) -> str:
     return " · ".join(x for x in (paper_source(paper, short=short), paper.url or "") if x)
 
 
-def agenda_lines(meeting: Meeting, papers: dict[int, Paper] | None = None) -> list[str]:
+def agenda_lines(
+    meeting: Meeting,
+    papers: dict[int, Paper] | None = None,
+    battles: dict[int, Battle] | None = None,
+) -> list[str]:
     """The agenda with its times: ``2:30 PM–3:15 PM  #5 SlowFast… (talk, 45 min)``."""
     out = []
     spans = agenda_times(meeting.start, meeting.agenda)
@@ -243,17 +254,34 @@ def agenda_lines(meeting: Meeting, papers: dict[int, Paper] | None = None) -> li
         if span is not None:
             a, b = (time(x // 60 % 24, x % 60) for x in span)
             when = f"{fmt_time(a)}–{fmt_time(b)} "
-        out.append(f"{n}. {when}{agenda_title(item, papers)} ({item.kind}, {item.minutes} min)")
+        title = agenda_title(item, papers, battles)
+        out.append(f"{n}. {when}{title} ({item.kind}, {item.minutes} min)")
     return out
 
 
-def agenda_title(item: AgendaItem, papers: dict[int, Paper] | None = None) -> str:
+def agenda_title(
+    item: AgendaItem,
+    papers: dict[int, Paper] | None = None,
+    battles: dict[int, Battle] | None = None,
+) -> str:
+    """An agenda item as replies name it: its title, else its paper (``#5 SlowFast…``),
+    else its battle by the course file's id (``Battle B4``, when the agenda says ``4``);
+    ``papers`` and ``battles`` are the course's, by number."""
     if item.title:
         return item.title
     if item.paper is not None:
         paper = (papers or {}).get(item.paper)
         return f"#{item.paper} {paper.title}" if paper else f"#{item.paper}"
-    return f"Battle {item.battle}"
+    battle = (battles or {}).get(battle_number(item.battle)) if item.battle is not None else None
+    return f"Battle {battle.label or battle.number}" if battle else f"Battle {item.battle}"
+
+
+async def battles_by_number(session: AsyncSession, course_id: int) -> dict[int, Battle]:
+    """The course's battles by number (what an agenda item's ``battle`` names)."""
+    return {
+        b.number: b
+        for b in await session.scalars(select(Battle).where(Battle.course_id == course_id))
+    }
 
 
 def week_start(d: date) -> date:
@@ -365,6 +393,7 @@ async def schedule(ctx: Context, opts: ScheduleOptions) -> Reply:
         b.paper_a_id: b
         for b in await ctx.session.scalars(select(Battle).where(Battle.course_id == course.id))
     }
+    by_number = {b.number: b for b in battles.values()}
     by_id = {p.id: p for p in all_papers}
     # Staff see an empty presentation day as such once there is an assignment.
     flag = staff and bool(names)
@@ -388,7 +417,7 @@ async def schedule(ctx: Context, opts: ScheduleOptions) -> Reply:
         if head:
             days[m.day].append(" · ".join(head))
         if m.agenda:
-            days[m.day].append("Agenda: " + "; ".join(agenda_lines(m, numbered)))
+            days[m.day].append("Agenda: " + "; ".join(agenda_lines(m, numbered, by_number)))
     for p in all_papers:
         if p.class_date is None:
             continue

@@ -351,6 +351,8 @@ def _check(spec: OptionSpec, value: Any) -> Any:
     if spec.type is int and not spec.choices and not isinstance(value, str | int | float):
         return value  # pydantic says what is wrong
     if spec.type is int and not spec.choices:
+        if isinstance(value, str) and (spec.complete or "").startswith("paper"):
+            value = value.strip().removeprefix("#")  # `#5`, as a paper is printed
         low = int(spec.ge) if spec.ge is not None else 0
         high = int(min(spec.le, MAX_ID)) if spec.le is not None else MAX_ID
         return whole_number(value, what=what, low=low, high=high)

@@ -11,6 +11,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands import audit, registration
+from commands.battles import battle_name
 from commands.context import Context
 from commands.errors import InvalidInput, NotFound
 from commands.outbox import new_batch
@@ -288,8 +289,9 @@ async def course_moments(ctx: Context) -> list[Moment]:
     )
     if battle is not None and battle.class_date is not None:
         day = "Today" if battle.class_date == today else fmt_day(battle.class_date)
-        start = datetime.combine(battle.class_date, course.class_start or time(0), tzinfo=tz)
-        heading = f"{day} is a battle day: battle {battle.number}"
+        begins = battle.start_time or course.class_start or time(0)
+        start = datetime.combine(battle.class_date, begins, tzinfo=tz)
+        heading = f"{day} is a battle day: battle {battle_name(battle)}"
         out.append(Moment(start, heading, BATTLE_COMMANDS))
 
     milestone = await ctx.session.scalar(

@@ -25,7 +25,7 @@ from commands.context import Context
 from commands.coursefile import AgendaItem, BattleRules, Syllabus
 from commands.due import Scope, due_registry, earliest
 from commands.errors import Conflict, InvalidInput, NotFound
-from commands.logistics import agenda_title, course_calendar, presenters
+from commands.logistics import agenda_title, battles_by_number, course_calendar, presenters
 from commands.outbox import Outgoing
 from commands.registry import Access, Complete, registry
 from commands.replies import Reply, Section, Table
@@ -401,7 +401,8 @@ async def agenda(ctx: Context, opts: AgendaOptions) -> Reply:
             text="No timed agenda for this day in the course file."
             + (f"\nOn the day:\n{listed}" if listed else ""),
         )
-    rows = [line.split(". ", 1) for line in agenda_lines(meeting, papers)]
+    battles = await battles_by_number(ctx.session, ctx.course.id)
+    rows = [line.split(". ", 1) for line in agenda_lines(meeting, papers, battles)]
     staff = ctx.person is not None and ctx.person.is_staff
     hint = f"`agenda timer <n> date={day.isoformat()}` times an item." if staff else ""
     return Reply(
@@ -447,12 +448,12 @@ async def agenda_timer(ctx: Context, opts: AgendaTimerOptions) -> Reply:
             raise Conflict(f"No timer is running for item {opts.item} of {fmt_day(day)}.")
         return Reply(text=stopped_text(stopped[0], ctx.now))
     if item.kind == "battle":
-        from commands.battles import battle_on, phases_of
+        from commands.battles import battle_name, battle_on, phases_of
 
         battle = await battle_on(ctx.session, ctx.course, item.battle, day)
         if battle is not None:
             keys = " | ".join(p.key for p in phases_of(ctx.course, battle))
-            n = battle.label or battle.number
+            n = battle_name(battle)
             raise InvalidInput(
                 f"Item {opts.item} is battle {n}: it is timed phase by phase.",
                 hint=f"`battle timer {n} <{keys}>`.",
@@ -465,7 +466,7 @@ async def agenda_timer(ctx: Context, opts: AgendaTimerOptions) -> Reply:
     if item.paper is not None:
         p = await _paper(ctx, item.paper)
         papers[p.number] = p
-    title = agenda_title(item, papers)
+    title = agenda_title(item, papers, await battles_by_number(ctx.session, ctx.course.id))
     await start_timer(
         ctx.session,
         ctx.course,

@@ -326,3 +326,60 @@ async def test_typed_options_and_crafted_ids_that_name_no_battle(app: App) -> No
     )
     assert r.is_error and "`B99` is not a battle of this course" in r.text
     assert await stored(app) == before
+
+
+# ------------------------------------------------ help, agendas and `battle show`
+
+
+async def test_help_and_agendas_name_a_battle_by_its_id_and_show_gives_its_format(
+    app: App,
+) -> None:
+    """`help`, `agenda`, `schedule` and `agenda timer` name a battle by its id in the
+    course file, even where the agenda names it by number; `battle show` gives its theme,
+    its start time and its format, phase by phase."""
+    from tests.test_help import headings, help_for
+
+    text = SAMPLE_COURSE.read_text(encoding="utf-8")
+    for n in range(1, 5):
+        text = text.replace(f"  - id: {n}\n    a: ", f"  - id: B{n}\n    a: ")
+    b2 = "    b: 12      # ViViT\n    date: 2023-09-18\n"
+    assert b2 in text
+    text = text.replace(
+        b2,
+        b2 + '    start: "15:00"\n    theme: Attention across space and time\n'
+        "    phases: [{key: all, title: both sides at once, minutes: 40}]\n",
+    )
+    sessions = "  - date: 2023-10-02\n    title: Project proposal presentations\n"
+    assert sessions in text
+    text = text.replace(
+        sessions,
+        "  - date: 2023-09-18\n    agenda:\n      - {battle: 2, minutes: 60}\n" + sessions,
+    )
+    async with app.db.transaction() as s:
+        await import_course(s, parse_course_file(text), now=SAMPLE_NOW)
+
+    assert "Today is a battle day: battle B2" in headings(
+        await help_for(app, "alice", datetime(2023, 9, 18, 13, 0, tzinfo=UTC))
+    )
+    assert "Today is a battle day: battle B1" in headings(await help_for(app, "alice", BATTLE_DAY))
+
+    agenda = render_text(await say(app, "alice", "agenda 2023-09-18"))
+    assert "2:30 PM–3:30 PM Battle B2 (battle, 60 min)" in agenda, agenda
+    week = render_text(await say(app, "alice", "schedule week=5"))
+    assert "Agenda: 1. 2:30 PM–3:30 PM Battle B2 (battle, 60 min)" in week, week
+    r = await say(app, "maya", "agenda timer 1 date=2023-09-18")
+    assert r.is_error and r.ephemeral and "Item 1 is battle B2" in r.text, r.text
+    assert "`battle timer B2 <all>`" in r.text
+
+    shown = render_text(await say(app, "alice", "battle show b2"))
+    assert "Theme: Attention across space and time" in shown, shown
+    assert "Date: Mon Sep 18, starts at 3:00 PM" in shown
+    assert "Format: both sides at once, 40 min (`all`); 40 min in all" in shown
+    shown = render_text(await say(app, "alice", "battle show 1"))
+    assert "Theme: Efficient video backbones" in shown and "Date: Wed Sep 13\n" in shown
+    assert (
+        "Format: side A presents, 20 min (`a`) → side B presents, 20 min (`b`) → "
+        "3 reasons, 5 min (`reasons`) → rebuttal, 5 min (`rebuttal`); 50 min in all"
+    ) in shown
+    shown = render_text(await say(app, "alice", "battle show 5"))
+    assert "Theme" not in shown and "starts at" not in shown

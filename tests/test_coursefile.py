@@ -684,6 +684,14 @@ def test_agendas_days_off_and_class_days_are_checked() -> None:
         ),
         ("phases: []", "a battle needs at least one phase"),
         ("phases: [{key: A1, title: x, minutes: 1}]", "should match pattern"),
+        (
+            "phases: [{key: a, title: x, minutes: 0}]",
+            "a phase lasts from 1 to 120 minutes (you gave 0)",
+        ),
+        (
+            "phases: [{key: a, title: x, minutes: -5}]",
+            "a phase lasts from 1 to 120 minutes (you gave -5)",
+        ),
     ],
 )
 def test_battle_formats_are_checked(battle_rules: str, message: str) -> None:
@@ -709,6 +717,132 @@ def test_battle_ids_may_be_letters_and_a_number() -> None:
         "battles[3].id: must be a number or letters and a number" in p
         for p in _problems(info.value)
     )
+
+
+def _broken_battles() -> tuple[str, set[str]]:
+    """The sample with a problem in every battle; the text and the problems expected."""
+    lines = SAMPLE_TEXT.splitlines()
+    found: set[str] = set()
+
+    def at(text: str) -> int:
+        return _find(lines, text, after="battles:")
+
+    i = at("b: 10      # X3D")
+    lines[i] = "    b: 5"
+    found.add(f"line {i + 1}: battles[0].b: paper 5 has slot 45, not battle")
+    i = at("a: 11      # TimeSformer")
+    lines[i] = "    a: 99"
+    found.add(f"line {i + 1}: battles[1].a: paper 99 does not exist")
+    i = at("date: 2023-09-18")
+    lines.insert(i + 1, '    start: "14:00"')
+    found.add(f"line {i + 2}: battles[1].start: starts at 14:00, before the class (14:30)")
+    i = at("a: 16      # MViT")
+    lines[i] = "    a: 9"
+    found.add(
+        f"line {i + 1}: battles[2].a: paper 9 is already in battle 1 (battles[0]); "
+        "a paper battles once"
+    )
+    i = at("date: 2023-10-09")
+    lines.insert(i + 1, "    phases: [{key: all, title: both sides at once, minutes: 80}]")
+    found.add(
+        f"line {i + 2}: battles[2].phases: its format takes 80 minutes: from 14:30 it ends at "
+        "15:50, after the class ends (15:45); shorten the phases, or start it earlier"
+    )
+    i = at("- id: 4")
+    lines[i] = "  - id: 1"
+    found.add(f"line {i + 1}: battles[3].id: battle id 1 is used twice")
+    i = at("date: 2023-10-16")
+    lines[i] = "    date: 2023-12-11"
+    found.add(f"line {i + 1}: battles[3].date: 2023-12-11 is after the last class day (2023-12-06)")
+    i = at("date: 2023-11-13")
+    lines[i] = "    date: 2023-11-22"
+    found.add(f"line {i + 1}: battles[4].date: 2023-11-22 is in a break (Thanksgiving break)")
+    return "\n".join(lines) + "\n", found
+
+
+def test_battles_are_checked_against_the_papers_each_other_and_the_calendar() -> None:
+    text, expected = _broken_battles()
+    with pytest.raises(CourseFileError) as info:
+        parse_course_file(text)
+    assert _problems(info.value) == expected
+
+
+def test_a_battle_format_longer_than_the_class_is_named_once() -> None:
+    text = SAMPLE_TEXT.replace("present_minutes: 20,", "present_minutes: 35,")
+    line = next(i for i, x in enumerate(text.splitlines(), 1) if "battle_rules:" in x)
+    with pytest.raises(CourseFileError) as info:
+        parse_course_file(text)
+    # Every battle is on the course's format: said once, where the format is.
+    assert _problems(info.value) == {
+        f"line {line}: course.battle_rules: the battle format takes 80 minutes, longer than "
+        "the class (14:30–15:45, 75 minutes); shorten its phases"
+    }
+    # A battle's own format that fits, starting with the class, is fine.
+    fits = SAMPLE_TEXT.replace(
+        "# ViViT\n    date: 2023-09-18\n",
+        '# ViViT\n    date: 2023-09-18\n    start: "14:30"\n'
+        "    phases: [{key: a, title: side A, minutes: 30, side: A}, "
+        "{key: b, title: side B, minutes: 30, side: B}, {key: vote, title: vote, minutes: 15}]\n",
+        1,
+    )
+    assert parse_course_file(fits).battles[1].phases is not None
+    late = fits.replace('    start: "14:30"\n', '    start: "14:35"\n', 1)
+    with pytest.raises(CourseFileError) as info:
+        parse_course_file(late)
+    assert any(
+        "battles[1].phases: its format takes 75 minutes: from 14:35 it ends at 15:50, after "
+        "the class ends (15:45)" in p
+        for p in _problems(info.value)
+    )
+
+
+def test_overlapping_breaks_are_refused_with_their_line() -> None:
+    text = SAMPLE_TEXT.replace(
+        "    - {from: 2023-10-19, to: 2023-10-20, reason: Fall break}\n",
+        "    - {from: 2023-10-19, to: 2023-10-20, reason: Fall break}\n"
+        "    - {from: 2023-11-23, reason: Thanksgiving}\n"
+        "    - {from: 2023-10-20, to: 2023-10-22, reason: Long weekend}\n",
+    )
+    lines = text.splitlines()
+    with pytest.raises(CourseFileError) as info:
+        parse_course_file(text)
+    long_weekend = _find(lines, "- {from: 2023-10-20, to: 2023-10-22, reason: Long weekend}") + 1
+    thanksgiving = _find(lines, "- {from: 2023-11-22, to: 2023-11-24, reason: Thanksgiving break}")
+    assert _problems(info.value) == {
+        f"line {long_weekend}: course.breaks[2]: overlaps breaks[0] (Fall break, 2023-10-19 to "
+        "2023-10-20); give each day off once: merge the two or move one's `from`/`to`",
+        f"line {thanksgiving + 1}: course.breaks[3]: overlaps breaks[1] (Thanksgiving, "
+        "2023-11-23); give each day off once: merge the two or move one's `from`/`to`",
+    }
+    # Breaks that touch without sharing a day are fine.
+    touching = SAMPLE_TEXT.replace(
+        "    - {from: 2023-10-19, to: 2023-10-20, reason: Fall break}\n",
+        "    - {from: 2023-10-19, to: 2023-10-20, reason: Fall break}\n"
+        "    - {from: 2023-10-21, to: 2023-10-22, reason: Weekend}\n",
+    )
+    assert len(parse_course_file(touching).course.breaks) == 3
+
+
+async def test_a_course_file_with_bad_battles_changes_nothing_stored(
+    db: Database, tmp_path: Path
+) -> None:
+    from bot.app import import_course_file
+    from commands.clock import FixedClock
+
+    await _import(db, parse_course_file(SAMPLE_TEXT))
+    before = await _counts(db)
+    async with db.session() as s:
+        exported = dump_course(await export_course(s, await _course(s)))
+    text, expected = _broken_battles()
+    path = tmp_path / "course.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CourseFileError) as info:
+        await import_course_file(db, path, FixedClock(SAMPLE_NOW))
+    assert str(info.value).startswith(f"{path} has {len(expected)} problems:")
+    assert _problems(info.value) == expected
+    assert await _counts(db) == before
+    async with db.session() as s:
+        assert dump_course(await export_course(s, await _course(s))) == exported
 
 
 async def test_syllabus_labels_and_names_round_trip_and_reimport_as_no_change(
@@ -894,3 +1028,60 @@ async def test_schedule_papers_and_paper_show_the_course_as_it_runs(app) -> None
     assert "Mon Sep 11: Class (nothing scheduled yet)" in await say("schedule week=4")
     hours = await say("officehours")
     assert "Tuesdays   3:00 PM–4:00 PM" in hours and "Maya Johnson (TA)" in hours
+
+
+async def test_paper_takes_its_number_as_printed_and_shows_presenters_once_published(app) -> None:  # type: ignore[no-untyped-def]
+    from commands.context import Caller, Request, Where
+    from commands.replies import Reply, render_text
+    from db.models import Assignment, Platform
+
+    async def say(line: str, who: str = "alice") -> Reply:
+        r = Request(
+            Platform.TERMINAL, "default", Caller(Platform.TERMINAL, who, who), Where("general")
+        )
+        return await app.core.handle_text(r, line)
+
+    one = render_text(await say("paper #5"))
+    assert one == render_text(await say("paper 5"))
+    assert one.startswith("== #5 SlowFast Networks for Video Recognition ==")
+    for line in (
+        "Authors: Christoph Feichtenhofer, Haoqi Fan, Jitendra Malik, Kaiming He",
+        "Venue: ICCV 2019",
+        "Link: https://arxiv.org/abs/1812.03982",
+        "Slot: 45-min presentation",
+        "Date: Wed Aug 30, class at 2:30 PM (talk at 2:30 PM, 45 min)",
+        "Presented by: unassigned",
+        "Also: critique due 1:00 PM on its day (`critique submit 5`); breakout discussion in class",
+    ):
+        assert line in one.splitlines(), (line, one)
+    battle = render_text(await say("paper  #10 "))
+    assert "Battle: Battle 1 (Efficient video backbones), side B vs #9 TSM" in battle
+    assert "Also:" not in battle  # a battle paper takes no critique
+
+    # Presenters: a proposal is staff's to see; everyone sees them once published.
+    async with app.db.transaction() as s:
+        paper = await s.scalar(select(Paper).where(Paper.number == 5))
+        alice = await s.scalar(select(Person).where(Person.email == "alice.chen@unc.edu"))
+        assert paper is not None and alice is not None
+        row = Assignment(
+            course_id=paper.course_id, paper_id=paper.id, person_id=alice.id, published=False
+        )
+        s.add(row)
+    assert "Presented by: unassigned" in render_text(await say("paper #5"))
+    assert "Presented by: Alice Chen" in render_text(await say("paper #5", "gedas"))
+    async with app.db.transaction() as s:
+        await s.execute(
+            Assignment.__table__.update().values(published=True)  # type: ignore[attr-defined]
+        )
+    assert "Presented by: Alice Chen" in render_text(await say("paper #5"))
+
+    # What is not a paper's number is refused privately, saying what to type.
+    for line, said in (
+        ("paper #x", "`paper` must be a whole number written with the digits 0-9 only"),
+        ("paper ##5", "(you gave `#5`)"),
+        ("paper #0", "`paper` is out of range"),
+        ("paper #99", "There is no paper #99"),
+    ):
+        r = await say(line)
+        assert r.is_error and r.ephemeral and said in r.text, (line, r.text)
+        assert "paper" in r.text

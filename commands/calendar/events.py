@@ -126,6 +126,7 @@ async def calendar_events(
     names = await presenters(session, course.id)
     battles = list(await session.scalars(select(Battle).where(Battle.course_id == course.id)))
     battles_by_day: dict[date, list[Battle]] = {}
+    battle_numbers = {b.number: b for b in battles}
     for b in battles:
         if b.class_date:
             battles_by_day.setdefault(b.class_date, []).append(b)
@@ -172,7 +173,8 @@ async def calendar_events(
             lines.append("Agenda:")
             for item, span in zip(m.agenda, agenda_times(m.start, m.agenda), strict=True):
                 when = f"{span[0] // 60 % 24:02d}:{span[0] % 60:02d} " if span else ""
-                lines.append(f"  {when}{agenda_title(item, by_number)} ({item.minutes} min)")
+                title = agenda_title(item, by_number, battle_numbers)
+                lines.append(f"  {when}{title} ({item.minutes} min)")
         link = m.session.link if m.session else None
         if link is None and len(links) == 1:
             link = links[0]  # the day's one paper

@@ -302,7 +302,7 @@ async def test_the_solver_does_not_hold_other_commands(app, backend, monkeypatch
     import asyncio
     import time
 
-    from commands import solver
+    from commands import offload, solver
 
     await rank_everyone(app)
     real = solver.solve
@@ -315,6 +315,8 @@ async def test_the_solver_does_not_hold_other_commands(app, backend, monkeypatch
         return real(inst)
 
     monkeypatch.setattr(solver, "solve", slow)
+    # A local function cannot be sent to the solver's process: the thread runs it.
+    monkeypatch.setattr(offload, "MODE", "thread")
     started = asyncio.get_running_loop().time()
     solving = asyncio.create_task(say(app, "gedas", "assign seed=1"))
     await asyncio.sleep(0.3)

@@ -5,6 +5,7 @@ the students whose papers changed), and export it."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commands import solver
+from commands import offload, solver
 from commands.assignment.explain import Change, change_rows, diff, explain, rank_text
 from commands.assignment.instance import STANDARD_SLOTS, CourseInstance, build_instance
 from commands.assignment.store import (
@@ -26,7 +27,12 @@ from commands.assignment.store import (
     rows_of,
     solve_course,
 )
-from commands.assignment.summary import histograms, running_pairs, summary_sections
+from commands.assignment.summary import (
+    chart_inputs,
+    histograms,
+    running_pairs,
+    summary_sections,
+)
 from commands.audit import Reason, record
 from commands.context import Context
 from commands.errors import Conflict, InvalidInput, NotFound
@@ -184,14 +190,39 @@ class AssignOptions(BaseModel):
     )
 
 
-async def _solve(ctx: Context, opts: AssignOptions) -> tuple[CourseInstance, solver.Solution]:
-    return await solve_course(
+@dataclass(frozen=True)
+class Solved:
+    """What `assign` prepares on a snapshot, outside the write queue: the solution and
+    its rank profile charts (drawn in the worker process), for the profiles they show."""
+
+    ci: CourseInstance
+    sol: solver.Solution
+    shows: dict[str, dict[str, Any]]
+    charts: list[FileOut]
+
+
+async def _solve(ctx: Context, opts: AssignOptions) -> Solved:
+    ci, sol = await solve_course(
         ctx.session,
         ctx.course,
         seed=opts.seed,
         today=ctx.today(),
         minimal_changes=opts.changes == "minimal",
     )
+    shows = chart_inputs(ci, sol)
+    return Solved(ci, sol, shows, await offload.run(histograms, shows))
+
+
+async def _charts(summary: dict[str, Any], prepared: Solved | None) -> list[FileOut]:
+    """The stored proposal's charts: those drawn beforehand when they show its profiles
+    (else, solved again meanwhile, drawn now)."""
+    keys = ("choices", "ranked", "profile")
+    shows = {
+        k: {key: (summary.get(k) or {}).get(key) for key in keys} for k in ("standard", "battle")
+    }
+    if prepared is not None and prepared.shows == shows:
+        return prepared.charts
+    return await offload.run(histograms, shows)
 
 
 @registry.command(
@@ -211,7 +242,7 @@ async def assign(ctx: Context, opts: AssignOptions) -> Reply:
         now=ctx.now,
         today=ctx.today(),
         minimal_changes=opts.changes == "minimal",
-        solved=ctx.prepared,
+        solved=(ctx.prepared.ci, ctx.prepared.sol) if ctx.prepared else None,
         solve_again=ctx.prepared_final,
     )
     running = ", ".join(f"#{a} vs #{b}" for a, b in run.summary["running_battles"]) or "none"
@@ -237,7 +268,7 @@ async def assign(ctx: Context, opts: AssignOptions) -> Reply:
         text=text,
         tables=tables,
         sections=summary_sections(run.summary),
-        files=histograms(run.summary),
+        files=await _charts(run.summary, ctx.prepared),
     )
 
 
@@ -269,7 +300,7 @@ async def assign_show(ctx: Context, _: BaseModel) -> Reply:
             *_changes_table(ci, cur.changes),
         ],
         sections=summary_sections(live),
-        files=histograms(live),
+        files=await offload.run(histograms, live),
     )
 
 

@@ -44,6 +44,10 @@ class StudentKey(str):
     def __str__(self) -> str:
         return self.label
 
+    def __reduce__(self) -> tuple[type[StudentKey], tuple[str, str]]:
+        # Sent to the solver's process (commands.offload) with its label.
+        return StudentKey, (str.__str__(self), self.label)
+
     def __format__(self, spec: str) -> str:
         return format(self.label, spec)
 

@@ -4,14 +4,13 @@ published; each computed proposal is an ``assignment_runs`` row with its report.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commands import solver
+from commands import offload, solver
 from commands.assignment.explain import Change, diff
 from commands.assignment.instance import CourseInstance, build_instance
 from commands.assignment.summary import capacities, kind_summary
@@ -101,13 +100,14 @@ async def solve_course(
     session: AsyncSession, course: Course, *, seed: int, today: date, minimal_changes: bool
 ) -> tuple[CourseInstance, solver.Solution]:
     """The course's instance, solved. CPU-bound (seconds for a large class): the solver
-    runs in a thread, and the core calls this on a read snapshot, outside the queue of
-    commands that write (see ``prepare`` in commands.registry)."""
+    runs in another process (commands.offload), and the core calls this on a read
+    snapshot, outside the queue of commands that write (see ``prepare`` in
+    commands.registry)."""
     ci = await build_instance(session, course, seed, today=today, minimal_changes=minimal_changes)
     if not ci.inst.students:
         raise InvalidInput("There are no students on the roster to assign.")
     try:
-        sol = await asyncio.to_thread(solver.solve, ci.inst)
+        sol = await offload.run(solver.solve, ci.inst)
     except solver.Infeasible as exc:
         raise InvalidInput(
             str(exc), hint="The published assignment, if any, is unchanged."

@@ -58,6 +58,29 @@ def _day_label(ci: CourseInstance, number: int) -> str:
     return f"#{number} ({fmt_day(day)})" if day else f"#{number} (no date)"
 
 
+def _ranked_stats(
+    ci: CourseInstance, kind: RankKind, assignment: Mapping[str, int]
+) -> tuple[Mapping[str, Any], dict[str, int], solver.Stats]:
+    prefs = ci.ranked_prefs(kind)
+    mine = {k: v for k, v in assignment.items() if k in prefs}
+    return prefs, mine, solver.stats(mine, prefs)
+
+
+def chart_inputs(ci: CourseInstance, sol: solver.Solution) -> dict[str, dict[str, Any]]:
+    """What :func:`histograms` reads of a summary (each kind's ``choices``, ``ranked``
+    and ``profile``), from a solution before it is stored: the charts can then be drawn
+    outside the write transaction."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind, result in ((RankKind.STANDARD, sol.standard), (RankKind.BATTLE, sol.battle)):
+        prefs, _, st = _ranked_stats(ci, kind, dict(result.assignment))
+        out[kind.value] = {
+            "choices": max((len(v) for v in prefs.values()), default=0),
+            "ranked": st.n,
+            "profile": {str(k): v for k, v in sorted(st.profile.items())},
+        }
+    return out
+
+
 def kind_summary(
     ci: CourseInstance,
     kind: RankKind,
@@ -69,9 +92,7 @@ def kind_summary(
     today: date | None = None,
 ) -> dict[str, Any]:
     """Everything the instructor's report says about one kind, JSON-ready."""
-    prefs = ci.ranked_prefs(kind)
-    mine = {k: v for k, v in assignment.items() if k in prefs}
-    st = solver.stats(mine, prefs)
+    prefs, mine, st = _ranked_stats(ci, kind, assignment)
     rsd = solver.random_serial_dictatorship(ci.inst, kind.value, ci.inst.seed)
     better, worse, same = solver.head_to_head(mine, {k: rsd[k] for k in mine if k in rsd}, prefs)
     rsd_stats = solver.stats({k: rsd[k] for k in mine if k in rsd}, prefs)
@@ -213,6 +234,8 @@ def summary_sections(summary: Mapping[str, Any]) -> list[Section]:
 
 
 def histograms(summary: Mapping[str, Any]) -> list[FileOut]:
+    """The rank profile charts of a summary (or of :func:`chart_inputs`): CPU work
+    (matplotlib), so the caller runs it in the worker process (commands.offload)."""
     files = []
     for kind in ("standard", "battle"):
         s = summary.get(kind)

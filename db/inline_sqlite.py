@@ -22,12 +22,18 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 import weakref
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import aiosqlite
+
+#: A connection that has kept the event loop this long since it last let others run
+#: (a long write: an assignment's hundreds of rows) lets them run between two
+#: statements: reads beside it are not held for its whole length.
+YIELD_AFTER_S = 0.002
 
 #: SQLite's busy timeout (``PRAGMA busy_timeout``), also how long a write transaction
 #: waits for this process's other writer before failing like SQLite would.
@@ -79,6 +85,7 @@ class InlineConnection(aiosqlite.Connection):
         super().__init__(connector, iter_chunk_size=64)
         self._tx = _RunNow()  # type: ignore[assignment]
         self._writer = writer
+        self._since = time.perf_counter()
 
     def __await__(self) -> Any:
         return self._connect().__await__()  # no thread to start
@@ -93,6 +100,11 @@ class InlineConnection(aiosqlite.Connection):
             except BaseException:
                 self._writer.release(self)
                 raise
+        if time.perf_counter() - self._since >= YIELD_AFTER_S:
+            # The others' turn (see YIELD_AFTER_S), before the statement: a cancel here
+            # leaves nothing half done.
+            await asyncio.sleep(0)
+            self._since = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:

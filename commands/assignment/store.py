@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands import offload, solver
@@ -153,16 +153,19 @@ async def compute_proposal(
     await session.execute(
         delete(Assignment).where(Assignment.course_id == course.id, Assignment.published.is_(False))
     )
-    for kind_rows in rows.values():
-        for key, number in kind_rows.items():
-            session.add(
-                Assignment(
-                    course_id=course.id,
-                    paper_id=ci.papers[number].id,
-                    person_id=ci.people[key].id,
-                    published=False,
-                )
-            )
+    # One bulk INSERT (hundreds of rows; the ORM would send one statement per row).
+    proposed = [
+        {
+            "course_id": course.id,
+            "paper_id": ci.papers[number].id,
+            "person_id": ci.people[key].id,
+            "published": False,
+        }
+        for kind_rows in rows.values()
+        for key, number in kind_rows.items()
+    ]
+    if proposed:
+        await session.execute(insert(Assignment), proposed)
     summary = make_summary(ci, rows, published, today, sol, sol.running_battles)
     summary["minimal_changes"] = minimal_changes
     run = AssignmentRun(course_id=course.id, created_at=now, seed=seed, summary=summary)

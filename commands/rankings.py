@@ -145,6 +145,26 @@ async def rankings_of(session: AsyncSession, course_id: int) -> dict[int, dict[R
     return out
 
 
+async def ranked_papers(
+    session: AsyncSession, course_id: int
+) -> dict[int, dict[RankKind, list[int]]]:
+    """person id → kind → the paper numbers in rank order: what the solver reads, in one
+    query without loading objects (hundreds of rankings are read at every `assign`)."""
+    out: dict[int, dict[RankKind, list[int]]] = {}
+    rows = await session.execute(
+        select(Ranking.person_id, Ranking.kind, Paper.number)
+        .outerjoin(RankingChoice, RankingChoice.ranking_id == Ranking.id)
+        .outerjoin(Paper, Paper.id == RankingChoice.paper_id)
+        .where(Ranking.course_id == course_id)
+        .order_by(Ranking.id, RankingChoice.rank)
+    )
+    for person_id, kind, number in rows:
+        numbers = out.setdefault(person_id, {}).setdefault(kind, [])
+        if number is not None:
+            numbers.append(number)
+    return out
+
+
 async def students(session: AsyncSession, course_id: int) -> list[Person]:
     return list(
         await session.scalars(

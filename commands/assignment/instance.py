@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commands import solver
 from commands.coursefile import AssignmentRules, CourseFile, stored_rules
 from commands.errors import InvalidInput
-from commands.rankings import RankingRows, check_choices, rankings_of, students
+from commands.rankings import RankingRows, check_choices, ranked_papers, students
 from db.models import (
     Assignment,
     Battle,
@@ -198,7 +198,7 @@ async def build_instance(
             select(Battle).where(Battle.course_id == course.id).order_by(Battle.number)
         )
     )
-    have = await rankings_of(session, course.id)
+    have = await ranked_papers(session, course.id)
     std: dict[str, list[int]] = {}
     bat: dict[str, list[int]] = {}
     submitted: dict[str, set[RankKind]] = {}
@@ -206,8 +206,7 @@ async def build_instance(
         mine = have.get(person.id, {})
         submitted[key] = set(mine)
         for kind, target in ((RankKind.STANDARD, std), (RankKind.BATTLE, bat)):
-            r = mine.get(kind)
-            target[key] = [c.paper.number for c in r.choices] if r else []
+            target[key] = list(mine.get(kind, ()))
     days: dict[int, date] = {n: p.class_date for n, p in papers.items() if p.class_date}
     for b in battles:
         if b.class_date:

@@ -33,7 +33,7 @@ import aiosqlite
 #: A connection that has kept the event loop this long since it last let others run
 #: (a long write: an assignment's hundreds of rows) lets them run between two
 #: statements: reads beside it are not held for its whole length.
-YIELD_AFTER_S = 0.002
+YIELD_AFTER_S = 0.005
 
 #: SQLite's busy timeout (``PRAGMA busy_timeout``), also how long a write transaction
 #: waits for this process's other writer before failing like SQLite would.

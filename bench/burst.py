@@ -670,20 +670,9 @@ async def run_discord(app: App, tmp: Path, voters: list[Voter], lookups: int) ->
 
 def block_texts(blocks: Any) -> str:
     """Every text of a Block Kit message, joined."""
-    out: list[str] = []
+    from tests.slack_fakes import block_strings
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                out.append(node["text"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(blocks)
-    return flat(" ".join(out))
+    return flat(" ".join(block_strings(blocks)))
 
 
 class SlackDriver:

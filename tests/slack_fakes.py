@@ -471,3 +471,21 @@ def event_body(event: Args, event_id: str, *, team: str = "T1") -> str:
             "authorizations": [{"team_id": team, "user_id": "UBOT", "is_bot": True}],
         }
     )
+
+
+def block_strings(blocks: Any) -> list[str]:
+    """Every text of a Block Kit message (or a list of blocks), in order."""
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                out.append(node["text"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(blocks)
+    return out

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -22,15 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from sqlalchemy import select
 
 from bot.app import App
 from bot.settings import Settings
-from bot.slack import SlackBot
 from commands.context import Caller, Request, Where
-from commands.core import CommandCore
 from db.models import Critique, GpuJob, GpuJobFile, Platform, ProjectSubmission
 from tests.conftest import Transcript
 from tests.discord_fakes import World, discord_world
@@ -39,7 +35,7 @@ from tests.slack_fakes import FakeSlack
 from tests.test_critiques import BEFORE_5, A, Q
 from tests.test_discord import message_text
 from tests.test_gpu_queue import png
-from tests.test_slack import TEAM, Harness, bind_workspace, build_registry, slack_settings, texts
+from tests.test_slack import TEAM, Harness, running_slack, texts
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 MB = 1024 * 1024
@@ -276,15 +272,8 @@ async def fake() -> AsyncIterator[FakeSlack]:
 @pytest.fixture
 async def slack(app: App, fake: FakeSlack, settings: Settings) -> AsyncIterator[Harness]:
     """The Slack bot on the real commands (the app's database and data folder)."""
-    await bind_workspace(app)
-    core = CommandCore(app.db, build_registry([]), clock=app.clock, data_dir=settings.data_dir)
-    bot_app = dataclasses.replace(app, core=core, settings=slack_settings(settings, fake))
-    bot = SlackBot(bot_app, post_interval=0.0)
-    await bot.start(sweep=False)
-    port = await bot.start_http("127.0.0.1", 0)
-    async with aiohttp.ClientSession() as http:
-        yield Harness(bot, fake, f"http://127.0.0.1:{port}/slack/events", http, [])
-    await bot.stop()
+    async with running_slack(app, fake, settings) as harness:
+        yield harness
 
 
 _events = iter(range(1, 1_000_000))

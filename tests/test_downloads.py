@@ -8,7 +8,6 @@ terminal alike. Local fakes on 127.0.0.1 only."""
 
 from __future__ import annotations
 
-import dataclasses
 import resource
 import struct
 import zlib
@@ -16,7 +15,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from sqlalchemy import func, select
 
@@ -24,7 +22,6 @@ import commands.critiques  # declares the critique commands
 import commands.projects  # noqa: F401  (declares the project commands)
 from bot.app import App
 from bot.settings import Settings
-from bot.slack import SlackBot
 from commands.attachments import (
     DISCORD_FILE_HOSTS,
     SLACK_FILE_HOSTS,
@@ -36,14 +33,13 @@ from commands.attachments import (
     sniff,
 )
 from commands.context import Attachment, Caller, Request, Where
-from commands.core import CommandCore
 from commands.errors import InvalidInput
 from db.models import Critique, GpuJob, Platform, ProjectSubmission
 from gpu_queue.demos import DemoError
 from gpu_queue.demos.images import MAX_PIXELS, open_image
 from tests.http_fakes import FileHost, file_host
 from tests.slack_fakes import FakeSlack
-from tests.test_slack import TEAM, Harness, bind_workspace, build_registry, slack_settings, texts
+from tests.test_slack import TEAM, Harness, running_slack, texts
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 MB = 1024 * 1024
@@ -306,15 +302,9 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 @pytest.fixture
 async def slack(app: App, fake: FakeSlack, settings: Settings) -> AsyncIterator[Harness]:
-    await bind_workspace(app)
-    core = CommandCore(app.db, build_registry([]), clock=app.clock, data_dir=settings.data_dir)
-    bot_app = dataclasses.replace(app, core=core, settings=slack_settings(settings, fake))
-    bot = SlackBot(bot_app, post_interval=0.0)
-    await bot.start(sweep=False)
-    port = await bot.start_http("127.0.0.1", 0)
-    async with aiohttp.ClientSession() as http:
-        yield Harness(bot, fake, f"http://127.0.0.1:{port}/slack/events", http, [])
-    await bot.stop()
+    """The Slack bot on the real commands (the app's database and data folder)."""
+    async with running_slack(app, fake, settings) as harness:
+        yield harness
 
 
 def shared(file_id: str, name: str, url: str, size: int) -> dict[str, Any]:

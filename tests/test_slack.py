@@ -10,6 +10,7 @@ import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -47,6 +48,7 @@ from tests.slack_fakes import (
     JSON,
     FakeSlack,
     Signer,
+    block_strings,
     command_body,
     command_payload,
     event_body,
@@ -159,20 +161,7 @@ class Harness:
 
 def texts(blocks: list[dict[str, Any]]) -> str:
     """Every text of a list of blocks, joined (to assert on what a user sees)."""
-    out: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                out.append(node["text"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(blocks)
-    return "\n".join(out)
+    return "\n".join(block_strings(blocks))
 
 
 async def bind_workspace(app: App) -> int:
@@ -218,8 +207,10 @@ def slack_settings(settings: Settings, fake: FakeSlack, **extra: Any) -> Setting
     return settings.model_copy(update={"slack": slack})
 
 
-@pytest.fixture
-async def slack(app: App, fake: FakeSlack, settings: Settings) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def running_slack(app: App, fake: FakeSlack, settings: Settings) -> AsyncIterator[Harness]:
+    """The Slack bot over HTTP on the real commands (plus the test votes' command), on the
+    app's database and data folder; its own core (``slack.bot.app``)."""
     await bind_workspace(app)
     votes: list[tuple[tuple[str, ...], str | None]] = []
     core = CommandCore(app.db, build_registry(votes), clock=app.clock, data_dir=settings.data_dir)
@@ -230,6 +221,12 @@ async def slack(app: App, fake: FakeSlack, settings: Settings) -> AsyncIterator[
     async with aiohttp.ClientSession() as http:
         yield Harness(bot, fake, f"http://127.0.0.1:{port}/slack/events", http, votes)
     await bot.stop()
+
+
+@pytest.fixture
+async def slack(app: App, fake: FakeSlack, settings: Settings) -> AsyncIterator[Harness]:
+    async with running_slack(app, fake, settings) as harness:
+        yield harness
 
 
 # ----------------------------------------------------------------------------- slash commands

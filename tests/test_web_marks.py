@@ -9,34 +9,20 @@ from __future__ import annotations
 
 import html as htmllib
 import re
-from collections.abc import AsyncIterator
 
-import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from sqlalchemy import delete, select
 
 from bot.app import App
 from bot.settings import SAMPLE_COURSE
-from bot.web import build_web_app
-from bot.web.demo import DEMO_NOW, populate
-from commands.clock import FixedClock
 from commands.coursefile import import_course, parse_course_file
 from commands.replies import render_text
 from db.models import Assignment, Critique, Identity, Paper, Person, Platform, Role
 from tests.conftest import SAMPLE_NOW
 from tests.test_core import req
-from tests.test_web import URL, sign_in
+from tests.test_web import URL, desk, sign_in  # noqa: F401 (desk: a fixture)
 
 REASON = "at a conference in Paris"
-
-
-@pytest.fixture
-async def desk(app: App, clock: FixedClock) -> AsyncIterator[TestClient]:
-    clock.at = DEMO_NOW
-    await populate(app)
-    app.core.config["web_url"] = URL
-    async with TestClient(TestServer(build_web_app(app, public_url=URL))) as client:
-        yield client
 
 
 def cell(html: str, name: str, column: int) -> str:
@@ -88,7 +74,8 @@ async def setup_6(app: App) -> dict[str, Person]:
 
 
 async def test_excused_and_missing_critiques_show_as_chat_counts_them(
-    desk: TestClient, app: App
+    desk: TestClient,  # noqa: F811
+    app: App,
 ) -> None:
     who = await setup_6(app)
     csrf = await sign_in(desk, app, "gedas")
@@ -191,7 +178,8 @@ async def _status_of(app: App, person: Person) -> str | None:
 
 
 async def test_under_missing_blank_an_overdue_critique_is_left_out_and_says_so(
-    desk: TestClient, app: App
+    desk: TestClient,  # noqa: F811
+    app: App,
 ) -> None:
     text = SAMPLE_COURSE.read_text(encoding="utf-8")
     old = '  critique_deadline: "13:00"\n'
@@ -215,7 +203,7 @@ async def test_under_missing_blank_an_overdue_critique_is_left_out_and_says_so(
     assert "overdue (not counted)" in index
 
 
-async def test_a_student_sees_their_own_marks(desk: TestClient, app: App) -> None:
+async def test_a_student_sees_their_own_marks(desk: TestClient, app: App) -> None:  # noqa: F811
     await sign_in(desk, app, "alice")
     html = await (await desk.get("/me")).text()
     assert ">Status</th>" in html and ">Grade</th>" not in html
@@ -223,7 +211,7 @@ async def test_a_student_sees_their_own_marks(desk: TestClient, app: App) -> Non
     assert found and set(found) <= {"pass", "fail", "submitted", "late", "zero", "excused"}
 
 
-async def test_battle_pages_take_the_battle_as_printed(desk: TestClient, app: App) -> None:
+async def test_battle_pages_take_the_battle_as_printed(desk: TestClient, app: App) -> None:  # noqa: F811
     text = SAMPLE_COURSE.read_text(encoding="utf-8")
     for n in range(1, 5):
         text = text.replace(f"  - id: {n}\n    a: ", f"  - id: B{n}\n    a: ")

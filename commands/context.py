@@ -80,8 +80,9 @@ class Context:
     #: What the command's ``prepare`` step computed before its transaction (slow work
     #: such as the assignment solver, done on a read snapshot; see Registry.command).
     prepared: Any = None
-    #: False while the core would rather run ``prepare`` again than redo its work here
-    #: (the handler raises :class:`~commands.errors.PreparedStale`); True on the last try.
+    #: False while the core would rather run ``prepare`` again when the data changed
+    #: meanwhile (the handler raises :class:`~commands.errors.PreparedStale`); True on
+    #: the last try, where the handler keeps what was prepared and says what changed.
     prepared_final: bool = True
 
     @property

@@ -58,8 +58,9 @@ UNEXPECTED = (
 #: The answer to a button, form or reaction id that is unknown, outdated or malformed.
 STALE = "That button is no longer active. Run the command again."
 
-#: How often a command's ``prepare`` step is run again when the data changed while it
-#: ran; the last attempt does the work inside its write transaction, so it always ends.
+#: How often a command's ``prepare`` step runs when the data changed while it ran; on
+#: the last attempt the handler keeps what was prepared (and says what changed), so the
+#: slow work never runs while holding the write queue and the command always ends.
 PREPARE_ATTEMPTS = 3
 
 CONFLICT = (
@@ -268,7 +269,7 @@ class CommandCore:
 
         if cmd.prepare is None:
             return await self._guarded(request, self._call(cmd, opts, None), read_only=cmd.reads)
-        prepare = cmd.prepare
+        prepare, check = cmd.prepare, cmd.check
         for attempt in range(1, PREPARE_ATTEMPTS + 1):
             prepared: list[Any] = []
 
@@ -284,6 +285,20 @@ class CommandCore:
                 return early
             final = attempt == PREPARE_ATTEMPTS
             try:
+                if check is not None:
+                    # Still true of the data? Checked on a fresh snapshot, also outside
+                    # the queue, so a stale result never holds the writers.
+                    async def verify(
+                        ctx: Context, prepared: list[Any] = prepared, final: bool = final
+                    ) -> Reply:
+                        prepared[0] = await check(ctx, opts, prepared[0], final)
+                        return Reply()
+
+                    late = await self._guarded(
+                        replace(request, event_id=None), verify, read_only=True
+                    )
+                    if late.is_error:
+                        return late
                 return await self._guarded(
                     request, self._call(cmd, opts, prepared[0], final=final), read_only=cmd.reads
                 )

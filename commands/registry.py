@@ -86,6 +86,8 @@ class Ref:
 Handler = Callable[["Context", Any], Awaitable["Reply"]]
 #: A command's slow first step (see Command.prepare): any result.
 Preparer = Callable[["Context", Any], Awaitable[Any]]
+#: Whether a prepared result still holds (see Command.check).
+Checker = Callable[["Context", Any, Any, bool], Awaitable[Any]]
 ActionHandler = Callable[["Context", tuple[str, ...], str | None], Awaitable["Reply"]]
 
 
@@ -221,6 +223,13 @@ class Command:
     #: ``prepare(ctx, opts)``'s result reaches the handler as ``ctx.prepared``, and the
     #: handler checks that what it was computed from has not changed meanwhile.
     prepare: Preparer | None = None
+    #: ``check(ctx, opts, prepared, final)``, run on a fresh read snapshot after
+    #: ``prepare``, outside the write queue too: raises
+    #: :class:`~commands.errors.PreparedStale` when the data changed meanwhile (the core
+    #: prepares again), or returns what reaches the handler as ``ctx.prepared``. On the
+    #: last attempt (``final``) it must not raise: it keeps the result and says what
+    #: changed, so the command ends however busy the course is.
+    check: Checker | None = None
 
     def form_spec(self, fixed: dict[str, str] | None = None) -> Form:
         """The modal for this command's ``form`` options (see :class:`Form`)."""
@@ -327,6 +336,7 @@ class Registry:
         share: bool = False,
         reads: bool = False,
         prepare: Preparer | None = None,
+        check: Checker | None = None,
     ) -> Callable[[Handler], Handler]:
         path = tuple(name.split())
 
@@ -349,6 +359,7 @@ class Registry:
                 share=share,
                 reads=reads or share,
                 prepare=prepare,
+                check=check,
             )
             return fn
 

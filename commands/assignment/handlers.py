@@ -5,7 +5,7 @@ the students whose papers changed), and export it."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -18,14 +18,16 @@ from commands.assignment.explain import Change, change_rows, diff, explain, rank
 from commands.assignment.instance import STANDARD_SLOTS, CourseInstance, build_instance
 from commands.assignment.store import (
     Current,
+    Proposal,
     Rows,
-    compute_proposal,
+    changes_since,
     current,
     is_empty,
     latest_run,
     make_summary,
+    prepare_proposal,
     rows_of,
-    solve_course,
+    store_proposal,
 )
 from commands.assignment.summary import (
     chart_inputs,
@@ -35,7 +37,7 @@ from commands.assignment.summary import (
 )
 from commands.audit import Reason, record
 from commands.context import Context
-from commands.errors import Conflict, InvalidInput, NotFound
+from commands.errors import Conflict, InvalidInput, NotFound, PreparedStale
 from commands.exports import csv_text, table_files
 from commands.outbox import new_batch
 from commands.people import find_person
@@ -50,6 +52,11 @@ from db.models import Assignment, Paper, Person, RankKind, Slot
 def _running(ci: CourseInstance, rows: Rows) -> set[int]:
     """Battle papers whose battle runs (both sides at the group's minimum)."""
     return {p for pair in running_pairs(ci, rows[RankKind.BATTLE]) for p in pair}
+
+
+def _and(parts: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _edited(run_summary: dict[str, Any], live: dict[str, Any]) -> bool:
@@ -91,6 +98,8 @@ async def _live(
             ):
                 if k in stored:
                     fresh[k] = stored[k]
+    if cur.is_proposal and run.summary.get("changed_while_solving"):
+        live["changed_while_solving"] = run.summary["changed_while_solving"]
     return ci, live, edited
 
 
@@ -192,37 +201,34 @@ class AssignOptions(BaseModel):
 
 @dataclass(frozen=True)
 class Solved:
-    """What `assign` prepares on a snapshot, outside the write queue: the solution and
-    its rank profile charts (drawn in the worker process), for the profiles they show."""
+    """What `assign` prepares on a snapshot, outside the write queue: the proposal, its
+    rank profile charts (drawn in the worker process), and what changed in the course
+    while it was computed."""
 
-    ci: CourseInstance
-    sol: solver.Solution
-    shows: dict[str, dict[str, Any]]
+    proposal: Proposal
     charts: list[FileOut]
+    changed: tuple[str, ...] = ()
 
 
 async def _solve(ctx: Context, opts: AssignOptions) -> Solved:
-    ci, sol = await solve_course(
+    proposal = await prepare_proposal(
         ctx.session,
         ctx.course,
         seed=opts.seed,
         today=ctx.today(),
         minimal_changes=opts.changes == "minimal",
     )
-    shows = chart_inputs(ci, sol)
-    return Solved(ci, sol, shows, await offload.run(histograms, shows))
+    shows = chart_inputs(proposal.ci, proposal.sol)
+    return Solved(proposal, await offload.run(histograms, shows))
 
 
-async def _charts(summary: dict[str, Any], prepared: Solved | None) -> list[FileOut]:
-    """The stored proposal's charts: those drawn beforehand when they show its profiles
-    (else, solved again meanwhile, drawn now)."""
-    keys = ("choices", "ranked", "profile")
-    shows = {
-        k: {key: (summary.get(k) or {}).get(key) for key in keys} for k in ("standard", "battle")
-    }
-    if prepared is not None and prepared.shows == shows:
-        return prepared.charts
-    return await offload.run(histograms, shows)
+async def _still_true(ctx: Context, _: AssignOptions, solved: Solved, final: bool) -> Solved:
+    """Solve again (PreparedStale) when the course changed while the solver ran; on the
+    last try keep the proposal and say what changed."""
+    changed = await changes_since(ctx.session, ctx.course, solved.proposal, today=ctx.today())
+    if changed and not final:
+        raise PreparedStale
+    return replace(solved, changed=tuple(changed))
 
 
 @registry.command(
@@ -233,18 +239,18 @@ async def _charts(summary: dict[str, Any], prepared: Solved | None) -> list[File
     topic="rank",
     examples=("assign", "assign seed=7", "assign changes=minimal"),
     prepare=_solve,  # the solver runs on a snapshot: other commands are not held up
+    check=_still_true,
 )
 async def assign(ctx: Context, opts: AssignOptions) -> Reply:
-    run, ci, cur = await compute_proposal(
-        ctx.session,
-        ctx.course,
-        seed=opts.seed,
-        now=ctx.now,
-        today=ctx.today(),
-        minimal_changes=opts.changes == "minimal",
-        solved=(ctx.prepared.ci, ctx.prepared.sol) if ctx.prepared else None,
-        solve_again=ctx.prepared_final,
+    solved: Solved = ctx.prepared
+    if solved is None:  # called without its prepare step (not through the core)
+        solved = await _still_true(ctx, opts, await _solve(ctx, opts), True)
+    changed = list(solved.changed)
+    run = await store_proposal(
+        ctx.session, ctx.course, solved.proposal, now=ctx.now, changed=changed
     )
+    ci = solved.proposal.ci
+    cur = Current(solved.proposal.rows, solved.proposal.published, True)
     running = ", ".join(f"#{a} vs #{b}" for a, b in run.summary["running_battles"]) or "none"
     text = f"{len(ci.inst.students)} students. Battles that run: {running}."
     tables = []
@@ -263,12 +269,18 @@ async def assign(ctx: Context, opts: AssignOptions) -> Reply:
     )
     for note in ci.ignored:
         text += f"\nIgnored rule — {note}."
+    if changed:
+        text += (
+            f"\nWhile it was computed, {_and(changed)}: this proposal does not include "
+            "that. Run `assign` again to include it (when rankings are still open, "
+            "they may keep changing until the deadline)."
+        )
     return Reply(
         title=f"Assignment proposal (seed {opts.seed})",
         text=text,
         tables=tables,
         sections=summary_sections(run.summary),
-        files=await _charts(run.summary, ctx.prepared),
+        files=solved.charts,
     )
 
 
@@ -292,6 +304,11 @@ async def assign_show(ctx: Context, _: BaseModel) -> Reply:
         state = "published"
     if edited:
         state += ". It was edited by hand after it was computed"
+    if live.get("changed_while_solving"):
+        state += (
+            f". While it was computed, {_and(live['changed_while_solving'])}: this "
+            "proposal does not include that (`assign` again does)"
+        )
     return Reply(
         title="Presentation assignment",
         text=f"This is {state}.",

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -269,6 +269,38 @@ async def build_instance(
         spread_nonrankers=rules.spread_nonrankers,
     )
     return CourseInstance(inst, people, papers, submitted, r.ignored)
+
+
+def changes_between(before: solver.Instance, now: solver.Instance) -> list[str]:
+    """What changed in the course between two instances of it, in words for the
+    instructor (empty: the same problem)."""
+    if before == now:
+        return []
+    out = []
+    joined = set(now.students) - set(before.students)
+    left = set(before.students) - set(now.students)
+    both = set(now.students) & set(before.students)
+    reranked = sum(
+        1
+        for k in both
+        if list(before.standard_prefs.get(k, ())) != list(now.standard_prefs.get(k, ()))
+        or list(before.battle_prefs.get(k, ())) != list(now.battle_prefs.get(k, ()))
+    )
+    if reranked:
+        out.append(f"{reranked} student{'s' if reranked != 1 else ''} changed their rankings")
+    if joined:
+        out.append(f"{len(joined)} student{'s' if len(joined) != 1 else ''} joined the roster")
+    if left:
+        out.append(f"{len(left)} student{'s' if len(left) != 1 else ''} left the roster")
+    if (before.previous_standard, before.previous_battle) != (
+        now.previous_standard,
+        now.previous_battle,
+    ):
+        out.append("the published assignment changed")
+    ignore = ("students", "standard_prefs", "battle_prefs", "previous_standard", "previous_battle")
+    if replace(before, **{f: getattr(now, f) for f in ignore}) != now:
+        out.append("the papers, partners or assignment rules changed")
+    return out
 
 
 # ------------------------------------------------------------- without a bot (the CLI)

@@ -4,7 +4,7 @@ published; each computed proposal is an ``assignment_runs`` row with its report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from sqlalchemy import delete, insert, select
@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands import offload, solver
 from commands.assignment.explain import Change, diff
-from commands.assignment.instance import CourseInstance, build_instance
+from commands.assignment.instance import CourseInstance, build_instance, changes_between
 from commands.assignment.summary import capacities, kind_summary
-from commands.errors import InvalidInput, PreparedStale
+from commands.errors import InvalidInput
 from db.models import Assignment, AssignmentRun, Course, Paper, RankKind, Slot
 
 Rows = dict[RankKind, dict[str, int]]  # kind -> solver key (person id) -> paper number
@@ -115,60 +115,87 @@ async def solve_course(
     return ci, sol
 
 
-async def compute_proposal(
+@dataclass(frozen=True)
+class Proposal:
+    """A proposal computed on a read snapshot, outside the write queue: the solution,
+    the published assignment it was compared with, and its report."""
+
+    ci: CourseInstance
+    sol: solver.Solution
+    published: Rows
+    summary: dict[str, object]
+
+    @property
+    def rows(self) -> Rows:
+        return {
+            RankKind.STANDARD: dict(self.sol.standard.assignment),
+            RankKind.BATTLE: dict(self.sol.battle.assignment),
+        }
+
+
+async def prepare_proposal(
+    session: AsyncSession, course: Course, *, seed: int, today: date, minimal_changes: bool
+) -> Proposal:
+    """Solve the course and write the report, on ``session``'s snapshot (slow: run it
+    outside the queue of writers; the solver itself runs in the worker process)."""
+    ci, sol = await solve_course(
+        session, course, seed=seed, today=today, minimal_changes=minimal_changes
+    )
+    published = await rows_of(session, course.id, published=True)
+    proposal = Proposal(ci, sol, published, {})
+    summary = make_summary(ci, proposal.rows, published, today, sol, sol.running_battles)
+    summary["minimal_changes"] = minimal_changes
+    return replace(proposal, summary=summary)
+
+
+async def changes_since(
+    session: AsyncSession, course: Course, proposal: Proposal, *, today: date
+) -> list[str]:
+    """What changed in the course (rankings, roster, rules, the published assignment)
+    since the snapshot ``proposal`` was computed on, read on ``session``'s."""
+    live = await build_instance(
+        session,
+        course,
+        proposal.ci.inst.seed,
+        today=today,
+        minimal_changes=proposal.ci.inst.minimal_changes,
+    )
+    return changes_between(proposal.ci.inst, live.inst)
+
+
+async def store_proposal(
     session: AsyncSession,
     course: Course,
+    proposal: Proposal,
     *,
-    seed: int,
     now: datetime,
-    today: date,
-    minimal_changes: bool = False,
-    solved: tuple[CourseInstance, solver.Solution] | None = None,
-    solve_again: bool = True,
-) -> tuple[AssignmentRun, CourseInstance, Current]:
-    """Store the solution as the proposal (replacing an earlier proposal; the published
-    assignment stays until the proposal is published). ``solved``: computed beforehand
-    on a snapshot; used when the course's instance is still the same, else solved again
-    here (``solve_again``) or :class:`PreparedStale` is raised so that the core solves
-    again outside the write queue."""
-    if solved is not None:
-        fresh = await build_instance(
-            session, course, seed, today=today, minimal_changes=minimal_changes
-        )
-        if fresh.inst != solved[0].inst:
-            # Rankings, roster or rules changed while it was solving.
-            if not solve_again:
-                raise PreparedStale
-            solved = None
-    if solved is None:
-        solved = await solve_course(
-            session, course, seed=seed, today=today, minimal_changes=minimal_changes
-        )
-    ci, sol = solved
-    rows: Rows = {
-        RankKind.STANDARD: dict(sol.standard.assignment),
-        RankKind.BATTLE: dict(sol.battle.assignment),
-    }
-    published = await rows_of(session, course.id, published=True)
+    changed: list[str],
+) -> AssignmentRun:
+    """Store a prepared proposal, replacing an earlier proposal (the published
+    assignment stays until the proposal is published). ``changed``: what changed in the
+    course after its snapshot (see :func:`changes_since`), kept in its report."""
+    ci = proposal.ci
     await session.execute(
         delete(Assignment).where(Assignment.course_id == course.id, Assignment.published.is_(False))
     )
-    # One bulk INSERT (hundreds of rows; the ORM would send one statement per row).
-    proposed = [
+    # One bulk INSERT (hundreds of rows; the ORM would send one statement per row). A
+    # student or paper deleted since the snapshot fails it, and the core runs it again.
+    rows = [
         {
             "course_id": course.id,
             "paper_id": ci.papers[number].id,
             "person_id": ci.people[key].id,
             "published": False,
         }
-        for kind_rows in rows.values()
+        for kind_rows in proposal.rows.values()
         for key, number in kind_rows.items()
     ]
-    if proposed:
-        await session.execute(insert(Assignment), proposed)
-    summary = make_summary(ci, rows, published, today, sol, sol.running_battles)
-    summary["minimal_changes"] = minimal_changes
-    run = AssignmentRun(course_id=course.id, created_at=now, seed=seed, summary=summary)
+    if rows:
+        await session.execute(insert(Assignment), rows)
+    summary = dict(proposal.summary)
+    if changed:
+        summary["changed_while_solving"] = changed
+    run = AssignmentRun(course_id=course.id, created_at=now, seed=ci.inst.seed, summary=summary)
     session.add(run)
     await session.flush()
-    return run, ci, Current(rows, published, True)
+    return run

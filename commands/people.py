@@ -405,7 +405,7 @@ async def help_(ctx: Context, opts: HelpOptions) -> Reply:
     )
     soon = bool(sections)
     for topic, cmds in topics:
-        mine = [c for c in cmds if c in visible and c.name not in shown]
+        mine = [c for c in cmds if c.name in by_name and c.name not in shown]
         if mine:
             heading = f"{topic} (any time)" if soon else topic
             sections.append(Section(heading=heading, body=_listing(mine)))

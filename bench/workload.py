@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 import uuid
@@ -322,6 +323,14 @@ async def _simulated_user(
     return dict(runs)
 
 
+class _NoOutboxYet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("no outbox yet")
+
+
+NO_OUTBOX_YET = _NoOutboxYet()
+
+
 async def run_backend(
     backend: str,
     url: str,
@@ -342,6 +351,9 @@ async def run_backend(
         _env_file=None,
     )
     app = await start_app(settings, clock=FixedClock(NOW))
+    # No platform is attached, so the messages commands queue (a TA's roster edit tells
+    # the student) stay in the outbox: said once here rather than at every command.
+    logging.getLogger("coursebot.core").addFilter(NO_OUTBOX_YET)  # added once
     try:
         # The course's students number ``assign_students`` at least (the sample's own,
         # the users, and rankers to make up the rest), all of whom rank when asked to.

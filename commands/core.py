@@ -60,8 +60,10 @@ STALE = "That button is no longer active. Run the command again."
 
 #: How often a command's ``prepare`` step runs when the data changed while it ran; on
 #: the last attempt the handler keeps what was prepared (and says what changed), so the
-#: slow work never runs while holding the write queue and the command always ends.
-PREPARE_ATTEMPTS = 3
+#: slow work never runs while holding the write queue and the command always ends. Once
+#: more catches a ranking that arrived during the solve; while a class keeps ranking,
+#: every further solve is overtaken too and only keeps a core busy.
+PREPARE_ATTEMPTS = 2
 
 CONFLICT = (
     "Someone changed the same thing at the same moment, so nothing was saved. "
@@ -280,7 +282,9 @@ class CommandCore:
                 return Reply()
 
             # The slow part runs on a read snapshot, outside the queue of writers.
-            early = await self._guarded(replace(request, event_id=None), first, read_only=True)
+            early = await self._guarded(
+                replace(request, event_id=None), first, read_only=True, snapshot=True
+            )
             if early.is_error:
                 return early
             final = attempt == PREPARE_ATTEMPTS
@@ -295,7 +299,7 @@ class CommandCore:
                         return Reply()
 
                     late = await self._guarded(
-                        replace(request, event_id=None), verify, read_only=True
+                        replace(request, event_id=None), verify, read_only=True, snapshot=True
                     )
                     if late.is_error:
                         return late
@@ -330,14 +334,18 @@ class CommandCore:
         call: Callable[[Context], Awaitable[Reply]],
         *,
         read_only: bool = False,
+        snapshot: bool = False,
     ) -> Reply:
         queue = self._slots
-        if read_only and self.db.backend == "sqlite":
+        if snapshot or (read_only and self.db.backend == "sqlite"):
+            # A lookup on SQLite runs beside the writer (WAL). A slow step on a snapshot
+            # (the solver, an instructor's) takes no turn from the others: it holds its
+            # own connection for seconds while the solver runs.
             queue = contextlib.nullcontext()  # type: ignore[assignment]
         try:
             for attempt in range(1, ATTEMPTS + 1):
                 try:
-                    tx = self.db.read() if read_only else self.db.transaction()
+                    tx = self.db.read(snapshot=snapshot) if read_only else self.db.transaction()
                     async with queue, tx as session:
                         ctx = await self.context(session, request)
                         if request.event_id and (

@@ -65,7 +65,7 @@ async def test_assign_solves_again_when_rankings_change_while_it_solves(
     assert not reply.is_error, reply.text
     # Solved twice outside the queue: the first result was found stale on a fresh
     # snapshot and refused before the write queue; the handler stored the second.
-    assert calls == [2] and finals == [False]
+    assert calls == [2] and len(finals) == 1
     async with app.db.session() as s:
         runs = (await s.scalars(select(AssignmentRun))).all()
     assert len(runs) == 1  # one proposal stored, from the second solve

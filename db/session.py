@@ -121,6 +121,11 @@ class Database:
         else:
             # A few spare connections beyond the commands' share, for the scheduler.
             kwargs.update(pool_size=pool_size + 4, max_overflow=4, pool_recycle=1800)
+            # Each connection keeps its statements prepared, least recently used dropped
+            # first. The bot sends a few hundred distinct statements (228 in the
+            # benchmark's mix alone): with asyncpg's default of 100 they were prepared
+            # again and again, a round trip each (paced p99 45-54 ms; with 500, 34-37).
+            kwargs["connect_args"] = {"prepared_statement_cache_size": 500}
             self.max_concurrency = pg_commands(pool_size)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.backend == "sqlite":

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from bot.app import start_app
+from bot.app import settle_heap, start_app
 from bot.settings import SAMPLE_COURSE, Settings
 from commands.clock import FixedClock
 from commands.context import Caller, Request, Where
@@ -125,15 +125,15 @@ def handle_for(i: int, users: int) -> str:
     return f"user{i:0{max(3, len(str(users - 1)))}d}"
 
 
-def build_course(users: int, rankers: int = 0) -> CourseFile:
+def build_course(users: int, rankers: int = 0, *, assign: bool = False) -> CourseFile:
     """The sample course plus ``users`` students with no linked handle, and ``rankers``
-    students with a terminal handle who rank papers before the run (an ``assign`` of
-    that many students runs beside the users, see ``--assign``)."""
+    students with a terminal handle who rank papers before the run; ``assign``: papers
+    enough for all of them, as `assign` runs beside the users (see ``--assign``)."""
     cf = parse_course_file(SAMPLE_COURSE.read_text(encoding="utf-8"), source=str(SAMPLE_COURSE))
     for i in range(users):
         handle = handle_for(i, users)
         cf.people.append(PersonEntry(name=f"Bench User {handle}", email=f"{handle}@{EMAIL_DOMAIN}"))
-    if rankers:
+    if rankers or assign:
         # A class this size needs more papers: extra 30/45-minute papers on the sample's
         # class days, up to 6 presenters each.
         days = sorted({p.date for p in cf.papers if p.slot in ("30", "45") and p.date})
@@ -359,7 +359,9 @@ async def run_backend(
         # the users, and rankers to make up the rest), all of whom rank when asked to.
         rankers = max(0, assign_students - users - SAMPLE_STUDENTS) if assign_students else 0
         async with app.db.transaction() as session:
-            await import_course(session, build_course(users, rankers), now=NOW)
+            await import_course(
+                session, build_course(users, rankers, assign=assign_students > 0), now=NOW
+            )
         if assign_students:
             await rank_all(app, rankers, seed)
 
@@ -371,6 +373,9 @@ async def run_backend(
                 if reply.is_error:
                     raise RuntimeError(f"warm-up `{name}` failed: {reply.text}")
         setup_seconds = time.perf_counter() - t_setup
+        # As a bot process does once after its start: this run's app, set up, is moved
+        # out of the collector's sight (the first run's was; a later one's would not be).
+        settle_heap(again=True)
 
         start = asyncio.Event()
         samples: list[Sample] = []

@@ -411,7 +411,8 @@ async def run_backend(
         await app.close()
     result = RunResult(backend, users, think_ms, samples, wall, setup_seconds, problems)
     result.assigns = assigns
-    result.assign_students = assign_students
+    # The students `assign` placed: the whole class, which may be more than asked for.
+    result.assign_students = SAMPLE_STUDENTS + users + rankers if assign_students else 0
     return result
 
 

@@ -26,7 +26,14 @@ from tests.discord_fakes import discord_world
 from tests.helpers import QUIET_GROUPS, flush_edits, publish_groups
 from tests.test_battles import BATTLE_DAY, POLL
 from tests.test_discord import button_labels, message_text
-from tests.test_slack import Harness, fake, reaction, slack, texts  # noqa: F401 (fixtures)
+from tests.test_slack import (  # noqa: F401 (fixtures)
+    Harness,
+    fake,
+    reaction,
+    recorded_action,
+    slack,
+    texts,
+)
 
 A, B = "🅰️", "🅱️"
 
@@ -346,6 +353,9 @@ async def test_slack_secret_ballot_says_reactions_are_public(slack: Harness, app
     shown = texts(poll["blocks"])
     assert "Secret ballot" in shown
     assert "reactions on Slack are public" in shown and "buttons are the private way" in shown
+    # The poll is known by its reference once the post is recorded, as for a person
+    # who sees it and reacts (the fake answers before the bot's record commits).
+    assert await recorded_action(slack, poll) == "battle.react"
 
     await slack.event(reaction("reaction_added", "a", poll), "EvS1")
     note = await slack.fake.wait_for(
@@ -389,6 +399,7 @@ async def test_slack_open_ballot_counts_live(slack: Harness, app: App) -> None: 
         "chat.postMessage", lambda a: "which paper should be accepted" in texts(a.get("blocks", []))
     )
     assert "Open ballot" in texts(poll["blocks"]) and "public" not in texts(poll["blocks"])
+    assert await recorded_action(slack, poll) == "battle.react"  # known by its reference
     await slack.event(reaction("reaction_added", "b", poll), "EvO1")
     note = await slack.fake.wait_for("chat.postEphemeral", lambda a: a["user"] == "UALICE")
     assert "cannot remove" not in texts(note["blocks"])

@@ -22,7 +22,7 @@ import json
 import math
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -473,19 +473,17 @@ def event_body(event: Args, event_id: str, *, team: str = "T1") -> str:
     )
 
 
+def block_nodes(blocks: Any) -> Iterator[dict[str, Any]]:
+    """Every object of a Block Kit message (or a list of blocks), depth first."""
+    if isinstance(blocks, dict):
+        yield blocks
+        for v in blocks.values():
+            yield from block_nodes(v)
+    elif isinstance(blocks, list):
+        for v in blocks:
+            yield from block_nodes(v)
+
+
 def block_strings(blocks: Any) -> list[str]:
     """Every text of a Block Kit message (or a list of blocks), in order."""
-    out: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                out.append(node["text"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(blocks)
-    return out
+    return [n["text"] for n in block_nodes(blocks) if isinstance(n.get("text"), str)]

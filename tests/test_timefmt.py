@@ -28,6 +28,7 @@ from commands.timefmt import (
     relative,
 )
 from db.models import AuditEntry, Platform
+from tests.slack_fakes import block_nodes
 
 NY = ZoneInfo("America/New_York")
 #: Rankings of the sample course: Sun Aug 27 2023, 11:59 PM EDT.
@@ -238,20 +239,12 @@ def check_every_surface(reply: Reply, line: str) -> tuple[bool, bool]:
     assert no_markers(dumped) and no_markers(bk.fallback_text(reply)), line
     assert "<!date" not in bk.fallback_text(reply), line
 
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "plain_text":
-                assert "<!date" not in node["text"], line
-            if node.get("type") == "mrkdwn":
-                for code in _CODE.findall(node["text"]):
-                    assert "<!date" not in code, (line, code)
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(blocks)
+    for node in block_nodes(blocks):
+        if node.get("type") == "plain_text":
+            assert "<!date" not in node["text"], line
+        if node.get("type") == "mrkdwn":
+            for code in _CODE.findall(node["text"]):
+                assert "<!date" not in code, (line, code)
     # The web desk: the page a reply makes, and its tables as CSV.
     page = Page("Result").add_reply(reply)
     html = page_html(page)

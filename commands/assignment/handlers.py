@@ -54,11 +54,6 @@ def _running(ci: CourseInstance, rows: Rows) -> set[int]:
     return {p for pair in running_pairs(ci, rows[RankKind.BATTLE]) for p in pair}
 
 
-def _and(parts: list[str]) -> str:
-    """ "a", "a and b", "a, b and c"."""
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
 def _edited(run_summary: dict[str, Any], live: dict[str, Any]) -> bool:
     return any(
         run_summary.get(k, {}).get("profile") != live.get(k, {}).get("profile")
@@ -242,8 +237,8 @@ async def _still_true(ctx: Context, _: AssignOptions, solved: Solved, final: boo
     check=_still_true,
 )
 async def assign(ctx: Context, opts: AssignOptions) -> Reply:
-    solved: Solved = ctx.prepared
-    if solved is None:  # called without its prepare step (not through the core)
+    solved: Solved | None = ctx.prepared  # solved and checked by the core
+    if solved is None:  # the "Propose a repair" button (withdraw.py) calls it directly
         solved = await _still_true(ctx, opts, await _solve(ctx, opts), True)
     changed = list(solved.changed)
     run = await store_proposal(
@@ -271,7 +266,7 @@ async def assign(ctx: Context, opts: AssignOptions) -> Reply:
         text += f"\nIgnored rule — {note}."
     if changed:
         text += (
-            f"\nWhile it was computed, {_and(changed)}: this proposal does not include "
+            f"\nWhile it was computed, {solver.names(changed)}: this proposal does not include "
             "that. Run `assign` again to include it (when rankings are still open, "
             "they may keep changing until the deadline)."
         )
@@ -306,7 +301,7 @@ async def assign_show(ctx: Context, _: BaseModel) -> Reply:
         state += ". It was edited by hand after it was computed"
     if live.get("changed_while_solving"):
         state += (
-            f". While it was computed, {_and(live['changed_while_solving'])}: this "
+            f". While it was computed, {solver.names(live['changed_while_solving'])}: this "
             "proposal does not include that (`assign` again does)"
         )
     return Reply(

@@ -287,11 +287,11 @@ def changes_between(before: solver.Instance, now: solver.Instance) -> list[str]:
         or list(before.battle_prefs.get(k, ())) != list(now.battle_prefs.get(k, ()))
     )
     if reranked:
-        out.append(f"{reranked} student{'s' if reranked != 1 else ''} changed their rankings")
+        out.append(f"{solver.plural(reranked, 'student')} changed their rankings")
     if joined:
-        out.append(f"{len(joined)} student{'s' if len(joined) != 1 else ''} joined the roster")
+        out.append(f"{solver.plural(len(joined), 'student')} joined the roster")
     if left:
-        out.append(f"{len(left)} student{'s' if len(left) != 1 else ''} left the roster")
+        out.append(f"{solver.plural(len(left), 'student')} left the roster")
     if (before.previous_standard, before.previous_battle) != (
         now.previous_standard,
         now.previous_battle,

@@ -4,7 +4,7 @@ published; each computed proposal is an ``assignment_runs`` row with its report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import delete, insert, select
@@ -124,13 +124,8 @@ class Proposal:
     sol: solver.Solution
     published: Rows
     summary: dict[str, object]
-
-    @property
-    def rows(self) -> Rows:
-        return {
-            RankKind.STANDARD: dict(self.sol.standard.assignment),
-            RankKind.BATTLE: dict(self.sol.battle.assignment),
-        }
+    #: The solution as rows by kind (what is stored).
+    rows: Rows
 
 
 async def prepare_proposal(
@@ -142,10 +137,13 @@ async def prepare_proposal(
         session, course, seed=seed, today=today, minimal_changes=minimal_changes
     )
     published = await rows_of(session, course.id, published=True)
-    proposal = Proposal(ci, sol, published, {})
-    summary = make_summary(ci, proposal.rows, published, today, sol, sol.running_battles)
+    rows: Rows = {
+        RankKind.STANDARD: dict(sol.standard.assignment),
+        RankKind.BATTLE: dict(sol.battle.assignment),
+    }
+    summary = make_summary(ci, rows, published, today, sol, sol.running_battles)
     summary["minimal_changes"] = minimal_changes
-    return replace(proposal, summary=summary)
+    return Proposal(ci, sol, published, summary, rows)
 
 
 async def changes_since(

@@ -159,7 +159,7 @@ what "room" means for battles.
 
 from __future__ import annotations
 
-from ._core import Infeasible, Instance, KindResult, Solution, Stats, rank_of
+from ._core import Infeasible, Instance, KindResult, Solution, Stats, names, plural, rank_of
 from ._net import TIE_RANGE
 from ._report import (
     head_to_head,
@@ -182,8 +182,10 @@ __all__ = [
     "head_to_head",
     "histogram_png",
     "min_sum_standard",
+    "names",
     "ordinal",
     "oversubscribed",
+    "plural",
     "presenter_cap",
     "random_serial_dictatorship",
     "rank_of",

@@ -296,9 +296,13 @@ class Action:
     """A button press or a reaction: ``name`` is the first part of the custom id."""
 
     name: str
-    handler: ActionHandler
+    handler: ActionHandler | None
     access: Access = Access.ANYONE
     ephemeral: bool = True
+    #: A button that runs a command line (``assign changes=minimal``): pressing it goes
+    #: through the core like the typed command, with its access check and its slow
+    #: step (``prepare``) outside the write transaction.
+    runs: str | None = None
 
 
 def _options_model(fn: Handler) -> type[BaseModel]:
@@ -375,6 +379,12 @@ class Registry:
             return fn
 
         return decorate
+
+    def command_button(self, name: str, line: str, *, access: Access = Access.ANYONE) -> None:
+        """Declare the action ``name``: a button that runs the command ``line``."""
+        if name in self.actions:
+            raise ValueError(f"action {name!r} declared twice")
+        self.actions[name] = Action(name, None, access, runs=line)
 
     # -- lookup ------------------------------------------------------------------------
     def __iter__(self) -> typing.Iterator[Command]:

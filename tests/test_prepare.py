@@ -115,6 +115,27 @@ async def test_assign_keeps_its_snapshot_when_rankings_keep_changing(
     assert "While it was computed" not in shown.text
 
 
+async def test_the_repair_button_solves_outside_the_write_queue_too(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """"Propose a repair" (after `people drop`) runs `assign changes=minimal` as if typed:
+    the core's access check, then the solver on a snapshot, never inside the button's
+    write transaction."""
+    for line in ("assign seed=1", "assign publish"):
+        assert not (await app.core.handle_text(req("gedas"), line)).is_error
+    dropped = await app.core.handle_text(req("gedas"), "people drop alice")
+    button = next(b for b in dropped.buttons if b.label == "Propose a repair")
+    finals, calls = overtake_assign(app, monkeypatch, [None])
+    refused = await app.core.handle_action(req("maya"), button.custom_id)  # a TA
+    assert refused.is_error and calls == [0] and finals == []
+    forged = await app.core.handle_action(req("gedas"), button.custom_id + ":x")
+    assert forged.is_error and calls == [0]
+    reply = await app.core.handle_action(req("gedas"), button.custom_id)
+    assert not reply.is_error, reply.text
+    assert calls == [1] and len(finals) == 1  # prepared on a snapshot, then stored
+    assert "Next to the published assignment" in reply.text, reply.text
+
+
 def test_what_changed_is_said_in_words() -> None:
     base = Instance(
         students=("1", "2", "3"),

@@ -237,9 +237,10 @@ async def _still_true(ctx: Context, _: AssignOptions, solved: Solved, final: boo
     check=_still_true,
 )
 async def assign(ctx: Context, opts: AssignOptions) -> Reply:
-    solved: Solved | None = ctx.prepared  # solved and checked by the core
-    if solved is None:  # the "Propose a repair" button (withdraw.py) calls it directly
-        solved = await _still_true(ctx, opts, await _solve(ctx, opts), True)
+    # Solved on a snapshot and checked by the core (``prepare``/``check``): this
+    # transaction only stores the proposal. The "Propose a repair" button runs the
+    # command line, so it comes this way too.
+    solved: Solved = ctx.prepared
     changed = list(solved.changed)
     run = await store_proposal(
         ctx.session, ctx.course, solved.proposal, now=ctx.now, changed=changed

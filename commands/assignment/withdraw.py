@@ -8,7 +8,6 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, or_, select
 
-from commands.assignment.handlers import AssignOptions, assign
 from commands.assignment.store import rows_of
 from commands.audit import Reason, record
 from commands.context import Context
@@ -89,9 +88,8 @@ async def people_drop(ctx: Context, opts: DropOptions) -> Reply:
     return Reply(text=text, tone=Tone.SUCCESS, buttons=buttons)
 
 
-@registry.action("assign-repair", access=Access.INSTRUCTOR, ephemeral=True)
-async def assign_repair(ctx: Context, _args: tuple[str, ...], _value: str | None) -> Reply:
-    return await assign(ctx, AssignOptions(changes="minimal"))
+# The button runs the command as typed, so the solver runs outside the write transaction.
+registry.command_button("assign-repair", "assign changes=minimal", access=Access.INSTRUCTOR)
 
 
 class RestoreOptions(BaseModel):

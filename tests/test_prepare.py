@@ -118,7 +118,7 @@ async def test_assign_keeps_its_snapshot_when_rankings_keep_changing(
 async def test_the_repair_button_solves_outside_the_write_queue_too(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """"Propose a repair" (after `people drop`) runs `assign changes=minimal` as if typed:
+    """ "Propose a repair" (after `people drop`) runs `assign changes=minimal` as if typed:
     the core's access check, then the solver on a snapshot, never inside the button's
     write transaction."""
     for line in ("assign seed=1", "assign publish"):

@@ -449,6 +449,7 @@ class Shell:
             reply.text = "\n".join(p for p in (reply.text, note) if p)
         if not reply.silent and not reply.duplicate:
             await self._answer(reply)
+        self.app.core.answered(reply)  # shown: its backup row in the outbox is released
 
 
 def _duration(text: str) -> timedelta:

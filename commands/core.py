@@ -32,6 +32,7 @@ from commands.errors import CourseBotError, Forbidden, NoCourse, PreparedStale, 
 from commands.outbox import (
     Dispatcher,
     Outbox,
+    Outgoing,
     count_batch,
     describe_batch,
     enqueue,
@@ -77,6 +78,10 @@ WAKE_CHANNEL = "coursebot_wake"
 #: How many times a command runs when concurrent writes collide.
 ATTEMPTS = 3
 
+#: Reactions' answers sent by the adapters are confirmed together this often (one
+#: write for a burst of voters, not one each).
+CONFIRM_EVERY = 0.2
+
 
 def new_error_id() -> str:
     return secrets.token_hex(4)
@@ -115,6 +120,9 @@ class CommandCore:
         )
         #: The last direction of each reaction seen: a repeated event is dropped.
         self.reaction_log = ReactionLog()
+        #: Held outbox rows whose answers the adapters sent (see :meth:`answered`).
+        self._answered: dict[int, str | None] = {}
+        self._confirming: asyncio.Task[None] | None = None
 
     @property
     def outbox(self) -> Outbox | None:
@@ -165,10 +173,11 @@ class CommandCore:
         return await self.handle(request, command, {**fixed, **values})
 
     async def handle_action(
-        self, request: Request, custom_id: str, value: str | None = None
+        self, request: Request, custom_id: str, value: str | None = None, *, backup: bool = False
     ) -> Reply:
         """A button press (``value`` None) or a reaction (``value`` the emoji; a removal
-        is ``"-"`` + the emoji)."""
+        is ``"-"`` + the emoji). ``backup``: a private answer to an action that changed
+        something is also written to the outbox, held (see :attr:`Reply.backup`)."""
         if forged_id(custom_id, value):
             return Reply.error(STALE)
         name, *args = custom_id.split(":")
@@ -195,6 +204,17 @@ class CommandCore:
                 log.warning("malformed action id %r", custom_id, exc_info=True)
                 raise UsageError(STALE) from None
             reply.ephemeral = reply.ephemeral or action.ephemeral
+            if (
+                backup
+                and self.dispatcher is not None
+                and reply.ephemeral
+                and reply.says_something
+                and ctx.session.info.get("wrote")
+            ):
+                # A reaction has no interaction to answer, and nobody would notice a
+                # lost answer: the answer is owed with the change it reports.
+                account = (request.platform.value, request.caller.user_id)
+                ctx.outgoing.append(Outgoing(reply, account=account, held=True))
             return reply
 
         return await self._guarded(request, call)
@@ -243,7 +263,7 @@ class CommandCore:
             log.info("repeated reaction event %r ignored", key)
             return None
         reply = await self.handle_action(
-            request, reactions.action_id(spec), emoji if added else f"-{emoji}"
+            request, reactions.action_id(spec), emoji if added else f"-{emoji}", backup=True
         )
         if reply.remove_reaction and added and removable:
             self.reaction_log.forget(key)  # the adapter takes it off
@@ -365,8 +385,12 @@ class CommandCore:
                         session.info["wrote"] = False  # the event record is not a change
                         reply = await call(ctx)
                         # What the command owes others is written with its change.
-                        rows = enqueue(session, ctx.course.id, ctx.outgoing, ctx.now)
+                        holder = self.dispatcher.token if self.dispatcher else None
+                        rows = enqueue(session, ctx.course.id, ctx.outgoing, ctx.now, holder=holder)
                         await session.flush()
+                        # A held row backs the answer the adapter sends itself.
+                        held = [row.id for row in rows if row.claimed_by is not None]
+                        rows = [row for row in rows if row.claimed_by is None]
                         # Edits (a poll's running count) go out after the reply, and
                         # the dispatcher coalesces them: the caller never waits for one.
                         row_ids = [row.id for row in rows if row.edit_key is None]
@@ -386,6 +410,8 @@ class CommandCore:
                     log.info("conflicting write (attempt %d) for %r", attempt, request)
                     if attempt == ATTEMPTS:
                         return Reply.error(CONFLICT)
+            if held:
+                reply.backup = held[0]
             await self.deliver(row_ids, reply)
             if edits and self.dispatcher is not None:
                 task = asyncio.create_task(self.dispatcher.deliver(edits))
@@ -447,9 +473,38 @@ class CommandCore:
 
     async def settle(self) -> None:
         """Wait for the edits commands queued after their replies (a deferred one stays
-        for the dispatcher's loop)."""
-        while self._after:
-            await asyncio.gather(*list(self._after), return_exceptions=True)
+        for the dispatcher's loop) and for the answers' confirmations."""
+        while self._after or self._confirming is not None:
+            await asyncio.gather(
+                *list(self._after), *filter(None, [self._confirming]), return_exceptions=True
+            )
+
+    def answered(self, reply: Reply, *, unreachable: str | None = None) -> None:
+        """The adapter has sent a reaction's answer (``unreachable``: it could not, and
+        why: DMs closed). Its held outbox row is released in a batch shortly after;
+        a crash before that sends the answer once more after the restart (at most one
+        duplicate per crash, as for every outbox message)."""
+        if reply.backup is None:
+            return
+        self._answered[reply.backup] = unreachable
+        reply.backup = None
+        if self._confirming is None:
+            self._confirming = asyncio.create_task(self._confirm())
+
+    async def _confirm(self) -> None:
+        try:
+            while self._answered:
+                await asyncio.sleep(CONFIRM_EVERY)  # a burst of voters: one write
+                outcomes, self._answered = self._answered, {}
+                if self.dispatcher is None:
+                    continue
+                try:
+                    await self.dispatcher.release_held(outcomes)
+                except Exception:
+                    # Left held: the lease runs out and the dispatcher sends them again.
+                    log.warning("could not confirm %d answer(s)", len(outcomes), exc_info=True)
+        finally:
+            self._confirming = None
 
     async def deliver(self, row_ids: list[int], reply: Reply) -> None:
         """Send the outbox rows the command wrote, now that it committed (rows that

@@ -133,6 +133,11 @@ class Outgoing:
     #: For an edit: ``(refresher, arg)`` renders the message when it is sent (see
     #: :func:`register_refresher`), so coalesced edits always end on the current state.
     refresh: tuple[str, str] | None = None
+    #: The adapter sends this one itself, at once, right after the commit (the answer
+    #: to a reaction, worded for what the platform could do with it): the row is
+    #: written held by this process's dispatcher and is only the safety net, sent by
+    #: the dispatcher if the adapter never confirms it (a crash; a lease that ran out).
+    held: bool = False
 
 
 # ----------------------------------------------------------------------------- rows
@@ -191,15 +196,21 @@ def enqueue(
     course_id: int,
     items: Iterable[Outgoing],
     now: datetime,
+    *,
+    holder: str | None = None,
 ) -> list[OutboxMessage]:
-    """Write ``items`` as outbox rows in ``session``'s transaction (flushed with it)."""
+    """Write ``items`` as outbox rows in ``session``'s transaction (flushed with it).
+    A ``held`` item is written claimed by ``holder`` (a dispatcher's token) for one
+    lease; without a holder it is an ordinary row."""
     rows = []
     for out in items:
+        held = out.held and holder is not None
         row = OutboxMessage(
             course_id=course_id,
             created_at=now,
             status=PENDING,
-            next_attempt_at=now,
+            next_attempt_at=now + LEASE if held else now,
+            claimed_by=holder if held else None,
             attempts=0,
             batch=out.batch,
             channel=out.channel,
@@ -296,6 +307,34 @@ class Dispatcher:
     def kick(self) -> None:
         """Rows were written: look for due ones now."""
         self._wake.set()
+
+    async def release_held(self, outcomes: dict[int, str | None]) -> None:
+        """The adapter answered with held rows' messages itself: each row id is done,
+        delivered (None) or not (why: the reader cannot be reached there). A row the
+        lease already gave to a dispatcher is left to it."""
+        now = self.clock.now()
+        reached = [i for i, why in outcomes.items() if why is None]
+        async with self.db.transaction() as session:
+            mine = (
+                OutboxMessage.status == PENDING,
+                OutboxMessage.claimed_by == self.token,
+                OutboxMessage.next_attempt_at > now,
+            )
+            if reached:
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(reached), *mine)
+                    .values(status=SENT, sent_at=now, claimed_by=None)
+                    .execution_options(synchronize_session=False)
+                )
+            for row_id, why in outcomes.items():
+                if why is not None:
+                    await session.execute(
+                        update(OutboxMessage)
+                        .where(OutboxMessage.id == row_id, *mine)
+                        .values(status=UNREACHABLE, sent_at=now, claimed_by=None, last_error=why)
+                        .execution_options(synchronize_session=False)
+                    )
 
     async def deliver(self, ids: Sequence[int] | None = None) -> int:
         """Send the given rows (or every due row of this platform's courses); how many

@@ -179,10 +179,22 @@ class Reply:
     silent: bool = False
     #: The event was handled before (a platform's retry): say nothing again.
     duplicate: bool = False
+    #: The answer to a reaction that changed something: the outbox row that backs it
+    #: (written with the change, held by this process). The adapter sends the answer
+    #: itself, then tells the core (:meth:`CommandCore.answered`); after a crash in
+    #: between, the dispatcher sends the row instead, so the answer is never lost.
+    backup: int | None = None
 
     @property
     def is_error(self) -> bool:
         return self.tone is Tone.ERROR
+
+    @property
+    def says_something(self) -> bool:
+        """Whether there is anything to show its reader (not silent, not a repeat)."""
+        if self.silent or self.duplicate:
+            return False
+        return bool(self.text or self.sections or self.tables or self.files or self.buttons)
 
     @property
     def remove_reaction(self) -> bool:

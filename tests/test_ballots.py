@@ -21,7 +21,16 @@ from bot.discord.router import NOTICE_SECONDS
 from commands.context import Caller, Request, Where
 from commands.coursefile import BattleRules
 from commands.replies import Reply, render_text
-from db.models import BattlePoll, BattleVote, Course, Identity, Person, Platform, Role
+from db.models import (
+    BattlePoll,
+    BattleVote,
+    Course,
+    Identity,
+    OutboxMessage,
+    Person,
+    Platform,
+    Role,
+)
 from tests.discord_fakes import discord_world
 from tests.helpers import QUIET_GROUPS, flush_edits, publish_groups
 from tests.test_battles import BATTLE_DAY, POLL
@@ -88,6 +97,22 @@ async def votes(app: App) -> list[tuple[str, str | None]]:
 
 
 WHY = "Their ablations are far more convincing than the other side's."
+
+
+async def backing_rows(app: App) -> list[tuple[str, str]]:
+    """The outbox rows that back reactions' answers (a DM to one account), as
+    ``(status, last error)``, once the adapters' confirmations are written (a fake
+    platform sees a message before the adapter has its answer: waited for, 5 s)."""
+    for _ in range(100):
+        await app.core.settle()
+        async with app.db.session() as s:
+            rows = list(
+                await s.scalars(select(OutboxMessage).where(OutboxMessage.channel.like("@%")))
+            )
+        if all(r.status != "pending" for r in rows):
+            break
+        await asyncio.sleep(0.05)
+    return [(r.status, r.last_error or "") for r in rows]
 
 
 # ------------------------------------------------------------------ the setting
@@ -251,6 +276,8 @@ async def test_discord_secret_ballot_removes_the_reaction_at_once(app: App) -> N
         await w.maya.react(poll, B)  # staff do not vote: refused and removed
         assert "Your reaction was removed." in message_text(w.maya.user.dm_channel.last_message)
         assert counts(battles.history()[0]) == {A: 1, B: 1}
+        # alice's answer was backed by an outbox row, released once the DM was out.
+        assert await backing_rows(w.app) == [("sent", "")]
 
 
 async def test_discord_open_ballot_keeps_reactions_and_shows_live_counts(app: App) -> None:
@@ -299,6 +326,8 @@ async def test_discord_voter_with_closed_dms_is_pointed_to_the_buttons(app: App)
         )
         await w.alice.react(poll, A)
         assert dm.last_message is None  # nothing reached her by DM...
+        # ...and the row backing her answer says so (nobody sends it again).
+        assert await backing_rows(w.app) == [("unreachable", "does not accept DMs from the bot")]
         notice = battles.last_message  # ...so the channel tells her, without her side
         assert notice is not None and notice.id != poll.id
         assert f"<@{w.alice.id}>" in notice.content and "Vote button" in notice.content
@@ -366,6 +395,7 @@ async def test_slack_secret_ballot_says_reactions_are_public(slack: Harness, app
     assert "Reactions on Slack are public and the bot cannot remove them" in texts(note["blocks"])
     assert slack.fake.of("conversations.open") == []
     assert await votes(app) == [("A", None)]
+    assert await backing_rows(app) == [("sent", "")]  # answered: its backup released
 
     # Taking the reaction off to hide it keeps the vote, and says nothing.
     n = len(slack.fake.calls)

@@ -461,7 +461,7 @@ class Router:
         # per channel, and in a class-wide burst the 60th removal waits its turn for
         # seconds; the voter's private answer never waits in that queue.
         removal = asyncio.create_task(self._remove_reaction(payload, emoji))
-        if not _says_something(reply):
+        if not reply.says_something:
             await removal
             return
         removed = await _outcome_within(removal, REMOVAL_GRACE)
@@ -488,12 +488,19 @@ class Router:
         reply: Reply,
     ) -> None:
         """Send the answer to a reaction: privately by DM (a notice in the channel when
-        DMs are closed and it asks for something), else in the reaction's channel."""
-        if not _says_something(reply):
+        DMs are closed and it asks for something), else in the reaction's channel. Once
+        it is out (or cannot be), the core releases the outbox row that backs it; an
+        error leaves that row to the dispatcher."""
+        if not reply.says_something:
             return
         if reply.ephemeral or payload.guild_id is None:
-            if user is not None and not await self.deliver_dm(user, reply):
+            if user is None:  # not found just now: the dispatcher tries after the lease
+                return
+            if await self.deliver_dm(user, reply):
+                self.core.answered(reply)
+            else:
                 await self._dm_refused(payload, reply)
+                self.core.answered(reply, unreachable="does not accept DMs from the bot")
             return
         channel = self.bot.get_channel(payload.channel_id)
         if isinstance(channel, discord.abc.Messageable):
@@ -685,13 +692,6 @@ NOTICE_SECONDS = 120.0
 #: answer back: the answer says the reaction is on its way off, and a refusal that comes
 #: later is told in a second message.
 REMOVAL_GRACE = 0.25
-
-
-def _says_something(reply: Reply) -> bool:
-    """Whether a reply to a reaction has anything to show its user."""
-    if reply.silent or reply.duplicate:
-        return False
-    return bool(reply.text or reply.sections or reply.tables or reply.files or reply.buttons)
 
 
 async def _outcome_within(task: asyncio.Task[bool], seconds: float) -> bool | None:

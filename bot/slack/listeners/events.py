@@ -76,6 +76,9 @@ async def reaction(
         # channel (no DM needed), else a DM.
         reply.ephemeral = True
         await bot.sender.send(reply, target)
+        # Out: the outbox row that backs it is released (a failure above leaves it to
+        # the dispatcher, which sends it as a DM).
+        bot.core.answered(reply)
 
 
 async def ignored(ack: AsyncAck) -> None:

@@ -1575,7 +1575,7 @@ def backup_create(
     except (OSError, sqlite3.Error) as exc:
         _fail(f"Cannot write the backup {target}: {getattr(exc, 'strerror', None) or exc}.")
     what = "the database and " if db_file is not None else ""
-    typer.echo(f"Backed up {what}{len(files)} stored file(s) to {target}.")
+    typer.echo(f"Backed up {what}{len(files)} stored file{'s' * (len(files) != 1)} to {target}.")
     if db_file is None:
         typer.echo(
             "The database is on Postgres: back it up with "
@@ -1670,7 +1670,9 @@ def backup_restore(
 
     _sync_db(lambda: upgrade(settings.database_url))  # an older backup gets today's schema
     what = "the database and " if has_db else ""
-    typer.echo(f"Restored {what}{len(members)} stored file(s) from {archive}.")
+    typer.echo(
+        f"Restored {what}{len(members)} stored file{'s' * (len(members) != 1)} from {archive}."
+    )
     if db_file is None:
         typer.echo(
             "The database is on Postgres: restore it with `pg_restore --clean --if-exists "

@@ -107,8 +107,8 @@ def workers(
     except slurm.SlurmError as exc:
         _fail(str(exc))
     typer.echo(
-        f"Submitted {len(ids)} GPU worker job(s) to partition {partition}: {', '.join(ids)} "
-        f"({gpus} GPU(s), {time} each). `coursebot slurm status` shows them; logs in "
+        f"Submitted {len(ids)} GPU worker job{'s' * (len(ids) != 1)} to partition {partition}: {', '.join(ids)} "
+        f"({gpus} GPU{'s' * (gpus != 1)}, {time} each). `coursebot slurm status` shows them; logs in "
         f"{req.log_dir}/."
     )
 
@@ -168,7 +168,7 @@ def stop(
         slurm.cancel(ids)
     except slurm.SlurmError as exc:
         _fail(str(exc))
-    typer.echo(f"Stopping {len(ids)} worker job(s): {', '.join(ids) or '—'}.")
+    typer.echo(f"Stopping {len(ids)} worker job{'s' * (len(ids) != 1)}: {', '.join(ids) or '—'}.")
 
 
 def main() -> None:  # pragma: no cover - `python -m bot.cli_slurm`

@@ -20,6 +20,7 @@ from commands.errors import InvalidInput, NotFound
 from commands.exports import csv_text
 from commands.registry import Access, registry
 from commands.replies import Button, FileOut, Reply, Section
+from commands.solver import plural
 from commands.timefmt import plain
 from db.models import AuditEntry, Person
 
@@ -202,7 +203,9 @@ async def audit_page(ctx: Context, person_id: int | None, kind: str | None, page
     total = int(total or 0)
     pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
     if page > pages:
-        raise InvalidInput(f"There are only {pages} page(s) of entries.")
+        raise InvalidInput(
+            f"There {'is' if pages == 1 else 'are'} only {plural(pages, 'page')} of entries."
+        )
     rows = list(await ctx.session.scalars(q.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
     person = await ctx.session.get(Person, person_id) if person_id is not None else None
     filters = [f"about or by {person.name}"] if person else []

@@ -41,6 +41,7 @@ from commands.replies import (
     Section,
     Tone,
 )
+from commands.solver import plural
 from commands.text import MAX_ID, shown, visible_length, whole_number
 from commands.timefmt import fmt_day, fmt_instant, fmt_time
 from commands.timers import (
@@ -484,7 +485,7 @@ async def close_poll(
         else ""
     )
     if pending:
-        turnout += f" {pending} vote(s) without a justification did not count."
+        turnout += f" {plural(pending, 'vote')} without a justification did not count."
     chart = bar_png(
         [f"A: #{view.a.number} {view.a.title}", f"B: #{view.b.number} {view.b.title}"],
         [counted["A"], counted["B"]],

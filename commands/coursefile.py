@@ -1922,7 +1922,7 @@ def parse_canvas_roster(
             [
                 Problem(
                     "header",
-                    f"missing column(s) {', '.join(missing)}; a Canvas export has "
+                    f"missing column{'s' * (len(missing) != 1)} {', '.join(missing)}; a Canvas export has "
                     + ", ".join(CANVAS_COLUMNS),
                 )
             ],

@@ -33,6 +33,7 @@ from commands.outbox import Outgoing
 from commands.people import find_person
 from commands.registry import Access, Complete, LongText, registry
 from commands.replies import FileOut, Reply, Section, Table, Tone
+from commands.solver import plural
 from commands.timefmt import fmt_instant, fmt_time, relative
 from db.models import Assignment, Course, Critique, CritiqueMark, Notification, Paper, Person, Role
 
@@ -1014,9 +1015,8 @@ async def critique_grade_all(ctx: Context, opts: GradeAllOptions) -> Reply:
             )
         await _set_grades(ctx, paper, absent, "missing", opts.reason)
         return Reply(
-            text=f"Recorded {len(absent)} missing critique(s) of {paper_label(paper)} as 0: "
-            + ", ".join(s.name for s in absent)
-            + ".",
+            text=f"Recorded {plural(len(absent), 'missing critique')} of {paper_label(paper)} "
+            "as 0: " + ", ".join(s.name for s in absent) + ".",
             tone=Tone.SUCCESS,
         )
     todo = [c for c in done.values() if c.grade is None and not is_late(ctx.course, paper, c)]
@@ -1028,9 +1028,13 @@ async def critique_grade_all(ctx: Context, opts: GradeAllOptions) -> Reply:
     people = [await ctx.session.get(Person, c.person_id) for c in todo]
     await _set_grades(ctx, paper, [p for p in people if p is not None], opts.grade, opts.reason)
     left = sum(1 for c in done.values() if c.grade is None)
-    note = f" {left} late critique(s) still need a grade." if left else ""
+    note = (
+        f" {plural(left, 'late critique')} still {'needs' if left == 1 else 'need'} a grade."
+        if left
+        else ""
+    )
     return Reply(
-        text=f"Graded {len(todo)} on-time critique(s) of {paper_label(paper)} "
+        text=f"Graded {plural(len(todo), 'on-time critique')} of {paper_label(paper)} "
         f"{opts.grade.capitalize()}.{note}",
         tone=Tone.SUCCESS,
     )

@@ -15,6 +15,7 @@ from commands.errors import InvalidInput, NotFound
 from commands.outbox import FAILED, PENDING, SENT, SKIPPED, UNREACHABLE, reply_from_json
 from commands.registry import Access, registry
 from commands.replies import Button, Reply, Section, Table, Tone, render_text
+from commands.solver import plural
 from commands.timefmt import fmt_instant
 from db.models import OutboxMessage, Person
 
@@ -149,7 +150,7 @@ async def outbox_unreached(ctx: Context, opts: UnreachedOptions) -> Reply:
     ]
     what = f"in `{opts.batch}`" if opts.batch else "(newest first)"
     return Reply(
-        text=f"{len(rows)} message(s) did not reach their reader {what}."
+        text=f"{plural(len(rows), 'message')} did not reach {'its' if len(rows) == 1 else 'their'} reader {what}."
         if rows
         else "Every message reached its reader.",
         tables=[Table(["When", "To", "State", "Why", "Mass send"], table)] if rows else [],
@@ -180,8 +181,8 @@ async def outbox_failed(ctx: Context, _: BaseModel) -> Reply:
         [str(r.id), _target(r, names), str(r.attempts), r.last_error or "", _gist(r)] for r in rows
     ]
     return Reply(
-        text=f"{len(rows)} message(s) failed. `outbox retry <id>` or `outbox retry all` sends "
-        "them again.",
+        text=f"{plural(len(rows), 'message')} failed. `outbox retry <id>` or `outbox retry all` "
+        "sends " + ("it" if len(rows) == 1 else "them") + " again.",
         tables=[Table(["Id", "To", "Tries", "Last error", "Message"], table)],
         buttons=[Button("Retry all", "outbox-retry", ("all",), style="primary")],
     )
@@ -214,7 +215,7 @@ async def _retry(ctx: Context, which: str) -> Reply:
             f"No failed message `{which}`.", hint="`outbox failed` lists the ones to retry."
         )
     return Reply(
-        text=f"{n} message(s) will be sent again now; `outbox` shows how it went.",
+        text=f"{plural(n, 'message')} will be sent again now; `outbox` shows how it went.",
         tone=Tone.SUCCESS,
     )
 

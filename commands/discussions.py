@@ -31,6 +31,7 @@ from commands.outbox import Outgoing
 from commands.people import find_person
 from commands.registry import Access, Complete, LongText, registry
 from commands.replies import Button, Reply, Section, Table, Tone
+from commands.solver import plural
 from commands.timefmt import fmt_instant
 from db.models import (
     Course,
@@ -689,13 +690,15 @@ async def discussion_start(ctx: Context, opts: StartOptions) -> Reply:
     if len(planned) > len(qs):
         note = " There are more groups than questions, so some groups share a question."
     elif len(planned) < len(qs):
-        note = f" {len(qs) - len(planned)} question(s) are not used (fewer groups than questions)."
+        unused = len(qs) - len(planned)
+        are = "is" if unused == 1 else "are"
+        note = f" {plural(unused, 'question')} {are} not used (fewer groups than questions)."
     return Reply(
         title=f"Discussion of {paper_label(paper)}: {len(planned)} groups",
         text=f"{len(present)} students ({source}) in {len(planned)} groups of {size_text}, "
         f"each in its own thread in #{d.channel}. Time: {opts.minutes} minutes, until "
-        f"{fmt_instant(end, ctx.tz)}. {met_before} pair(s) met in an earlier group; "
-        f"groups are mixed by the history of {held} earlier discussion(s).{note}",
+        f"{fmt_instant(end, ctx.tz)}. {plural(met_before, 'pair')} met in an earlier group; "
+        f"groups are mixed by the history of {plural(held, 'earlier discussion')}.{note}",
         tables=[Table(["Group", "Members", "Question"], rows)],
         tone=Tone.SUCCESS,
     )

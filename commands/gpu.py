@@ -30,6 +30,7 @@ from commands.errors import Forbidden, InvalidInput, NotFound
 from commands.outbox import Outgoing
 from commands.registry import Access, registry
 from commands.replies import FileOut, Reply, Table, Tone
+from commands.solver import plural
 from db.models import GpuJob, GpuJobFile, Person
 from gpu_queue import fleet, queue
 from gpu_queue.demos import catalogue
@@ -353,14 +354,16 @@ async def gpu_queue_cmd(ctx: Context, _: QueueOptions) -> Reply:
         rows.append([str(job.id), name, job.demo, str(job.state), where])
     workers = await fleet.live(ctx.session, ctx.now)
     idle = sum(1 for w in workers if w.state == fleet.IDLE)
-    serving = f"{len(workers)} GPU worker(s) serving, {idle} idle."
+    serving = f"{plural(len(workers), 'GPU worker')} serving, {idle} idle."
     if paused:
         head = (
-            f"⏸ The GPU queue is paused: {waiting} job(s) waiting; they run when the "
+            f"⏸ The GPU queue is paused: {plural(waiting, 'job')} waiting; they run when the "
             f"instructor resumes it. {serving}"
         )
     else:
-        head = f"{waiting} job(s) waiting; the queue takes turns between students. {serving}"
+        head = (
+            f"{plural(waiting, 'job')} waiting; the queue takes turns between students. {serving}"
+        )
     return Reply(
         title="GPU queue" if me.is_staff else "Your GPU jobs",
         text=head,
@@ -576,7 +579,8 @@ async def gpu_limit(ctx: Context, opts: LimitOptions) -> Reply:
             reason=opts.reason,
         )
         return Reply(
-            text=f"Every student may now have {opts.queued} job(s) waiting.", tone=Tone.SUCCESS
+            text=f"Every student may now have {plural(opts.queued, 'job')} waiting.",
+            tone=Tone.SUCCESS,
         )
     person = await find_person(ctx.session, ctx.course.id, opts.student)
     limits = dict((ctx.course.gpu_rules or {}).get("limits") or {})
@@ -593,7 +597,7 @@ async def gpu_limit(ctx: Context, opts: LimitOptions) -> Reply:
         reason=opts.reason,
     )
     return Reply(
-        text=f"{person.name} may now have {opts.queued} job(s) waiting.", tone=Tone.SUCCESS
+        text=f"{person.name} may now have {plural(opts.queued, 'job')} waiting.", tone=Tone.SUCCESS
     )
 
 
@@ -679,6 +683,7 @@ async def gpu_usage(ctx: Context, _: UsageOptions) -> Reply:
         )
     tables = [table("Per demo", "Demo", per_demo)]
     files = []
+    jobs = plural(sum(r[3] for r in rows), "job")
     if me.is_staff:
         tables.insert(0, table("Per student", "Student", per_student))
         buf = io.StringIO()
@@ -696,11 +701,11 @@ async def gpu_usage(ctx: Context, _: UsageOptions) -> Reply:
             )
         )
         head = (
-            f"GPU time this term: {_hours(total)} over {sum(r[3] for r in rows)} job(s) by "
-            f"{len(per_student)} student(s)."
+            f"GPU time this term: {_hours(total)} over {jobs} "
+            f"by {plural(len(per_student), 'student')}."
         )
     else:
-        head = f"Your GPU time this term: {_hours(total)} over {sum(r[3] for r in rows)} job(s)."
+        head = f"Your GPU time this term: {_hours(total)} over {jobs}."
     return Reply(title="GPU usage", text=head, tables=tables, files=files)
 
 

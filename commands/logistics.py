@@ -24,6 +24,7 @@ from commands.coursefile import (
 from commands.errors import InvalidInput, NotFound
 from commands.registry import Access, Complete, registry
 from commands.replies import Button, Reply, Section, Table
+from commands.solver import plural
 from commands.timefmt import fmt_day, fmt_instant, fmt_time, relative
 from db.models import Assignment, Battle, Course, Deadline, Milestone, Paper, Person, Slot
 
@@ -329,7 +330,9 @@ async def papers(ctx: Context, opts: PapersOptions) -> Reply:
         return Reply(text=f"No {what}. Try `papers` for the whole list.")
     pages = (len(found) + PAGE_SIZE - 1) // PAGE_SIZE
     if opts.page > pages:
-        raise InvalidInput(f"There are only {pages} page(s) of {what}.")
+        raise InvalidInput(
+            f"There {'is' if pages == 1 else 'are'} only {plural(pages, 'page')} of {what}."
+        )
     start = (opts.page - 1) * PAGE_SIZE
     shown = found[start : start + PAGE_SIZE]
     rows = [

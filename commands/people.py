@@ -563,7 +563,7 @@ class UnlinkOptions(BaseModel):
 
 @registry.command(
     "register unlink",
-    "Remove someone's linked chat account(s); the account is told",
+    "Remove someone's linked chat accounts (all, or one platform's); each is told",
     topic="roster",
     access=Access.STAFF,
     ephemeral=True,

@@ -21,6 +21,7 @@ from commands.outbox import new_batch
 from commands.people import find_person
 from commands.registry import Access, Complete, registry
 from commands.replies import Delivery, Reply, Section, Table, Tone
+from commands.solver import plural
 from commands.timefmt import fmt_instant, relative
 from db.models import Course, Extension, Paper, Person, Ranking, RankingChoice, RankKind, Role, Slot
 
@@ -215,7 +216,8 @@ def parse_rankings_csv(text: str, *, source: str = "rankings.csv") -> RankingRow
             [
                 Problem(
                     "header",
-                    f"missing column(s) {', '.join(missing)}; need student,kind,rank,paper",
+                    f"missing {'column' if len(missing) == 1 else 'columns'} {', '.join(missing)}; "
+                    "need student,kind,rank,paper",
                 )
             ],
         )
@@ -471,7 +473,8 @@ async def rankings_remind(ctx: Context, _: BaseModel) -> Reply:
         ctx.dm(m.person.id, ranking_reminder(ctx.course, m, ctx.now), batch=batch)
     names = ", ".join(m.person.name for m in missing)
     return Reply(
-        text=f"{len(missing)} student(s) have not submitted: {names}.",
+        text=f"{plural(len(missing), 'student')} {'has' if len(missing) == 1 else 'have'} "
+        f"not submitted: {names}.",
         tone=Tone.SUCCESS,
         delivery=Delivery(
             batch, what="reminders", hint="`outbox unreached` lists whom to reach another way."

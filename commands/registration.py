@@ -41,6 +41,7 @@ from commands.errors import Conflict, Forbidden, InvalidInput, NotFound
 from commands.mail import MailConfig, send_mail
 from commands.outbox import new_batch
 from commands.replies import Button, Delivery, Reply, Table, Tone
+from commands.solver import plural
 from commands.timefmt import fmt_instant, relative
 from db.models import (
     AuditEntry,
@@ -748,7 +749,12 @@ async def decide(
             ),
         )
         closed += 1
-    extra = f" {closed} other request(s) for {person.name} were denied." if closed else ""
+    extra = (
+        f" {plural(closed, 'other request')} for {person.name} "
+        f"{'was' if closed == 1 else 'were'} denied."
+        if closed
+        else ""
+    )
     return Reply(
         text=f"Approved: {_account(platform, req.user_id, req.display_name)} is now linked "
         f"to {person.name}.{extra}",

@@ -176,7 +176,11 @@ def submit(req: WorkerRequest, env: dict[str, str] | None = None) -> list[str]:
             raise SlurmError(f"sbatch could not be run: {exc}") from None
         if out.returncode != 0:
             reason = _sbatch_reason(out.stderr or out.stdout)
-            done = f" ({len(ids)} worker(s) were submitted: {', '.join(ids)})" if ids else ""
+            done = (
+                f" ({len(ids)} worker{' was' if len(ids) == 1 else 's were'} submitted: {', '.join(ids)})"
+                if ids
+                else ""
+            )
             raise SlurmError(f"Slurm refused the worker job: {reason}{done}")
         ids.append(out.stdout.strip().split(";")[0])
     return ids

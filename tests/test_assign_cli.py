@@ -39,7 +39,7 @@ def test_solve_without_a_bot_is_reproducible(tmp_path: Path) -> None:
     first = run(*args, "--out", str(tmp_path / "a.csv"), tmp=tmp_path)
     assert first.returncode == 0, first.stderr
     # Coverage: all 18 papers are presented, so one student takes their 6th choice.
-    assert "Worst rank: 6th (1 student(s))" in first.stdout
+    assert "Worst rank: 6th (1 student)" in first.stdout
     assert "Empty papers: none" in first.stdout
     assert "Battles that run: #9 vs #10, #16 vs #17, #19 vs #20, #27 vs #28" in first.stdout
     again = run(*args, "--out", str(tmp_path / "b.csv"), tmp=tmp_path)

@@ -493,7 +493,7 @@ def test_backup_then_restore_brings_back_the_database_and_files(sample: Workdir)
     (sample.data / "shell-files" / "msg1-1-chart.png").write_bytes(b"not kept")
     archive = sample.root / "backup.tar.gz"
     out = _ok(sample("backup", "create", "-o", str(archive)))
-    assert out == f"Backed up the database and 1 stored file(s) to {archive}.\n"
+    assert out == f"Backed up the database and 1 stored file to {archive}.\n"
     before = sample.dump()
 
     _ok(sample("people", "link", "maya.johnson@unc.edu", "terminal", "maya2"))
@@ -503,7 +503,7 @@ def test_backup_then_restore_brings_back_the_database_and_files(sample: Workdir)
     assert err == "Restoring replaces the database and stored files: add --yes to go ahead.\n"
 
     out = _ok(sample("backup", "restore", str(archive), "--yes"))
-    assert out == f"Restored the database and 1 stored file(s) from {archive}.\n"
+    assert out == f"Restored the database and 1 stored file from {archive}.\n"
     assert sample.dump() == before
     assert stored.read_bytes() == b"%PDF-1.4 a critique"
     kept = list(sample.root.glob("coursebot.db.before-restore-*"))

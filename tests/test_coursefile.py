@@ -483,8 +483,8 @@ def test_roster_missing_the_student_column_is_refused() -> None:
         parse_canvas_roster(text, source="r.csv")
     [problem] = info.value.problems
     assert problem.loc == "header"
-    assert problem.message.startswith("missing column(s) Student;")
-    assert str(info.value).startswith("r.csv has 1 problem:\n  - header: missing column(s) Student")
+    assert problem.message.startswith("missing column Student;")
+    assert str(info.value).startswith("r.csv has 1 problem:\n  - header: missing column Student")
 
 
 def test_roster_problems_name_the_csv_line_and_points_possible_is_skipped() -> None:

@@ -131,7 +131,7 @@ def test_train_learns_the_digits_by_backprop() -> None:
     demo = catalogue()["train"]
     notes: list[tuple[float, str]] = []
     result = demo.run(demo.params(epochs=3), "cpu", lambda f, w: notes.append((f, w)))
-    accuracy = _percent(result.text, "Test accuracy after 3 epoch(s):")
+    accuracy = _percent(result.text, "Test accuracy after 3 epochs:")
     assert accuracy > 0.8  # chance is 0.1; about 0.95 after 3 epochs
     epochs = [w for _, w in notes if w.startswith("epoch ")]
     assert [w.split(":")[0] for w in epochs] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]

@@ -220,7 +220,7 @@ async def test_instructor_pauses_resumes_and_limits_the_queue(app, tmp_path) -> 
         assert [j.id for j in await queue.queue_order(s)] == [1]
 
     r = await app.core.handle_text(req("gedas"), "gpu limit 0 bob")
-    assert "Bob Okafor may now have 0 job(s) waiting" in r.text
+    assert "Bob Okafor may now have 0 jobs waiting" in r.text
     r = await app.core.handle_text(req("bob"), "gpu run conv2d")
     assert r.is_error and "not allowed you GPU jobs" in r.text
     await app.core.handle_text(req("gedas"), "gpu limit 3")

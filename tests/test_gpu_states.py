@@ -192,7 +192,7 @@ async def test_a_paused_queue_shows_as_paused_with_its_jobs(app) -> None:  # typ
         r = await app.core.handle_text(req(who), "gpu run conv2d")
         assert "paused the GPU queue" in r.text and "position" in r.text
     r = await app.core.handle_text(req("alice"), "gpu status")
-    assert "paused: 2 job(s) waiting" in r.text, r.text
+    assert "paused: 2 jobs waiting" in r.text, r.text
     assert "#1 (paused)" in render_text(r)
     r = await app.core.handle_text(req("alice"), "gpu status 1")
     assert "queued (the GPU queue is paused)" in r.text
@@ -200,7 +200,7 @@ async def test_a_paused_queue_shows_as_paused_with_its_jobs(app) -> None:  # typ
         assert await Jobs(s).claim_next("w", NOW) is None
     await app.core.handle_text(req("gedas"), "gpu resume")
     r = await app.core.handle_text(req("alice"), "gpu status")
-    assert "2 job(s) waiting" in r.text and "paused" not in r.text
+    assert "2 jobs waiting" in r.text and "paused" not in r.text
 
 
 # ------------------------------------------------------------------ announcements
@@ -308,7 +308,7 @@ async def test_usage_per_student_and_demo_with_a_csv(app) -> None:  # type: igno
             await jobs.finish(j.id, "w", NOW + timedelta(seconds=secs), text="")
     r = await app.core.handle_text(req("gedas"), "gpu usage")
     out = render_text(r)
-    assert "GPU time this term: 12.0 min over 3 job(s) by 2 student(s)" in out, out
+    assert "GPU time this term: 12.0 min over 3 jobs by 2 students" in out, out
     [f] = r.files
     assert f.name.endswith("-gpu-usage.csv") and f.mime == "text/csv"
     rows = list(csv.DictReader(io.StringIO(f.data.decode())))
@@ -316,7 +316,7 @@ async def test_usage_per_student_and_demo_with_a_csv(app) -> None:  # type: igno
         ("Alice", "conv2d", "30.0"), ("Alice", "cnn", "90.0"), ("Bob", "cnn", "600.0")
     }  # fmt: skip
     r = await app.core.handle_text(req("alice"), "gpu usage")
-    assert "Your GPU time this term: 2.0 min over 2 job(s)" in r.text and not r.files
+    assert "Your GPU time this term: 2.0 min over 2 jobs" in r.text and not r.files
     assert "Bob" not in render_text(r)
 
 

@@ -122,7 +122,7 @@ async def test_status_and_reminders_are_staff_only(app, transcript) -> None:  # 
     out = await transcript.say(":as maya")
     out = await transcript.say("rankings remind")
     assert out.count("DM to ") == 24 and "DM to Alice Chen" not in out
-    assert "24 student(s) have not submitted" in out
+    assert "24 students have not submitted" in out
     assert "24 of 24 reminders delivered." in out
 
 
@@ -146,7 +146,7 @@ async def test_import_then_assign_review_edit_publish_export(app, transcript) ->
     assert "Battles that run: #9 vs #10, #16 vs #17, #19 vs #20, #27 vs #28" in text
     # Every one of the 18 papers is presented (coverage), so someone takes the least
     # wanted ones: the egalitarian optimum leaves one student at their 6th choice.
-    assert "Worst rank: 6th (1 student(s))" in text
+    assert "Worst rank: 6th (1 student)" in text
     assert "Empty papers: none" in text
     assert "proven optimal" in text and "min-cost flow" in text and "CP-SAT" in text
     assert "vs. random serial dictatorship" in text and "Cost of fairness" in text
@@ -170,7 +170,7 @@ async def test_import_then_assign_review_edit_publish_export(app, transcript) ->
     assert r.is_error and "no paper #99" in r.text
     r = await say(app, "gedas", "assign set alice 14")  # a 30-minute paper with one presenter
     assert "Alice Chen now presents #14 (was #25)" in r.text
-    assert "#25's paper now has 0 presenter(s), fewer than its minimum of 1" in r.text
+    assert "#25's paper now has 0 presenters, fewer than its minimum of 1" in r.text
     r = await say(app, "gedas", "assign swap alice alice")
     assert r.is_error
 

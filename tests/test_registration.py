@@ -383,7 +383,7 @@ async def test_staff_approve_and_deny_requests(app: App, dms: list[tuple[str, st
     approve = pending.buttons[0].custom_id
     r = await app.core.handle_action(term("maya"), approve)
     assert not r.is_error and "Approved: discord `4242`" in r.text
-    assert "1 other request(s) for Zoe Williams were denied" in r.text
+    assert "1 other request for Zoe Williams was denied" in r.text
     assert await links(app) == before | {("discord", "4242", "zoe.williams@unc.edu")}
     assert dms[0][:2] == ("discord", "4242") and "Welcome, Zoe Williams!" in dms[0][2]
     assert dms[1][:2] == ("discord", "666") and "not approved" in dms[1][2]

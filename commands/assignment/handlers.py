@@ -43,6 +43,7 @@ from commands.outbox import new_batch
 from commands.people import find_person
 from commands.registry import Access, Complete, registry
 from commands.replies import Delivery, FileOut, Reply, Table, Tone
+from commands.solver import plural
 from commands.timefmt import fmt_day
 from db.models import Assignment, Paper, Person, RankKind, Slot
 
@@ -248,13 +249,13 @@ async def assign(ctx: Context, opts: AssignOptions) -> Reply:
     ci = solved.proposal.ci
     cur = Current(solved.proposal.rows, solved.proposal.published, True)
     running = ", ".join(f"#{a} vs #{b}" for a, b in run.summary["running_battles"]) or "none"
-    text = f"{len(ci.inst.students)} students. Battles that run: {running}."
+    text = f"{plural(len(ci.inst.students), 'student')}. Battles that run: {running}."
     tables = []
     if not is_empty(cur.published):
         changes = cur.changes
         moved = len({c.key for c in changes})
         text += (
-            f" Next to the published assignment: {moved} student(s) would change "
+            f" Next to the published assignment: {plural(moved, 'student')} would change "
             f"{'paper or side' if moved else 'nothing'}; students keep seeing the "
             "published one until you publish this."
         )
@@ -497,7 +498,8 @@ async def assign_set(ctx: Context, opts: SetOptions) -> Reply:
     if have >= hi:
         what = "battle side" if kind is RankKind.BATTLE else f"{paper.slot.value}-minute paper"
         raise Conflict(
-            f"#{paper.number} already has {have} presenter(s), the most a {what} takes ({hi}).",
+            f"#{paper.number} already has {plural(have, 'presenter')}, the most a {what} takes "
+            f"({hi}).",
             hint="Use `assign swap` to exchange with one of them.",
         )
     before = await rows_of(ctx.session, ctx.course.id, published=True)
@@ -524,8 +526,8 @@ async def assign_set(ctx: Context, opts: SetOptions) -> Reply:
         if left < max(old_lo, 1):
             what = "side" if kind is RankKind.BATTLE else "paper"
             warn = (
-                f" Note: #{old.number}'s {what} now has {left} presenter(s), fewer than its "
-                f"minimum of {max(old_lo, 1)}"
+                f" Note: #{old.number}'s {what} now has {plural(left, 'presenter')}, fewer "
+                f"than its minimum of {max(old_lo, 1)}"
                 + (" (nobody presents it)" if left == 0 else "")
                 + "."
             )
@@ -724,13 +726,15 @@ async def assign_publish(ctx: Context, opts: PublishOptions) -> Reply:
             ctx.post(
                 "announcements",
                 Reply(
-                    text=f"📣 The presentation schedule was updated: {told} student(s) have "
-                    "new papers and got a message. Type `schedule` to see it.",
+                    text=f"📣 The presentation schedule was updated: {plural(told, 'student')} "
+                    f"{'has' if told == 1 else 'have'} new papers and got a message. "
+                    "Type `schedule` to see it.",
                 ),
             )
         text = (
-            f"Published the new assignment. {told} student(s) whose papers changed get a "
-            "private message; the others keep theirs and are not messaged."
+            f"Published the new assignment. {plural(told, 'student')} whose papers changed "
+            f"{'gets' if told == 1 else 'get'} a private message; the others keep theirs and "
+            "are not messaged."
             if told
             else "Published; it is the same as before, so nobody is messaged."
         )

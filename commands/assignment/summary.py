@@ -12,6 +12,7 @@ from typing import Any
 from commands import solver
 from commands.assignment.instance import CourseInstance
 from commands.replies import FileOut, Section
+from commands.solver import plural
 from commands.timefmt import fmt_day
 from db.models import RankKind
 
@@ -164,7 +165,7 @@ def summary_sections(summary: Mapping[str, Any]) -> list[Section]:
             ("Mean rank", f"{s['mean_rank']:.2f}"),
             ("First choice", f"{s['pct_first']:.0f}%"),
             ("Top 3", f"{s['pct_top3']:.0f}%"),
-            ("Worst rank", f"{label(s['worst_rank'])} ({s['at_worst']} student(s))"),
+            ("Worst rank", f"{label(s['worst_rank'])} ({plural(s['at_worst'], 'student')})"),
         ]
         if "fairness_cost" in s:
             fields.append(
@@ -225,7 +226,7 @@ def summary_sections(summary: Mapping[str, Any]) -> list[Section]:
             fields.append(
                 (
                     "Did not rank",
-                    f"{s['not_ranked']} student(s), placed where seats remained"
+                    f"{plural(s['not_ranked'], 'student')}, placed where seats remained"
                     + (f": {', '.join(names)}" if names else ""),
                 )
             )

@@ -473,7 +473,7 @@ def _partner_groups(
         if not roomy:
             raise Infeasible(
                 f"The partners {label} cannot present together: {why} allow at most "
-                f"{max(hi[j] for j in cands)} presenter(s). Raise the limit, name another "
+                f"{plural(max(hi[j] for j in cands), 'presenter')}. Raise the limit, name another "
                 f"paper, or drop the request."
             )
         free = [j for j in roomy if not any(j in forbid[i] for i in group)]

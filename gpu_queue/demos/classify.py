@@ -534,7 +534,7 @@ def run(params: BaseModel, device: str, progress: Progress) -> DemoResult:
         source = f"the sample photo `{params.sample}`"
     progress(0.3, "loading MobileNetV2")
     model = load_model(weights_path(), device)
-    progress(0.55, f"classifying {len(frames)} frame(s)")
+    progress(0.55, f"classifying {len(frames)} frame{'s' * (len(frames) != 1)}")
     batch = torch.stack([preprocess(f) for f in frames])
     scores = _softmax(model, batch, device)
     mean = scores.mean(dim=0)

@@ -173,7 +173,7 @@ def run(params: BaseModel, device: str, progress: Progress) -> DemoResult:
     progress(1.0, "done")
     best = max(range(len(hist.test_acc)), key=hist.test_acc.__getitem__)
     lines = [
-        f"Test accuracy after {params.epochs} epoch(s): {hist.test_acc[-1]:.1%} "
+        f"Test accuracy after {params.epochs} epoch{'s' * (params.epochs != 1)}: {hist.test_acc[-1]:.1%} "
         f"(chance: 10%; training accuracy {hist.train_acc[-1]:.1%}).",
         f"Loss: {hist.train_loss[0]:.3f} after epoch 1 → {hist.train_loss[-1]:.3f} "
         f"(test {hist.test_loss[-1]:.3f}). Best test accuracy {hist.test_acc[best]:.1%} "

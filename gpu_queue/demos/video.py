@@ -347,7 +347,7 @@ def run(params: BaseModel, device: str, progress: Progress) -> DemoResult:
         f"  {temporal} CNN: {acc3:.1%}",
         *conclusion(acc2, acc3, n_test, temporal, params),
         f"({params.clips - n_test} training clips of {FRAMES}×{SIZE}×{SIZE}, {params.epochs} "
-        f"epoch(s) each, seed {params.seed}; trained on {device}.)",
+        f"epoch{'s' * (params.epochs != 1)} each, seed {params.seed}; trained on {device}.)",
     ]
     return DemoResult(text="\n".join(lines), images=images)
 
@@ -401,7 +401,7 @@ def conclusion(
     return [
         f"Neither model is clearly better than chance in this run (guessing gives 25% ± "
         f"{margin:.0f} points on {n_test} test clips{luck}): with {params.clips} clips and "
-        f"{params.epochs} epoch(s) the {temporal} CNN has not learned the motion yet; {more}.",
+        f"{params.epochs} epoch{'s' * (params.epochs != 1)} the {temporal} CNN has not learned the motion yet; {more}.",
     ]
 
 

@@ -7,7 +7,9 @@ as the solver runs (measured: paced p99 of 200 users rose from 38 ms to 232 ms w
 
 One worker, started on first use (``spawn``: nothing of the bot's event loop, threads
 or connections is copied into it) and kept for the next call. If it dies (killed, out
-of memory), a new one is started and the call tried once more. ``MODE = "thread"`` runs the work in a thread instead: where processes cannot
+of memory), a new one is started and the call tried once more. It runs at a lower CPU
+priority (``nice`` +:data:`NICENESS`): on a small host, the bot's event loop and the
+database answer the class first, and the solver takes the time they leave. ``MODE = "thread"`` runs the work in a thread instead: where processes cannot
 be started, and in tests that replace the solver with a local function (which cannot
 be sent to another process).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -31,8 +34,20 @@ T = TypeVar("T")
 #: ``"process"`` (the default) or ``"thread"``.
 MODE: Literal["process", "thread"] = "process"
 
+#: How much lower the worker's CPU priority is than the bot's (POSIX ``nice``).
+NICENESS = 10
+
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
+
+
+def _yield_cpu() -> None:
+    """In the worker, at start: let interactive work go first."""
+    if hasattr(os, "nice"):
+        try:
+            os.nice(NICENESS)
+        except OSError:  # not allowed here: run at the bot's priority
+            log.info("could not lower the solver process's priority")
 
 
 def _executor() -> ProcessPoolExecutor:
@@ -40,7 +55,9 @@ def _executor() -> ProcessPoolExecutor:
     with _pool_lock:
         if _pool is None:
             _pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_yield_cpu,
             )
         return _pool
 

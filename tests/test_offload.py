@@ -26,6 +26,15 @@ async def test_work_runs_in_another_process_and_its_errors_come_back() -> None:
         await offload.run(_infeasible)
 
 
+def _niceness() -> int:
+    return os.nice(0)
+
+
+async def test_the_worker_yields_the_cpu_to_the_bot() -> None:
+    """The solver's process runs at a lower priority than the bot's event loop."""
+    assert await offload.run(_niceness) == min(19, os.nice(0) + offload.NICENESS)
+
+
 async def test_a_dead_worker_is_replaced() -> None:
     with pytest.raises(BrokenProcessPool):
         await offload.run(_die)  # dies on both tries: the caller is told

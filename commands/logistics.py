@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Literal
@@ -168,32 +169,46 @@ class CourseCalendar:
         return next((m for m in self.meetings if m.day == day), None)
 
 
-async def course_calendar(session: AsyncSession, course: Course) -> CourseCalendar:
+async def course_calendar(
+    session: AsyncSession,
+    course: Course,
+    *,
+    papers: Sequence[Paper] | None = None,
+    battles: Sequence[Battle] | None = None,
+    milestones: Sequence[Milestone] | None = None,
+) -> CourseCalendar:
     """Every meeting of the course, papers or not: the weekly pattern from the first to
     the last class day (without ``first_day``/``last_day``: from the first to the last
     dated thing), with every day that has papers, a battle, project presentations or a
-    session; no-class days and breaks come as days off."""
+    session; no-class days and breaks come as days off. A caller that has loaded the
+    course's papers, battles or milestones passes them (no second query)."""
     syl = Syllabus.of(course)
     dated: set[date] = {s.date for s in syl.sessions}
-    dated |= {
-        d
-        for d in await session.scalars(
+    paper_days: Iterable[date | None]
+    battle_days: Iterable[date | None]
+    if papers is None:
+        paper_days = await session.scalars(
             select(Paper.class_date).where(
                 Paper.course_id == course.id, Paper.class_date.is_not(None)
             )
         )
-        if d is not None
-    }
-    dated |= {
-        d
-        for d in await session.scalars(
+    else:
+        paper_days = (p.class_date for p in papers)
+    dated |= {d for d in paper_days if d is not None}
+    if battles is None:
+        battle_days = await session.scalars(
             select(Battle.class_date).where(
                 Battle.course_id == course.id, Battle.class_date.is_not(None)
             )
         )
-        if d is not None
-    }
-    for m in await session.scalars(select(Milestone).where(Milestone.course_id == course.id)):
+    else:
+        battle_days = (b.class_date for b in battles)
+    dated |= {d for d in battle_days if d is not None}
+    if milestones is None:
+        milestones = list(
+            await session.scalars(select(Milestone).where(Milestone.course_id == course.id))
+        )
+    for m in milestones:
         dated |= {date.fromisoformat(str(d)) for d in m.presentations or []}
     off = {date.fromisoformat(str(d)) for d in course.no_class or []}
     first = syl.first_day or (min(dated) if dated else None)
@@ -406,7 +421,16 @@ async def schedule(ctx: Context, opts: ScheduleOptions) -> Reply:
             return "⚠ EMPTY: nobody presents"
         return _who(names, paper_id)
 
-    cal = await course_calendar(ctx.session, course)
+    milestones = list(
+        await ctx.session.scalars(select(Milestone).where(Milestone.course_id == course.id))
+    )
+    cal = await course_calendar(
+        ctx.session,
+        course,
+        papers=all_papers,
+        battles=list(battles.values()),
+        milestones=milestones,
+    )
     numbered = {p.number: p for p in all_papers}
     days: dict[date, list[str]] = defaultdict(list)
     for m in cal.meetings:  # the session's own line first
@@ -444,7 +468,7 @@ async def schedule(ctx: Context, opts: ScheduleOptions) -> Reply:
         days[p.class_date].append(
             f"#{p.number} ({p.slot.value}) {p.title} — {by}{crit}\n    {paper_details(p)}"
         )
-    for m in await ctx.session.scalars(select(Milestone).where(Milestone.course_id == course.id)):
+    for m in milestones:
         for d in m.presentations:
             days[date.fromisoformat(d)].append(f"{m.title}: presentations")
     for off in cal.days_off:

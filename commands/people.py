@@ -294,31 +294,32 @@ async def course_moments(ctx: Context) -> list[Moment]:
         heading = f"{day} is a battle day: battle {battle_name(battle)}"
         out.append(Moment(start, heading, BATTLE_COMMANDS))
 
-    milestone = await ctx.session.scalar(
-        select(Milestone)
-        .where(
-            Milestone.course_id == course.id,
-            Milestone.due > now,
-            Milestone.due <= now + PROJECT_SOON,
-        )
-        .order_by(Milestone.due)
-        .limit(1)
+    milestones = list(
+        await ctx.session.scalars(select(Milestone).where(Milestone.course_id == course.id))
     )
+    soon = sorted(
+        (m for m in milestones if m.due is not None and now < m.due <= now + PROJECT_SOON),
+        key=lambda m: (m.due, m.id),
+    )
+    milestone = soon[0] if soon else None
     if milestone is not None and milestone.due is not None:
         when = f"{fmt_instant(milestone.due, tz)}, {relative(milestone.due, now)}"
         heading = f"{milestone.title} write-up due ({when})"
         out.append(Moment(milestone.due, heading, PROJECT_COMMANDS))
 
     # The term is over after its last class, battle, project day and write-up.
-    days = [
-        await ctx.session.scalar(
-            select(func.max(Paper.class_date)).where(Paper.course_id == course.id)
-        ),
-        await ctx.session.scalar(
-            select(func.max(Battle.class_date)).where(Battle.course_id == course.id)
-        ),
-    ]
-    for m in await ctx.session.scalars(select(Milestone).where(Milestone.course_id == course.id)):
+    last_days = await ctx.session.execute(
+        select(
+            select(func.max(Paper.class_date))
+            .where(Paper.course_id == course.id)
+            .scalar_subquery(),
+            select(func.max(Battle.class_date))
+            .where(Battle.course_id == course.id)
+            .scalar_subquery(),
+        )
+    )
+    days: list[date | None] = list(last_days.one())
+    for m in milestones:
         days += [date.fromisoformat(str(d)) for d in m.presentations or []]
         days.append(m.due.astimezone(tz).date() if m.due else None)
     known = [d for d in days if d is not None]

@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from bot.app import settle_heap, start_app
 from bot.settings import SAMPLE_COURSE, Settings
+from commands import offload
 from commands.clock import FixedClock
 from commands.context import Caller, Request, Where
 from commands.coursefile import (
@@ -376,6 +377,9 @@ async def run_backend(
         # As a bot process does once after its start: this run's app, set up, is moved
         # out of the collector's sight (the first run's was; a later one's would not be).
         settle_heap(again=True)
+        # As a bot process does at start: the solver's worker is running before users come.
+        if (ready := offload.prestart()) is not None:
+            await asyncio.wrap_future(ready)
 
         start = asyncio.Event()
         samples: list[Sample] = []

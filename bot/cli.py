@@ -691,6 +691,7 @@ async def _shell(
         run_script,
         stdin_is_interactive,
     )
+    from commands import offload
 
     scripted = script is not None or not stdin_is_interactive()
     log_file = _log_to_file(shell_log(settings))
@@ -699,6 +700,8 @@ async def _shell(
     # A scripted run with --now lives on virtual time: it moves only with :advance and
     # :wait, so two runs of one script print the same transcript.
     app_ = await start_app(settings, virtual=scripted)
+    if not scripted:  # a session, not a script: start the solver's process now
+        offload.prestart()
     try:
         try:
             workspace, default_speaker = await resolve_workspace(

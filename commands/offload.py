@@ -22,7 +22,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import Literal, TypeVar
@@ -60,6 +60,21 @@ def _executor() -> ProcessPoolExecutor:
                 initializer=_yield_cpu,
             )
         return _pool
+
+
+def prestart() -> Future[int] | None:
+    """Start the worker now (a bot at start), not at the first `assign`: a new process
+    imports the bot's modules (about a second of CPU), which would otherwise compete
+    with the class's commands the moment the instructor first asks for a proposal.
+    Returns a future done once the worker is ready (None: thread mode, or no process
+    could be started; the first call tries again)."""
+    if MODE != "process":
+        return None
+    try:
+        return _executor().submit(int)  # a no-op: done when the worker has started
+    except (OSError, RuntimeError) as exc:  # processes cannot be started here
+        log.warning("could not start the solver's worker process yet: %s", exc)
+        return None
 
 
 def _discard(broken: ProcessPoolExecutor) -> None:

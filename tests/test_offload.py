@@ -3,6 +3,7 @@ event loop's interpreter (commands/offload.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from concurrent.futures.process import BrokenProcessPool
 
@@ -33,6 +34,17 @@ def _niceness() -> int:
 async def test_the_worker_yields_the_cpu_to_the_bot() -> None:
     """The solver's process runs at a lower priority than the bot's event loop."""
     assert await offload.run(_niceness) == min(19, os.nice(0) + offload.NICENESS)
+
+
+async def test_prestart_starts_the_worker_before_the_first_call() -> None:
+    """A bot starts the solver's process at start: the first `assign` finds it ready."""
+    offload.shutdown()
+    ready = offload.prestart()
+    assert ready is not None
+    assert await asyncio.wrap_future(ready) == 0  # the worker ran its no-op
+    assert offload._pool is not None and len(offload._pool._processes) == 1
+    pids = set(offload._pool._processes)
+    assert await offload.run(os.getpid) in pids  # the same process serves the call
 
 
 async def test_a_dead_worker_is_replaced() -> None:

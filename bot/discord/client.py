@@ -25,6 +25,7 @@ from bot.discord.tree import build_commands, limit_problems
 from bot.leader import leadership
 from bot.scheduler import ReminderSweeper
 from bot.settings import Settings
+from commands import offload
 from commands.channels import ChannelInfo, bind_channels, channel_id
 from commands.coursefile import BattleRules
 from db.models import Course, CourseBinding, Platform
@@ -371,6 +372,7 @@ async def run_discord(settings: Settings) -> int:
             "found by each guild's binding"
         )
     app = await start_app(settings)
+    offload.prestart()  # the solver's process, started while nobody waits on the bot
     bot = CourseBot(app, guild_id=settings.discord.guild_id)
     # Only the leading replica holds the gateway (Discord sends each event to one
     # connection); a follower waits here and takes over if the leader stops.

@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.app import start_app
 from bot.settings import Settings, SlackSettings
+from commands import offload
 
 log = logging.getLogger("coursebot.slack")
 
@@ -49,6 +50,7 @@ async def run_slack(settings: Settings, *, stop: asyncio.Event | None = None) ->
     from bot.slack.sender import slack_error
 
     app = await start_app(settings)
+    offload.prestart()  # the solver's process, started while nobody waits on the bot
     bot = SlackBot(app)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -77,6 +78,9 @@ WAKE_CHANNEL = "coursebot_wake"
 
 #: How many times a command runs when concurrent writes collide.
 ATTEMPTS = 3
+
+#: What a command button's argument may be (it becomes a word of the command line).
+PLAIN_WORD = re.compile(r"[\w.@-]{1,100}")
 
 #: Reactions' answers sent by the adapters are confirmed together this often (one
 #: write for a burst of voters, not one each).
@@ -186,10 +190,11 @@ class CommandCore:
             return Reply.error(STALE)
         if action.runs is not None:
             # A button for a command: run exactly as if it were typed (its own access
-            # check, its slow step on a snapshot outside the writers' queue).
-            if value is not None or args:
+            # check, its slow step on a snapshot outside the writers' queue), its
+            # arguments (a paper number) as plain words after it.
+            if value is not None or not all(PLAIN_WORD.fullmatch(a) for a in args):
                 return Reply.error(STALE)
-            return await self.handle_text(request, action.runs)
+            return await self.handle_text(request, " ".join((action.runs, *args)))
         handler = action.handler
         assert handler is not None
 
@@ -300,6 +305,10 @@ class CommandCore:
         if cmd.prepare is None:
             return await self._guarded(request, self._call(cmd, opts, None), read_only=cmd.reads)
         prepare, check = cmd.prepare, cmd.check
+        if request.event_id and await self._handled_before(request):
+            # A platform's retry, or a restart's recovery, of a command that already
+            # committed: said so before any slow work (which might refuse it now).
+            return Reply(duplicate=True, ephemeral=True)
         for attempt in range(1, PREPARE_ATTEMPTS + 1):
             prepared: list[Any] = []
 
@@ -441,6 +450,19 @@ class CommandCore:
         while len(self._recent_reads) > 10_000:
             self._recent_reads.popitem(last=False)
         return False
+
+    async def _handled_before(self, request: Request) -> bool:
+        """Whether the event id is already recorded (read only: the write records it)."""
+        async with self.db.read() as session:
+            found = await session.scalar(
+                select(ProcessedEvent.id).where(
+                    ProcessedEvent.platform == request.platform,
+                    ProcessedEvent.event_id == request.event_id,
+                )
+            )
+        if found is not None:
+            log.info("duplicate %s event %s ignored", request.platform.value, request.event_id)
+        return found is not None
 
     async def _seen(self, session: AsyncSession, request: Request) -> bool:
         """Record the event id; True if it was handled before (a retry or a duplicate)."""

@@ -15,14 +15,17 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import combinations
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands import offload
 from commands.context import Context
 from commands.critiques import course_students, paper_label
 from commands.due import Scope, due_registry, earliest
@@ -45,6 +48,9 @@ from db.models import (
     Person,
     Role,
 )
+
+if TYPE_CHECKING:
+    from commands.questions import Cluster
 
 log = logging.getLogger("coursebot.discussions")
 
@@ -155,22 +161,52 @@ async def pair_history(
     return history, len({discussion for discussion, _ in rows})
 
 
-async def propose_questions(
+@dataclass(frozen=True)
+class QuestionPlan:
+    """Questions clustered on a snapshot (``prepare``), with what they came from."""
+
+    key: tuple[object, ...]
+    clusters: list[Cluster]
+
+
+def _question_key(
+    discussion: Discussion, submitted: list[tuple[Critique, Person]], count: int
+) -> tuple[object, ...]:
+    return (discussion.id, tuple((c.id, c.question) for c, _ in submitted), count)
+
+
+async def _cluster(
     ctx: Context, discussion: Discussion, submitted: list[tuple[Critique, Person]], count: int
-) -> list[DiscussionQuestion]:
-    """Replace the draft list with ``count`` (or 6–8) questions, one per group of
-    similar submitted questions."""
-    for q in await compiled(ctx.session, discussion):
-        await ctx.session.delete(q)
-    await ctx.session.flush()
-    items = [(c.id, c.question) for c, _ in submitted]
-    k_min, k_max = (count, count) if count else (6, 8)
+) -> QuestionPlan:
+    """Group the submitted questions (TF-IDF, or sentence embeddings when installed:
+    seconds) in a thread, off the event loop."""
     from commands import questions
 
+    items = [(c.id, c.question) for c, _ in submitted]
+    k_min, k_max = (count, count) if count else (6, 8)
     embed = questions.embedder(bool(ctx.config.get("question_embeddings")))
     clusters = await asyncio.to_thread(
         questions.propose, items, k_min=k_min, k_max=k_max, embed=embed
     )
+    return QuestionPlan(_question_key(discussion, submitted, count), clusters)
+
+
+async def propose_questions(
+    ctx: Context, discussion: Discussion, submitted: list[tuple[Critique, Person]], count: int
+) -> list[DiscussionQuestion]:
+    """Replace the draft list with ``count`` (or 6–8) questions, one per group of
+    similar submitted questions: those the command's ``prepare`` step clustered on a
+    snapshot, outside the writers' queue, unless a submission changed since (then
+    clustered again here)."""
+    plan = ctx.prepared
+    if not (
+        isinstance(plan, QuestionPlan) and plan.key == _question_key(discussion, submitted, count)
+    ):
+        plan = await _cluster(ctx, discussion, submitted, count)
+    for q in await compiled(ctx.session, discussion):
+        await ctx.session.delete(q)
+    await ctx.session.flush()
+    clusters = plan.clusters
     made = []
     for i, cluster in enumerate(clusters, start=1):
         row = DiscussionQuestion(
@@ -349,6 +385,17 @@ class PaperRef(BaseModel):
     paper: DiscussionPaper = Field(description="the paper id")
 
 
+async def _plan_first_questions(ctx: Context, opts: PaperRef) -> QuestionPlan | None:
+    """`discussion questions`' slow step, on a snapshot: the first proposal, when the
+    command will make one."""
+    paper = await discussion_paper(ctx.session, ctx.course.id, opts.paper)
+    d = await discussion_of(ctx.session, ctx.course, paper)
+    submitted = await submitted_questions(ctx.session, paper)
+    if await compiled(ctx.session, d) or not submitted or d.state != "draft":
+        return None
+    return await _cluster(ctx, d, submitted, 0)
+
+
 @registry.command(
     "discussion questions",
     "Every question the students submitted for a paper, and the proposed list for the groups",
@@ -356,6 +403,7 @@ class PaperRef(BaseModel):
     ephemeral=True,
     topic="discussion",
     examples=("discussion questions 5",),
+    prepare=_plan_first_questions,  # clustered on a snapshot, outside the writers' queue
 )
 async def discussion_questions(ctx: Context, opts: PaperRef) -> Reply:
     paper = await discussion_paper(ctx.session, ctx.course.id, opts.paper)
@@ -396,15 +444,9 @@ class ProposeOptions(BaseModel):
     count: int | None = Field(None, ge=1, le=20, description="how many questions (default 6–8)")
 
 
-@registry.command(
-    "discussion propose",
-    "Propose the discussion questions again from the submitted ones (replaces the list)",
-    access=Access.STAFF,
-    ephemeral=True,
-    topic="discussion",
-    examples=("discussion propose 5", "discussion propose 5 count=7"),
-)
-async def discussion_propose(ctx: Context, opts: ProposeOptions) -> Reply:
+async def _to_propose(
+    ctx: Context, opts: ProposeOptions
+) -> tuple[Paper, Discussion, list[tuple[Critique, Person]]]:
     paper, d = await _for_edit(ctx, opts.paper)
     submitted = await submitted_questions(ctx.session, paper)
     if not submitted:
@@ -412,17 +454,35 @@ async def discussion_propose(ctx: Context, opts: ProposeOptions) -> Reply:
             f"No student has submitted a question for {paper_label(paper)} yet.",
             hint=f'Write your own with `discussion add {paper.number} "question"`.',
         )
+    return paper, d, submitted
+
+
+async def _plan_proposal(ctx: Context, opts: ProposeOptions) -> QuestionPlan:
+    """`discussion propose`'s slow step, on a snapshot outside the writers' queue."""
+    _, d, submitted = await _to_propose(ctx, opts)
+    return await _cluster(ctx, d, submitted, opts.count or 0)
+
+
+@registry.command(
+    "discussion propose",
+    "Propose the discussion questions again from the submitted ones (replaces the list)",
+    access=Access.STAFF,
+    ephemeral=True,
+    topic="discussion",
+    examples=("discussion propose 5", "discussion propose 5 count=7"),
+    prepare=_plan_proposal,  # clustered on a snapshot, outside the writers' queue
+)
+async def discussion_propose(ctx: Context, opts: ProposeOptions) -> Reply:
+    paper, d, submitted = await _to_propose(ctx, opts)
     qs = await propose_questions(ctx, d, submitted, opts.count or 0)
     return _list_reply(
         paper, d, qs, f"Proposed {len(qs)} questions from the {len(submitted)} submitted:"
     )
 
 
-@registry.action("discussion.propose", access=Access.STAFF)
-async def discussion_propose_button(
-    ctx: Context, args: tuple[str, ...], value: str | None
-) -> Reply:
-    return await discussion_propose(ctx, ProposeOptions(paper=int(args[0])))
+# The button runs the command as typed (`discussion propose <paper>`): clustered outside
+# the writers' queue like it.
+registry.command_button("discussion.propose", "discussion propose", access=Access.STAFF)
 
 
 @registry.command(
@@ -607,18 +667,40 @@ async def _present(ctx: Context, d: Discussion, absent: Sequence[str]) -> tuple[
     return students, source
 
 
-@registry.command(
-    "discussion start",
-    "Split the students present into breakout groups, one question and one thread each",
-    access=Access.STAFF,
-    topic="discussion",
-    examples=(
-        "discussion start 5",
-        "discussion start 5 groups=6 minutes=25",
-        "discussion start 5 absent=achen,bob",
-    ),
-)
-async def discussion_start(ctx: Context, opts: StartOptions) -> Reply:
+@dataclass(frozen=True)
+class StartInputs:
+    """What `discussion start` plans from, read after its checks."""
+
+    paper: Paper
+    discussion: Discussion
+    questions: list[DiscussionQuestion]
+    present: list[Person]
+    source: str  # where the list of who is present came from
+    n_groups: int
+    history: Counter[frozenset[int]]  # how often each pair met in earlier groups
+    held: int  # how many earlier discussions that is
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What the groups depend on: a plan for the same key is the same plan."""
+        return (
+            self.discussion.id,
+            tuple(p.id for p in self.present),
+            self.n_groups,
+            tuple(sorted(self.history.items(), key=str)),
+        )
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """Groups planned on a snapshot, with what they were planned from."""
+
+    inputs: tuple[object, ...]
+    groups: list[list[int]]
+
+
+async def _start_inputs(ctx: Context, opts: StartOptions) -> StartInputs:
+    """What `discussion start` plans from, after its checks (each refusal says why)."""
     paper = await discussion_paper(ctx.session, ctx.course.id, opts.paper)
     d = await discussion_of(ctx.session, ctx.course, paper)
     n = paper.number
@@ -645,15 +727,65 @@ async def discussion_start(ctx: Context, opts: StartOptions) -> Reply:
     n_groups = opts.groups or min(len(qs), max(1, len(present) // 3))
     if not present:
         raise Conflict("No students are present to put in groups.")
+    history, held = await pair_history(ctx.session, ctx.course.id, exclude=d.id)
+    return StartInputs(paper, d, qs, present, source, n_groups, history, held)
+
+
+async def _groups(start: StartInputs) -> list[list[int]]:
+    """The groups, planned in the worker process (a quarter of a second of pure Python
+    for 60 students: never on the event loop). The discussion's id seeds it: the same
+    inputs give the same groups."""
     from commands import grouping
 
-    history, held = await pair_history(ctx.session, ctx.course.id, exclude=d.id)
     try:
-        planned = await asyncio.to_thread(
-            grouping.next_groups, [p.id for p in present], n_groups, history, seed=d.id
+        return await offload.run(
+            partial(grouping.next_groups, seed=start.discussion.id),
+            [p.id for p in start.present],
+            start.n_groups,
+            start.history,
         )
     except grouping.GroupingError as exc:
         raise InvalidInput(str(exc), hint="Use fewer groups (`groups=N`).") from None
+
+
+async def _plan_groups(ctx: Context, opts: StartOptions) -> GroupPlan:
+    """`discussion start`'s slow step, on a read snapshot outside the writers' queue."""
+    start = await _start_inputs(ctx, opts)
+    return GroupPlan(start.key, await _groups(start))
+
+
+@registry.command(
+    "discussion start",
+    "Split the students present into breakout groups, one question and one thread each",
+    access=Access.STAFF,
+    topic="discussion",
+    examples=(
+        "discussion start 5",
+        "discussion start 5 groups=6 minutes=25",
+        "discussion start 5 absent=achen,bob",
+    ),
+    prepare=_plan_groups,  # planned on a snapshot: other commands are not held up
+)
+async def discussion_start(ctx: Context, opts: StartOptions) -> Reply:
+    # The groups were planned on a snapshot by ``_plan_groups`` (the core runs it
+    # outside the queue of writers). Checked again here, in the write: if who is
+    # present or the pair history changed meanwhile, they are planned again now.
+    start = await _start_inputs(ctx, opts)
+    paper, d, qs, present, source = (
+        start.paper,
+        start.discussion,
+        start.questions,
+        start.present,
+        start.source,
+    )
+    history, held = start.history, start.held
+    n = paper.number
+    plan: GroupPlan | None = ctx.prepared
+    if plan is not None and plan.inputs == start.key:
+        planned = plan.groups
+    else:  # rare: someone checked in (or a discussion ended) during the planning
+        log.info("discussion %s: who is present changed while planning; planned again", n)
+        planned = await _groups(start)
     names = {p.id: p.name for p in present}
     d.state, d.started_at, d.minutes = "running", ctx.now, opts.minutes
     d.channel = ctx.course.channels.get("discussions") or ctx.request.where.channel or "discussions"
@@ -694,8 +826,8 @@ async def discussion_start(ctx: Context, opts: StartOptions) -> Reply:
         are = "is" if unused == 1 else "are"
         note = f" {plural(unused, 'question')} {are} not used (fewer groups than questions)."
     return Reply(
-        title=f"Discussion of {paper_label(paper)}: {len(planned)} groups",
-        text=f"{len(present)} students ({source}) in {len(planned)} groups of {size_text}, "
+        title=f"Discussion of {paper_label(paper)}: {plural(len(planned), 'group')}",
+        text=f"{plural(len(present), 'student')} ({source}) in {plural(len(planned), 'group')} of {size_text}, "
         f"each in its own thread in #{d.channel}. Time: {opts.minutes} minutes, until "
         f"{fmt_instant(end, ctx.tz)}. {plural(met_before, 'pair')} met in an earlier group; "
         f"groups are mixed by the history of {plural(held, 'earlier discussion')}.{note}",

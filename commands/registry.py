@@ -381,7 +381,8 @@ class Registry:
         return decorate
 
     def command_button(self, name: str, line: str, *, access: Access = Access.ANYONE) -> None:
-        """Declare the action ``name``: a button that runs the command ``line``."""
+        """Declare the action ``name``: a button that runs the command ``line``, its
+        arguments (``Button(..., "name", ("5",))``) appended as words."""
         if name in self.actions:
             raise ValueError(f"action {name!r} declared twice")
         self.actions[name] = Action(name, None, access, runs=line)

@@ -329,3 +329,71 @@ async def test_timer_skips_a_stale_warning_and_a_call_back_past_grace(app, caplo
     assert len(skipped) == 2 and "warning" in skipped[0] and "call-back" in skipped[1]
     async with app.db.transaction() as s:
         assert await due_discussion_posts(s, START + timedelta(hours=3)) == []
+
+
+async def test_groups_and_questions_are_planned_outside_the_write_queue(  # type: ignore[no-untyped-def]
+    app, monkeypatch
+) -> None:
+    """Clustering the questions (`discussion questions`, `discussion propose` and its
+    button) and planning the groups (`discussion start`) run in the core's ``prepare``
+    step, on a snapshot outside the writers' queue; the write only stores the result.
+    A student who checks in while the groups are planned is not lost: the write sees
+    that attendance changed and plans again, with her."""
+    import dataclasses
+
+    from commands import discussions
+
+    calls: list[tuple[str, int]] = []
+    real_groups, real_cluster = discussions._groups, discussions._cluster
+
+    async def counted_groups(start):  # type: ignore[no-untyped-def]
+        calls.append(("groups", len(start.present)))
+        return await real_groups(start)
+
+    async def counted_cluster(ctx, d, submitted, count):  # type: ignore[no-untyped-def]
+        calls.append(("cluster", len(submitted)))
+        return await real_cluster(ctx, d, submitted, count)
+
+    monkeypatch.setattr(discussions, "_groups", counted_groups)
+    monkeypatch.setattr(discussions, "_cluster", counted_cluster)
+    app.clock.at = START - timedelta(hours=2)
+    await seed_questions(app, 5, QUESTIONS)
+
+    r = await say(app, "gedas", "discussion questions 5")
+    assert not r.is_error and "Proposed" in r.text, r.text
+    assert calls == [("cluster", len(QUESTIONS))]  # once, on the snapshot; stored as is
+    r = await say(app, "gedas", "discussion questions 5")  # a second look proposes nothing
+    assert calls == [("cluster", len(QUESTIONS))]
+    again = next(b for b in r.buttons if b.label == "Propose again")
+    r = await app.core.handle_action(req("gedas"), again.custom_id)
+    assert not r.is_error and "Proposed" in r.text, r.text
+    assert calls[-1] == ("cluster", len(QUESTIONS)) and len(calls) == 2
+    forged = await app.core.handle_action(req("gedas"), "discussion.propose:5 count=1")
+    assert forged.is_error and len(calls) == 2  # a crafted argument is not a command
+    assert (await app.core.handle_action(req("alice"), again.custom_id)).is_error  # staff only
+    assert not (await say(app, "gedas", "discussion accept 5")).is_error
+
+    cmd = app.core.registry.get("discussion start")
+    plan = cmd.prepare
+    assert plan is not None
+
+    async def overtaken(ctx, opts):  # type: ignore[no-untyped-def]
+        planned = await plan(ctx, opts)
+        here = await app.core.handle_action(req("alice"), "discussion.here:5")
+        assert not here.is_error, here.text  # alice checks in while the groups are planned
+        return planned
+
+    monkeypatch.setitem(
+        app.core.registry.commands, cmd.path, dataclasses.replace(cmd, prepare=overtaken)
+    )
+    calls.clear()
+    app.clock.at = START
+    r = await say(app, "gedas", "discussion start 5")
+    assert not r.is_error, r.text
+    # Planned for the whole roster on the snapshot, then again in the write for who is
+    # here now (only alice checked in): the groups hold what the write saw.
+    assert calls == [("groups", 25), ("groups", 1)]
+    assert "1 student (the students who checked in) in 1 group of 1" in r.text, r.text
+    async with app.db.session() as s:
+        alice = await s.scalar(select(Person).where(Person.name == "Alice Chen"))
+    assert alice is not None and await groups(app, 5) == [[alice.id]]

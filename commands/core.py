@@ -482,9 +482,10 @@ class CommandCore:
         return False
 
     async def close(self, grace: float = 5.0) -> None:
-        """Let the edits queued after replies finish (at most ``grace`` seconds), then
-        stop the rest: an edit not sent stays pending in the outbox for the next start."""
-        tasks = list(self._after)
+        """Let the edits queued after replies and the answers' confirmations finish (at
+        most ``grace`` seconds), then stop the rest: an edit not sent stays pending in the
+        outbox for the next start (an answer not confirmed is sent again then)."""
+        tasks: list[asyncio.Task[Any]] = [*self._after, *filter(None, [self._confirming])]
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=grace)

@@ -1,17 +1,18 @@
-"""CPU-bound work (the assignment solver) in a separate process.
+"""CPU-bound work (the assignment solver, breakout groups, charts) in a separate process.
 
 A thread is not enough: pure-Python work in a thread holds the GIL in turns with the
 event loop, so every other command waits a few milliseconds at each step for as long
 as the solver runs (measured: paced p99 of 200 users rose from 38 ms to 232 ms while
 `assign` on 300 students ran every 2 s). A worker process has its own interpreter.
 
-One worker, started on first use (``spawn``: nothing of the bot's event loop, threads
-or connections is copied into it) and kept for the next call. If it dies (killed, out
-of memory), a new one is started and the call tried once more. It runs at a lower CPU
-priority (``nice`` +:data:`NICENESS`): on a small host, the bot's event loop and the
-database answer the class first, and the solver takes the time they leave. ``MODE = "thread"`` runs the work in a thread instead: where processes cannot
-be started, and in tests that replace the solver with a local function (which cannot
-be sent to another process).
+One worker, started with the bot (:func:`prestart`) or else on first use (``spawn``:
+nothing of the bot's event loop, threads or connections is copied into it) and kept for
+the next call. If it dies (killed, out of memory), a new one is started and the call
+tried once more. It runs at a lower CPU priority (``nice`` +:data:`NICENESS`): on a
+small host, the bot's event loop and the database answer the class first, and the
+solver takes the time they leave. ``MODE = "thread"`` runs the work in a thread
+instead: where processes cannot be started, and in tests that replace the solver with
+a local function (which cannot be sent to another process).
 """
 
 from __future__ import annotations

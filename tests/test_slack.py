@@ -221,6 +221,7 @@ async def running_slack(app: App, fake: FakeSlack, settings: Settings) -> AsyncI
     async with aiohttp.ClientSession() as http:
         yield Harness(bot, fake, f"http://127.0.0.1:{port}/slack/events", http, votes)
     await bot.stop()
+    await core.close()  # its edits and confirmations end before the database goes
 
 
 @pytest.fixture

@@ -95,6 +95,7 @@ async def test_a_vote_on_an_outbox_poll_counts_after_a_restart(
         assert fake.of("conversations.history") == []  # nothing read back from Slack
     finally:
         await bot.stop()
+        await core.close()  # its edits and confirmations end before the database goes
 
 
 async def test_a_reaction_on_an_unknown_message_changes_nothing(

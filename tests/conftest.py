@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -30,15 +31,16 @@ BACKENDS = ["sqlite", "postgres"]
 SAMPLE_NOW = datetime(2023, 8, 25, 14, 0, tzinfo=UTC)
 
 
-def pg_exec(url: str, sql: str) -> None:
-    """Run one statement on Postgres outside any event loop (admin DDL, truncation)."""
+def pg_exec(url: str, sql: str) -> list[Any]:
+    """Run SQL on Postgres outside any event loop (admin DDL, truncation); the rows of a
+    query."""
     import asyncio
 
     import asyncpg
 
     parsed = make_url(url)
 
-    async def run() -> None:
+    async def run() -> list[Any]:
         conn = await asyncpg.connect(
             host=parsed.host,
             port=parsed.port or 5432,
@@ -46,11 +48,14 @@ def pg_exec(url: str, sql: str) -> None:
             database=parsed.database,
         )
         try:
+            if sql.lstrip().upper().startswith("SELECT"):
+                return list(await conn.fetch(sql))
             await conn.execute(sql)
+            return []
         finally:
             await conn.close()
 
-    asyncio.run(run())
+    return asyncio.run(run())
 
 
 @pytest.fixture(scope="session")
@@ -103,8 +108,29 @@ def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iter
 
 
 def _truncate(url: str) -> None:
+    """Empty the test database for the next test. A transaction a test left open (a
+    task still running when its event loop ended) would hold TRUNCATE forever: it fails
+    the test instead, naming the statement, and the next tests go on."""
+    import asyncpg
+
     tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
-    pg_exec(url, f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    truncate = f"TRUNCATE {tables} RESTART IDENTITY CASCADE"
+    try:
+        pg_exec(url, f"SET lock_timeout = '20s'; {truncate}")
+    except asyncpg.exceptions.LockNotAvailableError:
+        others = (
+            "FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        stuck = [
+            f"{row['state']}: {row['query'][:200]}"
+            for row in pg_exec(url, f"SELECT state, query {others}")
+        ]
+        pg_exec(url, f"SELECT pg_terminate_backend(pid) {others}")
+        pg_exec(url, truncate)
+        raise AssertionError(
+            f"the test left a Postgres transaction open, which blocked the cleanup: {stuck}"
+        ) from None
 
 
 @pytest.fixture

@@ -119,8 +119,7 @@ def _truncate(url: str) -> None:
         pg_exec(url, f"SET lock_timeout = '20s'; {truncate}")
     except asyncpg.exceptions.LockNotAvailableError:
         others = (
-            "FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
+            "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         stuck = [
             f"{row['state']}: {row['query'][:200]}"

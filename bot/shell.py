@@ -450,6 +450,7 @@ class Shell:
         if not reply.silent and not reply.duplicate:
             await self._answer(reply)
         self.app.core.answered(reply)  # shown: its backup row in the outbox is released
+        await self.app.core.confirm_answers()  # now: the next line may move the clock
 
 
 def _duration(text: str) -> timedelta:

@@ -514,18 +514,23 @@ class CommandCore:
         if self._confirming is None:
             self._confirming = asyncio.create_task(self._confirm())
 
+    async def confirm_answers(self) -> None:
+        """Release the held rows of the answers sent so far now, not in the next batch
+        (the terminal, which answers one person at a time and may move its clock)."""
+        outcomes, self._answered = self._answered, {}
+        if not outcomes or self.dispatcher is None:
+            return
+        try:
+            await self.dispatcher.release_held(outcomes)
+        except Exception:
+            # Left held: the lease runs out and the dispatcher sends them again.
+            log.warning("could not confirm %d answer(s)", len(outcomes), exc_info=True)
+
     async def _confirm(self) -> None:
         try:
             while self._answered:
                 await asyncio.sleep(CONFIRM_EVERY)  # a burst of voters: one write
-                outcomes, self._answered = self._answered, {}
-                if self.dispatcher is None:
-                    continue
-                try:
-                    await self.dispatcher.release_held(outcomes)
-                except Exception:
-                    # Left held: the lease runs out and the dispatcher sends them again.
-                    log.warning("could not confirm %d answer(s)", len(outcomes), exc_info=True)
+                await self.confirm_answers()
         finally:
             self._confirming = None
 

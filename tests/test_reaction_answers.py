@@ -152,3 +152,22 @@ async def test_kill_9_after_the_vote_commits_still_answers_the_voter(
     async with app.db.session() as s:
         row = await s.get(OutboxMessage, row_id)
         assert row is not None and row.status == SENT
+
+
+async def test_the_terminal_shows_an_answer_once_when_its_clock_moves_on(  # type: ignore[no-untyped-def]
+    app: App, transcript
+) -> None:
+    """The terminal releases the backing row at once: a script that moves its virtual
+    clock past the row's lease right after a reaction does not see the answer twice."""
+    app.clock.at = BATTLE_DAY  # type: ignore[attr-defined]
+    await publish_groups(app, QUIET_GROUPS)
+    await transcript.say("battle open 1")
+    number = next(n for n, m in transcript.shell.messages.items() if m.reply.reactions)
+    await transcript.say(":as alice")
+    start = len(transcript.lines)
+    # Line after line as a script runs them (no waiting for background work between).
+    await transcript.shell.handle_line(f":react {number} {A}")
+    await transcript.shell.handle_line(":advance 2h")  # far past the 30-second lease
+    out = "\n".join(transcript.lines[start:])
+    assert out.count("counts once you say why") == 1, out
+    assert [r.status for r in await answer_rows(app, "alice")] == [SENT]

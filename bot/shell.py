@@ -449,8 +449,9 @@ class Shell:
             reply.text = "\n".join(p for p in (reply.text, note) if p)
         if not reply.silent and not reply.duplicate:
             await self._answer(reply)
-        self.app.core.answered(reply)  # shown: its backup row in the outbox is released
-        await self.app.core.confirm_answers()  # now: the next line may move the clock
+        # Shown: its backup row in the outbox is released now (the next line may move
+        # the clock).
+        await self.app.core.answered_now(reply)
 
 
 def _duration(text: str) -> timedelta:

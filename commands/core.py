@@ -514,9 +514,16 @@ class CommandCore:
         if self._confirming is None:
             self._confirming = asyncio.create_task(self._confirm())
 
-    async def confirm_answers(self) -> None:
-        """Release the held rows of the answers sent so far now, not in the next batch
-        (the terminal, which answers one person at a time and may move its clock)."""
+    async def answered_now(self, reply: Reply) -> None:
+        """:meth:`answered`, released at once rather than in the next batch (the
+        terminal: it answers one person at a time, and its next line may move a virtual
+        clock past the row's lease)."""
+        if reply.backup is not None:
+            self._answered[reply.backup] = None
+            reply.backup = None
+        await self._release_answered()
+
+    async def _release_answered(self) -> None:
         outcomes, self._answered = self._answered, {}
         if not outcomes or self.dispatcher is None:
             return
@@ -530,7 +537,7 @@ class CommandCore:
         try:
             while self._answered:
                 await asyncio.sleep(CONFIRM_EVERY)  # a burst of voters: one write
-                await self.confirm_answers()
+                await self._release_answered()
         finally:
             self._confirming = None
 

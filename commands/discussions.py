@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import combinations
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -51,6 +51,8 @@ from db.models import (
 
 if TYPE_CHECKING:
     from commands.questions import Cluster
+
+T = TypeVar("T")
 
 log = logging.getLogger("coursebot.discussions")
 
@@ -162,11 +164,13 @@ async def pair_history(
 
 
 @dataclass(frozen=True)
-class QuestionPlan:
-    """Questions clustered on a snapshot (``prepare``), with what they came from."""
+class Plan(Generic[T]):
+    """What a discussion command's ``prepare`` step computed on a snapshot (clusters,
+    groups), with the key of what it came from: the write uses it when the key still
+    holds, else computes it again."""
 
     key: tuple[object, ...]
-    clusters: list[Cluster]
+    value: T
 
 
 def _question_key(
@@ -177,7 +181,7 @@ def _question_key(
 
 async def _cluster(
     ctx: Context, discussion: Discussion, submitted: list[tuple[Critique, Person]], count: int
-) -> QuestionPlan:
+) -> Plan[list[Cluster]]:
     """Group the submitted questions (TF-IDF, or sentence embeddings when installed:
     seconds) in a thread, off the event loop."""
     from commands import questions
@@ -188,7 +192,7 @@ async def _cluster(
     clusters = await asyncio.to_thread(
         questions.propose, items, k_min=k_min, k_max=k_max, embed=embed
     )
-    return QuestionPlan(_question_key(discussion, submitted, count), clusters)
+    return Plan(_question_key(discussion, submitted, count), clusters)
 
 
 async def propose_questions(
@@ -199,14 +203,12 @@ async def propose_questions(
     snapshot, outside the writers' queue, unless a submission changed since (then
     clustered again here)."""
     plan = ctx.prepared
-    if not (
-        isinstance(plan, QuestionPlan) and plan.key == _question_key(discussion, submitted, count)
-    ):
+    if not (isinstance(plan, Plan) and plan.key == _question_key(discussion, submitted, count)):
         plan = await _cluster(ctx, discussion, submitted, count)
     for q in await compiled(ctx.session, discussion):
         await ctx.session.delete(q)
     await ctx.session.flush()
-    clusters = plan.clusters
+    clusters = plan.value
     made = []
     for i, cluster in enumerate(clusters, start=1):
         row = DiscussionQuestion(
@@ -385,7 +387,7 @@ class PaperRef(BaseModel):
     paper: DiscussionPaper = Field(description="the paper id")
 
 
-async def _plan_first_questions(ctx: Context, opts: PaperRef) -> QuestionPlan | None:
+async def _plan_first_questions(ctx: Context, opts: PaperRef) -> Plan[list[Cluster]] | None:
     """`discussion questions`' slow step, on a snapshot: the first proposal, when the
     command will make one."""
     paper = await discussion_paper(ctx.session, ctx.course.id, opts.paper)
@@ -457,7 +459,7 @@ async def _to_propose(
     return paper, d, submitted
 
 
-async def _plan_proposal(ctx: Context, opts: ProposeOptions) -> QuestionPlan:
+async def _plan_proposal(ctx: Context, opts: ProposeOptions) -> Plan[list[Cluster]]:
     """`discussion propose`'s slow step, on a snapshot outside the writers' queue."""
     _, d, submitted = await _to_propose(ctx, opts)
     return await _cluster(ctx, d, submitted, opts.count or 0)
@@ -691,14 +693,6 @@ class StartInputs:
         )
 
 
-@dataclass(frozen=True)
-class GroupPlan:
-    """Groups planned on a snapshot, with what they were planned from."""
-
-    inputs: tuple[object, ...]
-    groups: list[list[int]]
-
-
 async def _start_inputs(ctx: Context, opts: StartOptions) -> StartInputs:
     """What `discussion start` plans from, after its checks (each refusal says why)."""
     paper = await discussion_paper(ctx.session, ctx.course.id, opts.paper)
@@ -748,10 +742,10 @@ async def _groups(start: StartInputs) -> list[list[int]]:
         raise InvalidInput(str(exc), hint="Use fewer groups (`groups=N`).") from None
 
 
-async def _plan_groups(ctx: Context, opts: StartOptions) -> GroupPlan:
+async def _plan_groups(ctx: Context, opts: StartOptions) -> Plan[list[list[int]]]:
     """`discussion start`'s slow step, on a read snapshot outside the writers' queue."""
     start = await _start_inputs(ctx, opts)
-    return GroupPlan(start.key, await _groups(start))
+    return Plan(start.key, await _groups(start))
 
 
 @registry.command(
@@ -771,18 +765,12 @@ async def discussion_start(ctx: Context, opts: StartOptions) -> Reply:
     # outside the queue of writers). Checked again here, in the write: if who is
     # present or the pair history changed meanwhile, they are planned again now.
     start = await _start_inputs(ctx, opts)
-    paper, d, qs, present, source = (
-        start.paper,
-        start.discussion,
-        start.questions,
-        start.present,
-        start.source,
-    )
-    history, held = start.history, start.held
+    paper, d, qs, present = start.paper, start.discussion, start.questions, start.present
+    source, history, held = start.source, start.history, start.held
     n = paper.number
-    plan: GroupPlan | None = ctx.prepared
-    if plan is not None and plan.inputs == start.key:
-        planned = plan.groups
+    plan: Plan[list[list[int]]] | None = ctx.prepared
+    if plan is not None and plan.key == start.key:
+        planned = plan.value
     else:  # rare: someone checked in (or a discussion ended) during the planning
         log.info("discussion %s: who is present changed while planning; planned again", n)
         planned = await _groups(start)
